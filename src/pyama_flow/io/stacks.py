@@ -1,0 +1,156 @@
+"""Result stacks: (T, Y, X) TIFF, one page per frame, written and read frame by frame.
+
+Files are plain tifffile "shaped" TIFFs (BigTIFF when large), losslessly
+compressed with deflate (readable by Fiji / Bio-Formats, napari and tifffile),
+so any frame can be read without touching the others. Everything is written
+to a temporary name beside the target and renamed at the end, so a failed or
+killed job never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+#: Compression for each kind of stack: masks / labels compress > 20x.
+DEFAULT_COMPRESSION = ("zlib", 1)  # (codec, level): deflate level 1, fast and > 20x on labels
+_BIGTIFF_LIMIT = 2**32 - 2**25
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_stack(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    n_frames: int,
+    shape: tuple[int, int],
+    dtype: Any,
+    compression: tuple[str, int] | str | None = DEFAULT_COMPRESSION,
+    predictor: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Stream ``n_frames`` 2-D frames into a (T, Y, X) TIFF at ``path``.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray
+        Yields exactly ``n_frames`` arrays of ``shape``; consumed lazily, so
+        only one frame is held at a time.
+    compression : (codec, level) or codec or None
+        Lossless codec for every page.
+    predictor : bool
+        Horizontal differencing before compression (pays off on smooth images).
+    metadata : dict, optional
+        Extra JSON-serialisable metadata stored in the first page description.
+    """
+    dtype = np.dtype(dtype)
+    n_bytes = n_frames * shape[0] * shape[1] * dtype.itemsize
+    count = 0
+
+    def checked() -> Iterator[np.ndarray]:
+        nonlocal count
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.shape != tuple(shape):
+                raise ValueError(
+                    f"{path}: frame {count} has shape {frame.shape}, expected {tuple(shape)}"
+                )
+            count += 1
+            yield frame.astype(dtype, copy=False)
+
+    if isinstance(compression, tuple):
+        codec, level = compression
+        comp_args: dict[str, Any] | None = {"level": level}
+    else:
+        codec, comp_args = compression, None
+    meta = {"axes": "TYX"}
+    meta.update(metadata or {})
+    with atomic_path(path) as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=n_bytes > _BIGTIFF_LIMIT) as tw:
+            if n_frames > 0:
+                tw.write(
+                    checked(),
+                    shape=(n_frames, *shape),
+                    dtype=dtype,
+                    compression=codec,
+                    compressionargs=comp_args,
+                    predictor=predictor or None,
+                    photometric="minisblack",
+                    metadata=meta,
+                )
+            else:
+                tw.write(np.zeros((0, *shape), dtype), metadata=meta)
+        if count != n_frames:
+            raise ValueError(f"{path}: got {count} frames, expected {n_frames}")
+
+
+class StackReader:
+    """Read frames of a (T, Y, X) result stack one at a time."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._tif = tifffile.TiffFile(self.path)
+        series = self._tif.series[0]
+        shape = series.shape
+        if len(shape) == 2:
+            shape = (1, *shape)
+        self.shape: tuple[int, int, int] = tuple(int(s) for s in shape)  # type: ignore[assignment]
+        self.dtype = series.dtype
+        self._pages = series.pages
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if not -len(self) <= t < len(self):
+            raise IndexError(f"{self.path}: frame {t} out of range (0-{len(self) - 1})")
+        return self._pages[t % len(self)].asarray()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(len(self)):
+            yield self[t]
+
+    @property
+    def description(self) -> dict[str, Any]:
+        """The shaped-TIFF metadata stored by :func:`write_stack`."""
+        return dict(self._tif.shaped_metadata[0]) if self._tif.shaped_metadata else {}
+
+    def close(self) -> None:
+        self._tif.close()
+
+    def __enter__(self) -> "StackReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_stack(path: str | os.PathLike) -> np.ndarray:
+    """Whole stack in memory: for tests and small data only."""
+    with StackReader(path) as reader:
+        return np.stack(list(reader)) if len(reader) else np.zeros(reader.shape, reader.dtype)
