@@ -1,0 +1,24 @@
+# pyama-flow: PyAMA's single-cell time-lapse pipeline, one rule per step per FOV.
+#   snakemake --cores 2                                   # the built-in demo
+#   snakemake --cores 8 --configfile config/exp.yaml      # a real experiment
+#   snakemake --profile profiles/slurm --configfile config/exp.yaml
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/correct.smk"
+include: "workflow/rules/track.smk"
+include: "workflow/rules/traces.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/merge.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,11 @@
+from _common import run
+
+
+def main(snakemake):
+    from pyama_flow.steps import correct
+
+    i, p = snakemake.input, snakemake.params
+    correct(i.raw, i.seg, snakemake.output[0], p.tile_size, p.dilation)
+
+
+run(main, snakemake)  # noqa: F821

@@ -1,0 +1,21 @@
+from _common import run
+
+
+def main(snakemake):
+    from pyama_flow.fitting import fit_traces, write_fits
+    from pyama_flow.traces import read_traces
+
+    model = snakemake.wildcards.model
+    p = snakemake.params
+    df = read_traces(snakemake.input[0])
+    fits = fit_traces(
+        df,
+        [model],
+        overrides={model: dict(p.overrides)},
+        value_col=p.value_col,
+        n_jobs=snakemake.threads,
+    )
+    write_fits(fits, snakemake.output[0])
+
+
+run(main, snakemake)  # noqa: F821

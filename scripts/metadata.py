@@ -1,0 +1,12 @@
+from _common import run
+
+
+def main(snakemake):
+    from pyama_flow.steps import dataset_metadata, write_json
+
+    p = snakemake.params
+    meta = dataset_metadata(snakemake.input[0], p.reader, p.fovs, p.frame_interval_min)
+    write_json(snakemake.output[0], meta)
+
+
+run(main, snakemake)  # noqa: F821

@@ -1,0 +1,219 @@
+"""One function per workflow step, from input files to output files.
+
+Each function streams frame by frame (memory independent of the number of
+frames), writes every output atomically (temporary name, then rename) and
+raises :class:`~pyama_flow.io.base.InputError` with a one-line message naming
+the file or FOV on bad input. The Snakemake scripts only call these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import background as bgmod
+from .io import open_image
+from .io.base import InputError
+from .io.stacks import StackReader, atomic_path, write_stack
+from .segmentation import segment_frame
+from .traces import TraceBuilder, TraceFilter, write_traces
+
+log = logging.getLogger("pyama_flow")
+
+
+def write_json(path: str, data: Any) -> None:
+    """JSON with sorted keys, written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def dataset_metadata(
+    path: str,
+    reader_options: Mapping[str, Any],
+    fovs: Sequence[int],
+    frame_interval_min: float,
+) -> dict[str, Any]:
+    """Metadata of an input file plus the time points of every selected FOV.
+
+    Times come from the file's own stamps; where it has none they are
+    ``frame * frame_interval_min`` and ``time_source`` says ``"config"``.
+    """
+    with open_image(path, **reader_options) as reader:
+        meta = reader.metadata.to_dict()
+        for fov in fovs:
+            reader.check_index(fov=fov)
+        times: dict[str, list[float]] = {}
+        sources: dict[str, str] = {}
+        for fov in fovs:
+            t = reader.frame_times(fov)
+            if t is None or len(t) != reader.metadata.n_frames or not np.all(np.isfinite(t)):
+                t = np.arange(reader.metadata.n_frames) * float(frame_interval_min)
+                sources[str(fov)] = "config"
+                log.warning(
+                    "%s: FOV %d has no time stamps; using frame index x %g min "
+                    "(frame_interval_min from the config)", path, fov, frame_interval_min,
+                )
+            else:
+                sources[str(fov)] = "file"
+            times[str(fov)] = [round(float(v), 6) for v in t]
+    meta["fov_times_min"] = times
+    meta["time_source"] = sources
+    meta["selected_fovs"] = [int(f) for f in fovs]
+    return meta
+
+
+def extract(
+    path: str,
+    reader_options: Mapping[str, Any],
+    fov: int,
+    channel: int | str,
+    z: int | str,
+    out_path: str,
+) -> None:
+    """Copy one FOV's channel, frame by frame and in the original dtype, into a stack."""
+    with open_image(path, **reader_options) as reader:
+        reader.check_index(fov=fov)
+        c = reader.channel_index(channel)
+        m = reader.metadata
+        frames = (reader.read_frame(fov, t, c, z) for t in range(m.n_frames))
+        write_stack(
+            out_path,
+            frames,
+            m.n_frames,
+            (m.height, m.width),
+            np.dtype(m.dtype),
+            compression=("zlib", 1),
+            predictor=True,
+            metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
+        )
+    log.info("extracted FOV %d channel %d: %d frames of %dx%d %s",
+             fov, c, m.n_frames, m.height, m.width, m.dtype)
+
+
+def segment(raw_path: str, out_path: str, method: str, params: Mapping[str, Any]) -> None:
+    """Segment every frame of the phase-contrast stack into instance labels (uint16)."""
+    with StackReader(raw_path) as raw:
+        n, h, w = raw.shape
+
+        def frames() -> Iterator[np.ndarray]:
+            for t in range(n):
+                labels = segment_frame(raw[t], method=method, **params)
+                log.debug("frame %d: %d objects", t, int(labels.max()))
+                yield labels
+
+        write_stack(out_path, frames(), n, (h, w), np.uint16)
+    log.info("segmented %d frames with %s %s", n, method, dict(params))
+
+
+def correct(
+    raw_path: str, seg_path: str, out_path: str, tile_size: int, dilation: int
+) -> None:
+    """Background tile models of one fluorescence channel (see ``background``)."""
+    models = []
+    with StackReader(raw_path) as raw, StackReader(seg_path) as seg:
+        _check_same_shape(raw, seg)
+        for t in range(len(raw)):
+            models.append(bgmod.fit_tiles(raw[t], seg[t], tile_size=tile_size, dilation=dilation))
+    with atomic_path(out_path) as tmp:
+        bgmod.save_models(str(tmp), models, tile_size, dilation)
+    log.info("background models for %d frames (tile %d px, dilation %d px)",
+             len(models), tile_size, dilation)
+
+
+def track(seg_path: str, labels_path: str, lineage_path: str, params: Mapping[str, Any]) -> None:
+    """Link per-frame labels into tracks; write the label stack and the lineage table."""
+    from .tracking import Tracker
+
+    tracker = Tracker(**params)
+    with StackReader(seg_path) as seg:
+        n, h, w = seg.shape
+        frames = (tracker.update(seg[t]) for t in range(n))
+        write_stack(labels_path, frames, n, (h, w), np.uint32)
+    lineage = tracker.lineage()
+    with atomic_path(lineage_path) as tmp:
+        lineage.to_csv(tmp, index=False)
+    log.info("tracked %d frames: %d tracks", n, len(lineage))
+
+
+def traces(
+    labels_path: str,
+    raw_paths: Mapping[int, str],
+    background_paths: Mapping[int, str],
+    metadata_path: str,
+    out_path: str,
+    fov: int,
+    pc_channel: int,
+    background_weight: float,
+    min_frames: int,
+    border: int,
+    lineage_path: str | None = None,
+    stats_path: str | None = None,
+) -> pd.DataFrame:
+    """Per-cell features of every frame, filtered as the reference, sorted by cell, frame."""
+    with open(metadata_path) as fh:
+        meta = json.load(fh)
+    try:
+        times = meta["fov_times_min"][str(fov)]
+    except KeyError:
+        raise InputError(f"{metadata_path}: no time points for FOV {fov}") from None
+    channels = sorted(raw_paths)
+    builder = TraceBuilder(fov, pc_channel, channels, background_weight)
+    labels = StackReader(labels_path)
+    raws = {c: StackReader(raw_paths[c]) for c in channels}
+    bgs = {c: bgmod.BackgroundModels(background_paths[c]) for c in channels}
+    try:
+        for c in channels:
+            _check_same_shape(labels, raws[c])
+        if len(times) != len(labels):
+            raise InputError(
+                f"{metadata_path}: FOV {fov} has {len(times)} time points but "
+                f"{labels_path} has {len(labels)} frames"
+            )
+        for t in range(len(labels)):
+            builder.add_frame(
+                t,
+                times[t],
+                labels[t],
+                {c: raws[c][t] for c in channels},
+                {c: bgs[c][t] for c in channels},
+            )
+    finally:
+        labels.close()
+        for r in raws.values():
+            r.close()
+    raw_table = builder.table(None)
+    df = builder.table(TraceFilter(min_frames=min_frames, border=border))
+    if lineage_path is not None:
+        lineage = pd.read_csv(lineage_path)
+        parent = dict(zip(lineage["cell"], lineage["parent"]))
+        df["parent"] = df["cell"].map(parent).fillna(0).astype(np.int64)
+    write_traces(df, out_path)
+    if stats_path is not None:
+        per_frame = raw_table.groupby("frame")["cell"].nunique()
+        write_json(
+            stats_path,
+            {
+                "fov": int(fov),
+                "cells_detected": int(raw_table["cell"].nunique()),
+                "cells_kept": int(df["cell"].nunique()),
+                "rows_kept": int(len(df)),
+                "cells_per_frame": [int(per_frame.get(t, 0)) for t in range(len(times))],
+                "filters": {"min_frames": int(min_frames), "border": int(border)},
+            },
+        )
+    log.info("FOV %d: %d of %d cells kept by the filters (min_frames=%d, border=%d)",
+             fov, df["cell"].nunique(), raw_table["cell"].nunique(), min_frames, border)
+    return df
+
+
+def _check_same_shape(a: StackReader, b: StackReader) -> None:
+    if a.shape != b.shape:
+        raise InputError(
+            f"{b.path}: shape {b.shape} does not match {a.path} {a.shape}"
+        )

@@ -1,0 +1,139 @@
+import functools
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from pyama_flow.fovs import parse_fovs  # noqa: E402
+from pyama_flow.io import read_metadata  # noqa: E402
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+RESULTS = "results"
+SIM = config.get("simulate")
+SIM_CHANNELS = ["Phase", "GFP"]
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    fov="[0-9][0-9][0-9]+",
+    c="[0-9]+",
+    model="[a-z_]+",
+
+
+class ConfigError(Exception):
+    pass
+
+
+def fail(message):
+    raise ConfigError(message)
+
+
+@functools.cache
+def dataset_info(dataset):
+    """FOV count and channel names of a dataset's input, read once per run."""
+    ds = config["datasets"][dataset]
+    path = ds["input"]
+    if SIM is not None and Path(path) == Path(SIM["output"]) and not Path(path).exists():
+        return {"n_fovs": SIM["n_fovs"], "channels": SIM_CHANNELS}
+    if not Path(path).exists():
+        fail(f"datasets.{dataset}.input: file not found: {path}")
+    try:
+        meta = read_metadata(path, **ds.get("reader", {}))
+    except ValueError as exc:
+        fail(f"datasets.{dataset}.input: {exc}")
+    return {"n_fovs": meta.n_fovs, "channels": meta.channel_names}
+
+
+def channel_index(dataset, channel, key):
+    names = dataset_info(dataset)["channels"]
+    if isinstance(channel, int):
+        if not 0 <= channel < len(names):
+            fail(f"datasets.{dataset}.{key}: channel {channel} out of range (valid: 0-{len(names) - 1})")
+        return channel
+    if channel in names:
+        return names.index(channel)
+    fail(f"datasets.{dataset}.{key}: no channel named {channel!r} (channels: {names})")
+
+
+@functools.cache
+def channels(dataset):
+    """(phase-contrast index, [fluorescence indices]) of a dataset."""
+    ds = config["datasets"][dataset]
+    pc = channel_index(dataset, ds["phase"], "phase")
+    fl = [channel_index(dataset, c, "fluorescence") for c in ds["fluorescence"]]
+    if pc in fl:
+        fail(f"datasets.{dataset}: channel {pc} is both phase and fluorescence")
+    if len(set(fl)) != len(fl):
+        fail(f"datasets.{dataset}.fluorescence: a channel is listed twice")
+    return pc, fl
+
+
+@functools.cache
+def fovs(dataset):
+    ds = config["datasets"][dataset]
+    try:
+        return parse_fovs(ds.get("fovs", "all"), dataset_info(dataset)["n_fovs"], f"datasets.{dataset}.fovs")
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def fov_dir(dataset, fov):
+    return f"{RESULTS}/{dataset}/fov_{int(fov):03d}"
+
+
+def samples():
+    """name -> (dataset, [fovs]), checked against the processed FOVs."""
+    out = {}
+    for s in config.get("samples", []):
+        ds = s["dataset"]
+        if ds not in config["datasets"]:
+            fail(f"samples.{s['name']}.dataset: unknown dataset {ds!r}")
+        try:
+            sel = parse_fovs(s["fovs"], dataset_info(ds)["n_fovs"], f"samples.{s['name']}.fovs")
+        except ValueError as exc:
+            fail(str(exc))
+        missing = sorted(set(sel) - set(fovs(ds)))
+        if missing:
+            fail(f"samples.{s['name']}.fovs: FOV {missing[0]} is not processed (datasets.{ds}.fovs)")
+        if s["name"] in out:
+            fail(f"samples: name {s['name']!r} used twice")
+        out[s["name"]] = (ds, sel)
+    return out
+
+
+def fit_channel(dataset):
+    pc, fl = channels(dataset)
+    chosen = config["fit"].get("channel")
+    if chosen is None:
+        return fl[0]
+    c = channel_index(dataset, chosen, "fit.channel")
+    if c not in fl:
+        fail(f"fit.channel: channel {chosen!r} is not a fluorescence channel of {dataset}")
+    return c
+
+
+def feature_columns(dataset):
+    pc, fl = channels(dataset)
+    return [f"area_ch_{pc}"] + [f"intensity_total_ch_{c}" for c in fl]
+
+
+def log_path(rule_name, wc):
+    return f"{RESULTS}/logs/{wc.dataset}/fov_{wc.fov}/{rule_name}.log"
+
+
+def all_outputs():
+    out = []
+    for ds in config["datasets"]:
+        out.append(f"{RESULTS}/{ds}/metadata.json")
+        for fov in fovs(ds):
+            d = fov_dir(ds, fov)
+            out.append(f"{d}/traces.csv")
+            out += [f"{d}/fits_{m}.csv" for m in config["fit"]["models"]]
+    for name, (ds, _sel) in samples().items():
+        out += [f"{RESULTS}/samples/{name}/{name}_{col}.csv" for col in feature_columns(ds)]
+    out.append(f"{RESULTS}/all_traces.csv")
+    return out
