@@ -1,0 +1,64 @@
+"""Bad configurations are rejected before any job runs, naming the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def dry_run(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(cfg), "-n", "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+
+
+def edited(**changes) -> dict:
+    cfg = copy.deepcopy(DEMO)
+    for dotted, value in changes.items():
+        node = cfg
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {}) if isinstance(node, dict) else node[int(k)]
+        if isinstance(node, list):
+            node[int(keys[-1])] = value
+        else:
+            node[keys[-1]] = value
+    return cfg
+
+
+def test_demo_config_is_valid(tmp_path):
+    proc = dry_run(tmp_path, DEMO)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (edited(segmentaton={"method": "logstd"}), "'segmentaton' was unexpected"),
+        (edited(background__tile_size="big"), "'big' is not of type 'integer'"),
+        (edited(tracking__max_gap=-1), "max_gap"),
+        (edited(fit__models=["maturashun"]), "'maturashun' is not one of"),
+        (edited(datasets__demo__fovs="0-5"), "datasets.demo.fovs: FOV 2 is outside the file (valid: 0-1)"),
+        (edited(datasets__demo__fluorescence=["GFP", "Phase"]), "channel 0 is both phase and fluorescence"),
+        (edited(datasets__demo__phase="DIC"), "datasets.demo.phase: no channel named 'DIC'"),
+        (edited(datasets__demo__fovs="0"), "samples.treated.fovs: FOV 1 is not processed"),
+        (edited(datasets__demo__input="missing.nd2"), "datasets.demo.input: file not found: missing.nd2"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, config, message):
+    proc = dry_run(tmp_path, config)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
