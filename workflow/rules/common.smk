@@ -9,7 +9,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from pyama_flow.fovs import parse_fovs  # noqa: E402
 from pyama_flow.io import read_metadata  # noqa: E402
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 RESULTS = "results"
@@ -37,7 +36,11 @@ def dataset_info(dataset):
     """FOV count and channel names of a dataset's input, read once per run."""
     ds = config["datasets"][dataset]
     path = ds["input"]
-    if SIM is not None and Path(path) == Path(SIM["output"]) and not Path(path).exists():
+    if (
+        SIM is not None
+        and Path(path) == Path(SIM["output"])
+        and not Path(path).exists()
+    ):
         return {"n_fovs": SIM["n_fovs"], "channels": SIM_CHANNELS}
     if not Path(path).exists():
         fail(f"datasets.{dataset}.input: file not found: {path}")
@@ -52,7 +55,9 @@ def channel_index(dataset, channel, key):
     names = dataset_info(dataset)["channels"]
     if isinstance(channel, int):
         if not 0 <= channel < len(names):
-            fail(f"datasets.{dataset}.{key}: channel {channel} out of range (valid: 0-{len(names) - 1})")
+            fail(
+                f"datasets.{dataset}.{key}: channel {channel} out of range (valid: 0-{len(names) - 1})"
+            )
         return channel
     if channel in names:
         return names.index(channel)
@@ -76,7 +81,11 @@ def channels(dataset):
 def fovs(dataset):
     ds = config["datasets"][dataset]
     try:
-        return parse_fovs(ds.get("fovs", "all"), dataset_info(dataset)["n_fovs"], f"datasets.{dataset}.fovs")
+        return parse_fovs(
+            ds.get("fovs", "all"),
+            dataset_info(dataset)["n_fovs"],
+            f"datasets.{dataset}.fovs",
+        )
     except ValueError as exc:
         fail(str(exc))
 
@@ -93,12 +102,16 @@ def samples():
         if ds not in config["datasets"]:
             fail(f"samples.{s['name']}.dataset: unknown dataset {ds!r}")
         try:
-            sel = parse_fovs(s["fovs"], dataset_info(ds)["n_fovs"], f"samples.{s['name']}.fovs")
+            sel = parse_fovs(
+                s["fovs"], dataset_info(ds)["n_fovs"], f"samples.{s['name']}.fovs"
+            )
         except ValueError as exc:
             fail(str(exc))
         missing = sorted(set(sel) - set(fovs(ds)))
         if missing:
-            fail(f"samples.{s['name']}.fovs: FOV {missing[0]} is not processed (datasets.{ds}.fovs)")
+            fail(
+                f"samples.{s['name']}.fovs: FOV {missing[0]} is not processed (datasets.{ds}.fovs)"
+            )
         if s["name"] in out:
             fail(f"samples: name {s['name']!r} used twice")
         out[s["name"]] = (ds, sel)
@@ -112,7 +125,9 @@ def fit_channel(dataset):
         return fl[0]
     c = channel_index(dataset, chosen, "fit.channel")
     if c not in fl:
-        fail(f"fit.channel: channel {chosen!r} is not a fluorescence channel of {dataset}")
+        fail(
+            f"fit.channel: channel {chosen!r} is not a fluorescence channel of {dataset}"
+        )
     return c
 
 
@@ -134,6 +149,50 @@ def all_outputs():
             out.append(f"{d}/traces.csv")
             out += [f"{d}/fits_{m}.csv" for m in config["fit"]["models"]]
     for name, (ds, _sel) in samples().items():
-        out += [f"{RESULTS}/samples/{name}/{name}_{col}.csv" for col in feature_columns(ds)]
+        out += [
+            f"{RESULTS}/samples/{name}/{name}_{col}.csv" for col in feature_columns(ds)
+        ]
     out.append(f"{RESULTS}/all_traces.csv")
     return out
+
+
+# -- input functions of the rules --------------------------------------
+
+
+def dataset_input(wc):
+    return config["datasets"][wc.dataset]["input"]
+
+
+def segmentation_params(wc):
+    method = config["segmentation"]["method"]
+    return dict(config["segmentation"].get(method, {}))
+
+
+def traces_input(wc):
+    d = fov_dir(wc.dataset, wc.fov)
+    _pc, fl = channels(wc.dataset)
+    return {
+        "labels": f"{d}/labels.tif",
+        "lineage": f"{d}/tracks.csv",
+        "metadata": f"{RESULTS}/{wc.dataset}/metadata.json",
+        "raw": [f"{d}/raw_ch{c}.tif" for c in fl],
+        "background": [f"{d}/background_ch{c}.npz" for c in fl],
+    }
+
+
+def fit_input(wc):
+    """The user-curated traces (PyAMA's *_inspected.csv) when present, else the raw ones."""
+    d = fov_dir(wc.dataset, wc.fov)
+    inspected = Path(f"{d}/traces_inspected.csv")
+    return str(inspected) if inspected.exists() else f"{d}/traces.csv"
+
+
+def sample_traces(wc):
+    ds, sel = samples()[wc.sample]
+    return [f"{fov_dir(ds, f)}/traces.csv" for f in sel]
+
+
+def all_traces_input():
+    return [
+        f"{fov_dir(ds, f)}/traces.csv" for ds in config["datasets"] for f in fovs(ds)
+    ]

@@ -4,18 +4,18 @@ rule correct:
         seg=f"{RESULTS}/{{dataset}}/fov_{{fov}}/segmentation.tif",
     output:
         f"{RESULTS}/{{dataset}}/fov_{{fov}}/background_ch{{c}}.npz",
-    params:
-        tile_size=config["background"]["tile_size"],
-        dilation=config["background"]["dilation"],
     log:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/correct_ch{{c}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/correct_ch{{c}}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 600 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        tile_size=config["background"]["tile_size"],
+        dilation=config["background"]["dilation"],
     script:
         "../../scripts/correct.py"

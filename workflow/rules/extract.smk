@@ -1,26 +1,24 @@
-def dataset_input(wc):
-    return config["datasets"][wc.dataset]["input"]
-
-
 rule metadata:
     input:
         dataset_input,
     output:
         f"{RESULTS}/{{dataset}}/metadata.json",
-    params:
-        reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
-        fovs=lambda wc: fovs(wc.dataset),
-        frame_interval_min=lambda wc: config["datasets"][wc.dataset]["frame_interval_min"],
     log:
         f"{RESULTS}/logs/{{dataset}}/metadata.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/metadata.tsv"
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=300,
         runtime=5,
-    conda:
-        "../../envs/io.yaml"
+    params:
+        reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
+        fovs=lambda wc: fovs(wc.dataset),
+        frame_interval_min=lambda wc: config["datasets"][wc.dataset][
+            "frame_interval_min"
+        ],
     script:
         "../../scripts/metadata.py"
 
@@ -30,18 +28,18 @@ rule extract:
         dataset_input,
     output:
         f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif",
-    params:
-        reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
-        z=lambda wc: config["datasets"][wc.dataset]["z"],
     log:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.tsv"
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 400 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
-    conda:
-        "../../envs/io.yaml"
+    params:
+        reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
+        z=lambda wc: config["datasets"][wc.dataset]["z"],
     script:
         "../../scripts/extract.py"

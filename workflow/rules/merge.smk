@@ -1,8 +1,3 @@
-def sample_traces(wc):
-    ds, sel = samples()[wc.sample]
-    return [f"{fov_dir(ds, f)}/traces.csv" for f in sel]
-
-
 rule merge:
     input:
         sample_traces,
@@ -12,18 +7,14 @@ rule merge:
         f"{RESULTS}/logs/samples/{{sample}}/merge_{{column}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/samples/{{sample}}/merge_{{column}}.tsv"
+    conda:
+        "../../envs/fitting.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 1000 * attempt,
         runtime=lambda wc, attempt: 10 * attempt,
-    conda:
-        "../../envs/fitting.yaml"
     script:
         "../../scripts/merge.py"
-
-
-def all_traces_input():
-    return [f"{fov_dir(ds, f)}/traces.csv" for ds in config["datasets"] for f in fovs(ds)]
 
 
 rule tidy:
@@ -31,20 +22,18 @@ rule tidy:
         all_traces_input(),
     output:
         f"{RESULTS}/all_traces.csv",
-    params:
-        datasets_fovs=[[ds, f] for ds in config["datasets"] for f in fovs(ds)],
-        sample_of=[
-            [ds, f, name] for name, (ds, sel) in samples().items() for f in sel
-        ],
     log:
         f"{RESULTS}/logs/tidy.log",
     benchmark:
         f"{RESULTS}/benchmarks/tidy.tsv"
+    conda:
+        "../../envs/fitting.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 20 * attempt,
-    conda:
-        "../../envs/fitting.yaml"
+    params:
+        datasets_fovs=[[ds, f] for ds in config["datasets"] for f in fovs(ds)],
+        sample_of=[[ds, f, name] for name, (ds, sel) in samples().items() for f in sel],
     script:
         "../../scripts/tidy.py"

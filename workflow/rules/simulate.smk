@@ -4,17 +4,17 @@ if SIM is not None:
         output:
             tif=SIM["output"],
             truth=directory(SIM["truth"]),
-        params:
-            sim={k: v for k, v in SIM.items() if k not in ("output", "truth")},
         log:
             f"{RESULTS}/logs/simulate.log",
         benchmark:
             f"{RESULTS}/benchmarks/simulate.tsv"
+        conda:
+            "../../envs/io.yaml"
         threads: 1
         resources:
             mem_mb=500,
             runtime=10,
-        conda:
-            "../../envs/io.yaml"
+        params:
+            sim={k: v for k, v in SIM.items() if k not in ("output", "truth")},
         script:
             "../../scripts/simulate.py"

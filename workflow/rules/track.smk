@@ -4,17 +4,17 @@ rule track:
     output:
         labels=f"{RESULTS}/{{dataset}}/fov_{{fov}}/labels.tif",
         lineage=f"{RESULTS}/{{dataset}}/fov_{{fov}}/tracks.csv",
-    params:
-        tracking=dict(config["tracking"]),
     log:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/track.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/track.tsv"
+    conda:
+        "../../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 600 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        tracking=dict(config["tracking"]),
     script:
         "../../scripts/track.py"
