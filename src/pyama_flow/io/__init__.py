@@ -26,7 +26,7 @@ class FormatInfo:
         return importlib.util.find_spec(self.library) is not None
 
 
-#: Formats in the order they are tried by file name ending.
+#: Formats in the order they are tried by file name ending (a folder is a frame folder).
 FORMATS: list[FormatInfo] = [
     FormatInfo(
         "OME-TIFF / ImageJ / multi-page TIFF",
@@ -35,18 +35,32 @@ FORMATS: list[FormatInfo] = [
         "tifffile",
         "tiff:TiffReader",
     ),
+    FormatInfo("Nikon ND2", (".nd2",), "nd2", "nd2", "nd2:ND2Reader"),
+    FormatInfo("Zeiss CZI", (".czi",), "aicspylibczi", "aicspylibczi", "czi:CziReader"),
+    FormatInfo(
+        "folder of one-TIFF-per-frame",
+        (),
+        "tifffile",
+        "tifffile",
+        "folder:FolderReader",
+    ),
 ]
 
 
 def _find_format(path: str) -> FormatInfo:
+    """The format that reads ``path``: by name ending, or the folder reader for a folder."""
+    if os.path.isdir(path):
+        for fmt in FORMATS:
+            if fmt.name.startswith("folder"):
+                return fmt
     lower = path.lower()
     for fmt in FORMATS:
-        if fmt.name.startswith("folder") and os.path.isdir(path):
-            return fmt
         if any(lower.endswith(s) for s in fmt.suffixes):
             return fmt
     supported = ", ".join(s for f in FORMATS for s in f.suffixes)
-    raise InputError(f"{path}: unsupported format (supported: {supported})")
+    raise InputError(
+        f"{path}: unsupported format (supported: {supported}, or a folder of TIFF frames)"
+    )
 
 
 def open_image(path: str | os.PathLike, **options: Any) -> ImageReader:
@@ -55,7 +69,8 @@ def open_image(path: str | os.PathLike, **options: Any) -> ImageReader:
     Parameters
     ----------
     path : path-like
-        The file (or, for frame folders, the folder).
+        The file, or for frame folders the folder (or ``folder/pattern``,
+        e.g. ``"frames/*.tif"``).
     **options
         Reader options from the config (e.g. ``axes`` for a plain TIFF).
 
@@ -65,6 +80,16 @@ def open_image(path: str | os.PathLike, **options: Any) -> ImageReader:
         Unsupported format, missing reader library, missing or corrupt file.
     """
     path = os.fspath(path)
+    folder, name = os.path.split(path)
+    if (
+        not os.path.exists(path)
+        and any(ch in name for ch in "*?[")
+        and os.path.isdir(folder or ".")
+    ):
+        # "frames/*.tif": a frame folder with its pattern
+        if options.get("pattern") is None:
+            options = {**options, "pattern": name}
+        path = folder or "."
     fmt = _find_format(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -173,3 +174,32 @@ class ImageReader(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """Short printable one-line text of an exception (for :class:`InputError`).
+
+    Library errors on corrupt files can carry several lines or raw bytes; this
+    keeps the first line, drops unprintable characters and cuts it at ``limit``.
+    """
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", lines[0])  # raw bytes from parsers
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_options(
+    path: str, fmt: str, options: dict[str, Any], allowed: tuple[str, ...] = ()
+) -> None:
+    """Raise :class:`InputError` for a reader option the format does not take.
+
+    Options whose value is ``None`` are ignored, so a caller may pass every
+    option it knows and let each reader pick its own.
+    """
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "none"
+        raise InputError(
+            f"{path}: option(s) {', '.join(unknown)} do not apply to {fmt} input "
+            f"(options: {takes})"
+        )
