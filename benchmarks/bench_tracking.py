@@ -1,0 +1,184 @@
+"""Tracking benchmark (SPEC step 4): link precision / recall / F1, division recall, speed.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_tracking.py [--quick] [--data DIR]
+
+Datasets (the tracker always gets per-frame instance masks whose ids are
+shuffled randomly in every frame, so nothing is linked in the input):
+
+(a) ``simulate_lineage`` at 1024², ~150 nuclei, with divisions, births
+    (cells entering), one-frame dropouts and touching pairs; true masks given.
+    A second, harder row ("fast") moves cells 4 px/frame with 3 % dropouts.
+(b) The real Usiigaci T98G sequence, ``id_masks/*.png`` (37 frames,
+    8-bit label images whose ids are the annotated track ids). True lineage:
+    same id = same cell. The annotation has no parent information (its
+    ``tracks.csv`` holds only per-particle features), so every true link is
+    a same-id link; a predicted division therefore costs one false link even
+    when the annotators continued the mother's id into one daughter.
+
+Trackers: ``full`` = ``Tracker()`` defaults; ``ref-setting`` =
+``Tracker(max_gap=0, divisions=False)`` (PyAMA-compatible setting, still with
+mask IoU and births); ``old-ref`` = ``ReferenceTracker`` (faithful old
+behaviour: bounding-box IoU, frame-0 cells only).
+
+ms/frame is the tracker's ``update`` time only (best of the repeats per
+frame, averaged over frames), measured on a shared machine: compare rows of
+one run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pyama_flow.simulate_lineage import simulate_lineage
+from pyama_flow.tracking import ReferenceTracker, Tracker
+from pyama_flow.tracking_metrics import link_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+
+TRACKERS: dict[str, Callable[[], object]] = {
+    "full": Tracker,
+    "ref-setting": lambda: Tracker(max_gap=0, divisions=False),
+    "old-ref": ReferenceTracker,
+}
+
+
+def shuffled(frames: Sequence[np.ndarray], seed: int = 0) -> Iterator[np.ndarray]:
+    """Yield each frame with its ids permuted randomly (deterministic per frame)."""
+    for t, f in enumerate(frames):
+        rng = np.random.default_rng([seed, t])
+        top = int(f.max())
+        lut = np.zeros(max(top, 1) + 1, np.uint16)
+        # spread the ids over the uint16 range
+        lut[1:] = rng.choice(np.arange(1, 65536), size=max(top, 1), replace=False)
+        yield lut[f]
+
+
+def evaluate(name: str, true_frames: Sequence[np.ndarray], true_lineage: pd.DataFrame, repeats: int) -> list[dict]:
+    rows = []
+    for tname, make in TRACKERS.items():
+        best: np.ndarray | None = None
+        lineage = None
+        for _ in range(repeats):
+            tracker = make()
+            times = []
+            for f in shuffled(true_frames):
+                t0 = time.perf_counter()
+                tracker.update(f)
+                times.append(time.perf_counter() - t0)
+            arr = np.asarray(times)
+            best = arr if best is None else np.minimum(best, arr)
+            lineage = tracker.lineage()
+
+        def replay(make=make) -> Iterator[np.ndarray]:
+            # deterministic: re-run instead of holding every tracked frame in memory
+            tracker = make()
+            for f in shuffled(true_frames):
+                yield tracker.update(f)
+
+        s = link_scores(replay(), lineage, iter(true_frames), true_lineage)
+        rows.append(
+            {
+                "dataset": name,
+                "tracker": tname,
+                "links": s["n_true_links"],
+                "link_P": s["link_precision"],
+                "link_R": s["link_recall"],
+                "link_F1": s["link_f1"],
+                "divisions": s["n_true_divisions"],
+                "div_R": s["division_recall"],
+                "pred_div": s["n_pred_divisions"],
+                "gap_R": s["gap_link_recall"],
+                "ms/frame": float(best.mean() * 1e3),
+            }
+        )
+    return rows
+
+
+def simulator_rows(quick: bool, repeats: int) -> list[dict]:
+    n_frames = 15 if quick else 40
+    frames, lineage = simulate_lineage(
+        n_frames=n_frames,
+        shape=(1024, 1024),
+        n_cells=150,
+        division_prob=0.01,
+        birth_rate=0.4,
+        dropout_prob=0.01,
+        pair_fraction=0.4,
+        seed=1,
+    )
+    counts = [int(np.count_nonzero(np.bincount(f.ravel())[1:])) for f in (frames[0], frames[-1])]
+    print(
+        f"simulator: {n_frames} frames 1024², {counts[0]} -> {counts[-1]} cells, "
+        f"{int((lineage.parent > 0).sum()) // 2} divisions, "
+        f"{int(((lineage.parent == 0) & (lineage.first_frame > 0)).sum())} births"
+    )
+    rows = evaluate("sim", frames, lineage, repeats)
+    if not quick:
+        frames, lineage = simulate_lineage(
+            n_frames=n_frames,
+            shape=(1024, 1024),
+            n_cells=150,
+            speed=4.0,
+            division_prob=0.01,
+            birth_rate=0.5,
+            dropout_prob=0.03,
+            pair_fraction=0.5,
+            seed=2,
+        )
+        rows += evaluate("sim-fast", frames, lineage, 1)
+    return rows
+
+
+def t98g_rows(data: Path, repeats: int) -> list[dict]:
+    folder = data / "phase_timelapse" / "usiigaci_T98G" / "id_masks"
+    paths = sorted(folder.glob("*.png"))
+    if not paths:
+        print(f"T98G: skipped, no id_masks/*.png under {folder} (real data absent)")
+        return []
+    from skimage.io import imread
+
+    frames = [np.asarray(imread(p)).astype(np.uint16) for p in paths]
+    ids = sorted(set(np.concatenate([np.unique(f) for f in frames]).tolist()) - {0})
+    first = {i: next(t for t, f in enumerate(frames) if (f == i).any()) for i in ids}
+    last = {i: max(t for t, f in enumerate(frames) if (f == i).any()) for i in ids}
+    lineage = pd.DataFrame(
+        {
+            "cell": ids,
+            "parent": 0,
+            "first_frame": [first[i] for i in ids],
+            "last_frame": [last[i] for i in ids],
+        }
+    )
+    print(
+        f"T98G id_masks: {len(frames)} frames {frames[0].shape}, dtype {np.asarray(imread(paths[0])).dtype}, "
+        f"{len(ids)} annotated tracks, ~{np.mean([len(np.unique(f)) - 1 for f in frames]):.0f} cells/frame"
+    )
+    return evaluate("T98G", frames, lineage, repeats)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer simulated frames, one timing repeat")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else 3
+    rows = simulator_rows(args.quick, repeats) + t98g_rows(args.data, repeats)
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
+        print(table.to_string(index=False))
+    print(
+        "targets: sim link F1 >= 0.98, division recall >= 0.9; T98G link F1 >= 0.95; <= 10 ms/frame at 150 cells 1024²"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Tracking accuracy (SPEC, Metrics): link precision / recall / F1, division recall.
+
+Definitions used by :func:`link_scores`:
+
+- **Link**: object ``a`` in frame t and object ``b`` in frame t+1 such that
+  they are the same cell (same id in both frames) or ``b`` is a daughter of
+  ``a`` (``parent[b] == a`` in the lineage table, ``a`` present at t, ``b``
+  present at t+1 and not at t). Links are formed the same way from the
+  predicted track ids + predicted lineage and from the true ids + true
+  lineage.
+- **Matching**: in every frame, predicted objects are mapped one-to-one to
+  true objects by mask IoU >= ``min_iou`` (0.5; Hungarian,
+  :func:`pyama_flow.metrics.match_instances`). A predicted link (a, b) is
+  correct when a and b are both matched and their true objects form a true
+  link. Precision = correct / predicted links, recall = correct / true links.
+- **Gaps**: a cell missing from frames t+1 .. t+k-1 has no link across the
+  gap in this metric (neither in the truth nor in the prediction), so gap
+  closing does not change link precision or recall. Gap links are scored
+  separately: a *gap link* joins the same id at its last frame before a gap
+  and its first frame after it; ``gap_link_recall`` is the fraction of true
+  gap links whose two ends are matched to objects carrying the same
+  predicted id, ``gap_link_precision`` the converse for predicted gap links.
+- **Division**: a mother present at frame t with two or more daughters
+  present at t+1 (daughters appearing later are not scorable and not
+  counted). It is found when every mother -> daughter link of it is a
+  correct predicted link (``division_recall``). ``division_precision`` is
+  the same for predicted divisions against the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from pyama_flow.metrics import match_instances
+from pyama_flow.tracking import parent_of
+
+
+def frame_links(
+    ids_t: np.ndarray, ids_t1: np.ndarray, parent: dict[int, int]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Links between two consecutive frames from ids and a parent map.
+
+    Parameters
+    ----------
+    ids_t, ids_t1 : sorted arrays of the ids present in frames t and t+1
+    parent : cell id -> parent id (0 = none)
+
+    Returns
+    -------
+    same : (a, a) pairs for ids present in both frames
+    division : (mother, daughter) pairs, daughter present at t+1 but not at
+        t, mother present at t
+    """
+    same_ids = np.intersect1d(ids_t, ids_t1, assume_unique=True)
+    same = [(int(a), int(a)) for a in same_ids]
+    present_t = set(ids_t.tolist())
+    division = []
+    for b in np.setdiff1d(ids_t1, ids_t, assume_unique=True).tolist():
+        a = parent.get(int(b), 0)
+        if a and a in present_t:
+            division.append((a, int(b)))
+    return same, division
+
+
+def _ids(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    counts = np.bincount(frame.ravel().astype(np.int64))
+    ids = np.flatnonzero(counts)
+    return ids[ids > 0]
+
+
+def link_scores(
+    pred_frames: Iterable[np.ndarray],
+    pred_lineage: pd.DataFrame,
+    true_frames: Iterable[np.ndarray],
+    true_lineage: pd.DataFrame,
+    min_iou: float = 0.5,
+) -> dict[str, float]:
+    """Link precision, recall, F1, division recall (and gap-link scores).
+
+    Parameters
+    ----------
+    pred_frames, true_frames : equal-length iterables of (Y, X) label images
+        (predicted track ids; true cell ids). Consumed one frame at a time.
+    pred_lineage, true_lineage : tables with columns ``cell, parent`` (0 = no
+        parent), e.g. from :meth:`pyama_flow.tracking.Tracker.lineage`.
+    min_iou : IoU threshold of the per-frame one-to-one object matching.
+
+    Returns
+    -------
+    dict with ``n_frames, n_true_links, n_pred_links, n_correct_links,
+    link_precision, link_recall, link_f1, n_true_divisions,
+    n_divisions_found, division_recall, n_pred_divisions,
+    division_precision, n_true_gap_links, gap_link_recall, n_pred_gap_links,
+    gap_link_precision``. Ratios with an empty denominator are NaN.
+    See the module docstring for the definitions.
+    """
+    parent_p = parent_of(pred_lineage)
+    parent_t = parent_of(true_lineage)
+    n_true = n_pred = n_ok = 0
+    div_true = div_found = div_pred = div_pred_ok = 0
+    gap_true = gap_true_ok = gap_pred = gap_pred_ok = 0
+    last_seen_t: dict[int, tuple[int, int]] = {}  # true id -> (frame, matched pred id or 0)
+    last_seen_p: dict[int, tuple[int, int]] = {}  # pred id -> (frame, matched true id or 0)
+    prev = None
+    n_frames = 0
+    for t, (p, g) in enumerate(zip(pred_frames, true_frames, strict=True)):
+        n_frames += 1
+        mp, mt, _ = match_instances(p, g, min_iou)
+        p2t = dict(zip(mp.tolist(), mt.tolist(), strict=True))
+        t2p = dict(zip(mt.tolist(), mp.tolist(), strict=True))
+        ids_p, ids_g = _ids(p), _ids(g)
+        if prev is not None:
+            prev_ids_p, prev_ids_g, prev_p2t, prev_t2p = prev
+            same_p, div_p = frame_links(prev_ids_p, ids_p, parent_p)
+            same_g, div_g = frame_links(prev_ids_g, ids_g, parent_t)
+            true_set = set(same_g) | set(div_g)
+            pred_set = set(same_p) | set(div_p)
+            correct = {(a, b) for a, b in pred_set if a in prev_p2t and b in p2t and (prev_p2t[a], p2t[b]) in true_set}
+            n_true += len(true_set)
+            n_pred += len(pred_set)
+            n_ok += len(correct)
+            # divisions: group mother -> daughters links
+            for mother, daughters in _group(div_g).items():
+                if len(daughters) < 2:
+                    continue
+                div_true += 1
+                pm = prev_t2p.get(mother)
+                if pm is not None and all(d in t2p and (pm, t2p[d]) in correct for d in daughters):
+                    div_found += 1
+            for mother, daughters in _group(div_p).items():
+                if len(daughters) < 2:
+                    continue
+                div_pred += 1
+                if all((mother, d) in correct for d in daughters):
+                    div_pred_ok += 1
+        # gap links: an id seen again after missing >= 1 frame
+        for g_id in ids_g.tolist():
+            seen = last_seen_t.get(g_id)
+            if seen is not None and seen[0] < t - 1:
+                gap_true += 1
+                if seen[1] and t2p.get(g_id) == seen[1]:
+                    gap_true_ok += 1
+            last_seen_t[g_id] = (t, t2p.get(g_id, 0))
+        for p_id in ids_p.tolist():
+            seen = last_seen_p.get(p_id)
+            if seen is not None and seen[0] < t - 1:
+                gap_pred += 1
+                if seen[1] and p2t.get(p_id) == seen[1]:
+                    gap_pred_ok += 1
+            last_seen_p[p_id] = (t, p2t.get(p_id, 0))
+        prev = (ids_p, ids_g, p2t, t2p)
+
+    precision = _ratio(n_ok, n_pred)
+    recall = _ratio(n_ok, n_true)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {
+        "n_frames": n_frames,
+        "n_true_links": n_true,
+        "n_pred_links": n_pred,
+        "n_correct_links": n_ok,
+        "link_precision": precision,
+        "link_recall": recall,
+        "link_f1": f1,
+        "n_true_divisions": div_true,
+        "n_divisions_found": div_found,
+        "division_recall": _ratio(div_found, div_true),
+        "n_pred_divisions": div_pred,
+        "division_precision": _ratio(div_pred_ok, div_pred),
+        "n_true_gap_links": gap_true,
+        "gap_link_recall": _ratio(gap_true_ok, gap_true),
+        "n_pred_gap_links": gap_pred,
+        "gap_link_precision": _ratio(gap_pred_ok, gap_pred),
+    }
+
+
+def _group(links: list[tuple[int, int]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for a, b in links:
+        out.setdefault(a, []).append(b)
+    return out
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else float("nan")

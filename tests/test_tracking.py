@@ -1,0 +1,479 @@
+"""Tracking (SPEC step 4): streaming tracker, lineage, link metrics, simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyama_flow.simulate_lineage import simulate_lineage
+from pyama_flow.tracking import (
+    ReferenceTracker,
+    Tracker,
+    frame_objects,
+    join_lineage,
+    pair_overlaps,
+    parent_of,
+    track_frames,
+)
+from pyama_flow.tracking_metrics import link_scores
+
+T98G = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phase_timelapse" / "usiigaci_T98G"
+
+SHAPE = (64, 96)
+
+
+def disc(cy: float, cx: float, r: float, shape=SHAPE) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def box(y0: int, y1: int, x0: int, x1: int, shape=SHAPE) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def frame(*masks: np.ndarray, ids=None, shape=SHAPE) -> np.ndarray:
+    """Label image with the masks drawn in order (later masks on top)."""
+    out = np.zeros(shape, np.uint16)
+    ids = ids if ids is not None else range(1, len(masks) + 1)
+    for i, m in zip(ids, masks, strict=True):
+        out[m] = i
+    return out
+
+
+def run(frames, **params):
+    tracker = Tracker(**params)
+    out = [tracker.update(f) for f in frames]
+    return out, tracker.lineage()
+
+
+def ids_of(tracked: np.ndarray, mask: np.ndarray) -> list[int]:
+    return np.unique(tracked[mask]).tolist()
+
+
+def rows(lineage: pd.DataFrame) -> list[tuple[int, int, int, int]]:
+    return [tuple(int(v) for v in r) for r in lineage[["cell", "parent", "first_frame", "last_frame"]].to_numpy()]
+
+
+# ----------------------------------------------------------------- tracker
+
+
+def test_frame_objects_raster_order_and_moments():
+    lab = np.zeros((20, 30), np.uint16)
+    lab[10:15, 2:6] = 7  # first pixel at row 10
+    lab[2:4, 20:30] = 3  # first pixel at row 2 -> compact 1
+    lab[5, 0] = 9
+    lab[6, 29] = 9  # one id in two pieces, run wraps no row
+    fo = frame_objects(lab)
+    assert fo.n == 3
+    assert [int(fo.lut[v]) for v in (3, 9, 7)] == [1, 2, 3]
+    k = int(fo.lut[7])
+    assert fo.area[k] == 20 and fo.cy[k] == pytest.approx(12.0) and fo.cx[k] == pytest.approx(3.5)
+    k9 = int(fo.lut[9])
+    assert fo.area[k9] == 2 and fo.cx[k9] == pytest.approx(14.5) and fo.first[k9] == 5 * 30
+
+
+def test_pair_overlaps_match_metrics_overlap_counts():
+    from pyama_flow.metrics import overlap_counts
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 9, (40, 50)).astype(np.uint16)
+    b = rng.integers(0, 12, (40, 50)).astype(np.uint16)
+    fa, fb = frame_objects(a), frame_objects(b)
+    pp, pc, inter = pair_overlaps(fa, a, fb)
+    _, _, ra, rb, rinter = overlap_counts(a, b)
+    # translate compact indices back to label values
+    val_a = np.zeros(fa.n + 1, np.int64)
+    val_a[fa.lut[1:9]] = np.arange(1, 9)
+    val_b = np.zeros(fb.n + 1, np.int64)
+    val_b[fb.lut[1:12]] = np.arange(1, 12)
+    got = sorted(zip(val_a[pp].tolist(), val_b[pc].tolist(), inter.tolist()))
+    assert got == sorted(zip(ra.tolist(), rb.tolist(), rinter.tolist()))
+
+
+def test_output_dtype_and_ids_start_at_one():
+    f0 = frame(disc(20, 20, 6), disc(40, 60, 6), ids=[500, 17])
+    out, lin = run([f0])
+    assert out[0].dtype == np.uint32
+    # ids in raster order of the first pixel, whatever the input ids
+    assert ids_of(out[0], disc(20, 20, 6)) == [1]
+    assert ids_of(out[0], disc(40, 60, 6)) == [2]
+    assert rows(lin) == [(1, 0, 0, 0), (2, 0, 0, 0)]
+
+
+def test_birth_gets_new_id():
+    a = disc(20, 20, 6)
+    b = disc(45, 70, 6)
+    frames = [frame(a), frame(a), frame(a, b), frame(a, b)]
+    out, lin = run(frames)
+    assert [ids_of(o, a) for o in out] == [[1]] * 4
+    assert ids_of(out[2], b) == [2] and ids_of(out[3], b) == [2]
+    assert rows(lin) == [(1, 0, 0, 3), (2, 0, 2, 3)]
+
+
+def test_birth_also_in_reference_setting_but_not_in_old_reference():
+    a, b = disc(20, 20, 6), disc(45, 70, 6)
+    frames = [frame(a), frame(a, b), frame(a, b)]
+    out, lin = run(frames, max_gap=0, divisions=False)
+    assert ids_of(out[1], b) == [2]
+    old = ReferenceTracker()
+    old_out = [old.update(f) for f in frames]
+    assert ids_of(old_out[1], b) == [0]  # frame-0-only tracking drops the newcomer
+
+
+def test_one_frame_gap_keeps_id_with_gap_closing():
+    a = [disc(30, 20 + 2 * t, 7) for t in range(4)]
+    frames = [frame(a[0]), frame(a[1]), np.zeros(SHAPE, np.uint16), frame(a[3])]
+    out, lin = run(frames, max_gap=1)
+    assert ids_of(out[3], a[3]) == [1]
+    assert rows(lin) == [(1, 0, 0, 3)]
+    assert not (out[2] > 0).any()  # the gap frame has no pixels of the track
+    out0, lin0 = run(frames, max_gap=0)
+    assert ids_of(out0[3], a[3]) == [2]
+    assert rows(lin0) == [(1, 0, 0, 1), (2, 0, 3, 3)]
+
+
+def test_gap_longer_than_max_gap_starts_new_track():
+    a = disc(30, 30, 7)
+    z = np.zeros(SHAPE, np.uint16)
+    frames = [frame(a), z, z, frame(a)]
+    _, lin1 = run(frames, max_gap=1)
+    _, lin2 = run(frames, max_gap=2)
+    assert rows(lin1) == [(1, 0, 0, 0), (2, 0, 3, 3)]
+    assert rows(lin2) == [(1, 0, 0, 3)]
+
+
+def test_gap_closing_by_centroid_distance():
+    # the cell jumps 15 px during its one-frame gap: no overlap, linked by distance
+    z = np.zeros(SHAPE, np.uint16)
+    frames = [frame(disc(30, 20, 5)), z, frame(disc(30, 35, 5))]
+    _, near = run(frames, max_gap=1, max_distance=20.0)
+    _, far = run(frames, max_gap=1, max_distance=10.0)
+    assert rows(near) == [(1, 0, 0, 2)]
+    assert rows(far) == [(1, 0, 0, 0), (2, 0, 2, 2)]
+
+
+def test_gap_closing_prefers_the_reappearing_cell_over_a_neighbour_merge():
+    # B is missing in frame 1 while A grows over B's place; in frame 2 both are back.
+    a, b = box(10, 30, 10, 30), box(10, 30, 30, 45)
+    frames = [frame(a, b), frame(box(10, 30, 10, 42)), frame(a, b)]
+    out, lin = run(frames)
+    assert ids_of(out[2], a) == [1] and ids_of(out[2], b) == [2]
+    assert rows(lin) == [(1, 0, 0, 2), (2, 0, 0, 2)]
+
+
+def test_division_records_both_daughters():
+    mother = disc(32, 40, 10)
+    d1, d2 = disc(32, 33, 6), disc(32, 47, 6)
+    other = disc(52, 85, 5)
+    frames = [frame(mother, other), frame(mother, other), frame(d1, d2, other), frame(d1, d2, other)]
+    out, lin = run(frames)
+    assert ids_of(out[1], mother) == [1]
+    assert ids_of(out[2], d1) == [3] and ids_of(out[2], d2) == [4]
+    assert ids_of(out[3], other) == [2]
+    assert rows(lin) == [(1, 0, 0, 1), (2, 0, 0, 3), (3, 1, 2, 3), (4, 1, 2, 3)]
+    # reference setting: one daughter continues the mother, the other is a new cell
+    out_ref, lin_ref = run(frames, max_gap=0, divisions=False)
+    assert (lin_ref["parent"] == 0).all()
+    assert len(lin_ref) == 3
+    assert sorted([ids_of(out_ref[2], d1)[0], ids_of(out_ref[2], d2)[0]]) == [1, 3]
+
+
+def test_division_after_the_mother_moved():
+    # the second daughter lies mostly outside the mother's previous mask
+    mother = disc(32, 30, 10)
+    d1, d2 = disc(32, 33, 7), disc(32, 47, 7)
+    frames = [frame(mother), frame(mother), frame(d1, d2)]
+    _, lin = run(frames)
+    assert rows(lin) == [(1, 0, 0, 1), (2, 1, 2, 2), (3, 1, 2, 2)]
+
+
+def test_touching_neighbours_keep_their_ids():
+    frames, masks = [], []
+    for t in range(10):
+        y = 5 + 3 * t
+        w = 12 + (t % 3)  # sizes jitter a little
+        left, right = box(y, y + 14, 20, 20 + w), box(y, y + 14, 20 + w, 34 + w)
+        frames.append(frame(left, right))
+        masks.append((left, right))
+    out, lin = run(frames)
+    for o, (left, right) in zip(out, masks, strict=True):
+        assert ids_of(o, left) == [1] and ids_of(o, right) == [2]
+    assert rows(lin) == [(1, 0, 0, 9), (2, 0, 0, 9)]
+
+
+def test_shrinking_cell_with_neighbour_is_not_a_division():
+    # A loses 40 % of its area while its touching neighbour B moves 8 px into A's
+    # old place: 40 % of B now lies inside A's old mask, but B overlaps its own
+    # old mask more, so it is not A's daughter
+    a0, b0 = box(10, 30, 10, 30), box(10, 30, 30, 50)
+    a1, b1 = box(10, 30, 10, 22), box(10, 30, 22, 42)
+    out, lin = run([frame(a0, b0), frame(a1, b1)])
+    assert (lin["parent"] == 0).all() and len(lin) == 2
+    assert ids_of(out[1], a1) == [1] and ids_of(out[1], b1) == [2]
+
+
+def test_long_smooth_motion_ids_stable():
+    shape = (128, 128)
+    n_frames = 60
+    frames, centres = [], []
+    for t in range(n_frames):
+        c = [(20 + 1.5 * t, 20 + 0.5 * t), (100 - 1.0 * t, 30 + 1.2 * t), (64 + 20 * np.sin(t / 9), 100.0)]
+        frames.append(frame(*[disc(y, x, 6, shape) for y, x in c], shape=shape))
+        centres.append(c)
+    out, lin = run(frames)
+    expected = [1, 2, 3]  # raster order in frame 0: (20,20), (64,100), (100,30)
+    order0 = [1, 3, 2]
+    for o, c in zip(out, centres, strict=True):
+        got = [int(o[int(round(y)), int(round(x))]) for y, x in c]
+        assert got == order0
+    assert rows(lin) == [(i, 0, 0, n_frames - 1) for i in expected]
+
+
+def test_same_input_same_output_and_input_ids_irrelevant():
+    frames, lin_true = simulate_lineage(n_frames=8, shape=(128, 128), n_cells=12, seed=3)
+    frames = list(frames)
+    rng = np.random.default_rng(0)
+    shuffled = []
+    for f in frames:
+        lut = np.zeros(65536, np.uint16)
+        lut[1:] = rng.permutation(65535) + 1
+        shuffled.append(lut[f])
+    out1, lin1 = run(frames)
+    out2, lin2 = run(shuffled)
+    out3, lin3 = run(frames)
+    for a, b, c in zip(out1, out2, out3, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    pd.testing.assert_frame_equal(lin1, lin2)
+
+
+def test_track_frames_generator_matches_tracker():
+    frames, _ = simulate_lineage(n_frames=6, shape=(96, 96), n_cells=6, seed=1)
+    out, lin = run(frames)
+    gen = track_frames(iter(frames))
+    got = []
+    while True:
+        try:
+            got.append(next(gen))
+        except StopIteration as stop:
+            lin_gen = stop.value
+            break
+    assert len(got) == len(out)
+    for a, b in zip(got, out, strict=True):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(lin_gen, lin)
+
+
+def test_open_tracks_are_dropped_after_max_gap():
+    tracker = Tracker(max_gap=2)
+    tracker.update(frame(disc(30, 30, 6)))
+    z = np.zeros(SHAPE, np.uint16)
+    for _ in range(3):
+        tracker.update(z)
+    assert tracker._open == {}  # memory does not grow with frames
+
+
+def test_rejects_bad_input():
+    tracker = Tracker()
+    with pytest.raises(TypeError):
+        tracker.update(np.zeros(SHAPE, np.float32))
+    tracker.update(np.zeros(SHAPE, np.uint16))
+    with pytest.raises(ValueError):
+        tracker.update(np.zeros((10, 10), np.uint16))
+
+
+def test_huge_label_values():
+    a, b = disc(20, 20, 6), disc(40, 60, 6)
+    f0 = np.zeros(SHAPE, np.uint64)
+    f0[a], f0[b] = 2**40, 5
+    f1 = np.zeros(SHAPE, np.uint64)
+    f1[a], f1[b] = 7, 2**50
+    out, lin = run([f0, f1])
+    assert ids_of(out[1], a) == [1] and ids_of(out[1], b) == [2]
+    assert rows(lin) == [(1, 0, 0, 1), (2, 0, 0, 1)]
+
+
+# ----------------------------------------------------------------- lineage helpers
+
+
+def test_join_lineage_and_parent_of():
+    lineage = pd.DataFrame(
+        {"cell": [1, 2, 3, 4, 5, 6], "parent": [0, 1, 1, 3, 3, 0], "first_frame": 0, "last_frame": 0}
+    )
+    assert parent_of(lineage) == {1: 0, 2: 1, 3: 1, 4: 3, 5: 3, 6: 0}
+    df = pd.DataFrame({"cell": [1, 2, 4, 5, 6, 9], "frame": range(6)})
+    got = join_lineage(df, lineage)
+    assert got["lineage_root"].tolist() == [1, 1, 1, 1, 6, 9]
+    assert got["generation"].tolist() == [0, 1, 2, 2, 0, 0]
+    assert got["parent"].tolist() == [0, 1, 3, 3, 0, 0]
+    assert got["frame"].tolist() == list(range(6))
+    assert "lineage_root" not in df.columns
+
+
+# ----------------------------------------------------------------- metrics
+
+
+def _metric_case():
+    """Three frames: cell 1 divides into 2 and 3 at frame 2; cell 4 throughout."""
+    shape = (20, 40)
+    A = box(2, 10, 2, 10, shape)
+    D1, D2 = box(2, 6, 2, 10, shape), box(6, 10, 2, 10, shape)
+    D = box(12, 18, 30, 36, shape)
+    true = [frame(A, D, ids=[1, 4], shape=shape), frame(A, D, ids=[1, 4], shape=shape)]
+    true.append(frame(D1, D2, D, ids=[2, 3, 4], shape=shape))
+    true_lin = pd.DataFrame(
+        {"cell": [1, 2, 3, 4], "parent": [0, 1, 1, 0], "first_frame": [0, 2, 2, 0], "last_frame": [1, 2, 2, 2]}
+    )
+    return shape, (A, D1, D2, D), true, true_lin
+
+
+def test_link_scores_broken_link():
+    shape, (A, D1, D2, D), true, true_lin = _metric_case()
+    pred = [frame(A, D, ids=[10, 20], shape=shape), frame(A, D, ids=[10, 20], shape=shape)]
+    pred.append(frame(D1, D2, D, ids=[11, 12, 21], shape=shape))  # cell 4 loses its id
+    pred_lin = pd.DataFrame({"cell": [10, 11, 12, 20, 21], "parent": [0, 10, 10, 0, 0]})
+    s = link_scores(pred, pred_lin, true, true_lin)
+    assert (s["n_true_links"], s["n_pred_links"], s["n_correct_links"]) == (5, 4, 4)
+    assert s["link_precision"] == 1.0
+    assert s["link_recall"] == pytest.approx(0.8)
+    assert s["link_f1"] == pytest.approx(2 * 0.8 / 1.8)
+    assert (s["n_true_divisions"], s["n_divisions_found"], s["division_recall"]) == (1, 1, 1.0)
+    assert s["division_precision"] == 1.0
+
+
+def test_link_scores_division_missed_like_the_reference():
+    shape, (A, D1, D2, D), true, true_lin = _metric_case()
+    pred = [frame(A, D, ids=[10, 20], shape=shape), frame(A, D, ids=[10, 20], shape=shape)]
+    pred.append(frame(D1, D2, D, ids=[10, 13, 20], shape=shape))  # one daughter keeps the id
+    pred_lin = pd.DataFrame({"cell": [10, 13, 20], "parent": [0, 0, 0]})
+    s = link_scores(pred, pred_lin, true, true_lin)
+    assert (s["n_pred_links"], s["n_correct_links"]) == (4, 4)
+    assert s["link_recall"] == pytest.approx(0.8)
+    assert s["division_recall"] == 0.0 and s["n_pred_divisions"] == 0
+    assert np.isnan(s["division_precision"])
+
+
+def test_link_scores_swapped_ids_and_poor_overlap():
+    shape, (A, D1, D2, D), true, true_lin = _metric_case()
+    # frame 2: the tracker swaps: D gets 10, D1 gets 20 -> both continuing links are wrong
+    pred = [frame(A, D, ids=[10, 20], shape=shape), frame(A, D, ids=[10, 20], shape=shape)]
+    pred.append(frame(D1, D2, D, ids=[20, 30, 10], shape=shape))
+    pred_lin = pd.DataFrame({"cell": [10, 20, 30], "parent": [0, 0, 0]})
+    s = link_scores(pred, pred_lin, true, true_lin)
+    assert (s["n_pred_links"], s["n_correct_links"]) == (4, 2)
+    assert s["link_precision"] == pytest.approx(0.5) and s["link_recall"] == pytest.approx(0.4)
+    # a predicted object overlapping its true object with IoU < 0.5 is unmatched
+    pred2 = [p.copy() for p in true]
+    pred2[1] = frame(box(2, 10, 7, 15, shape), D, ids=[1, 4], shape=shape)  # IoU 3/13
+    s2 = link_scores(pred2, true_lin, true, true_lin)
+    assert (s2["n_pred_links"], s2["n_correct_links"]) == (5, 2)  # only cell 4's links survive
+
+
+def test_link_scores_gap_links_counted_separately():
+    shape = (20, 40)
+    A, D = box(2, 10, 2, 10, shape), box(12, 18, 30, 36, shape)
+    true = [frame(A, D, ids=[1, 4], shape=shape), frame(A, ids=[1], shape=shape), frame(A, D, ids=[1, 4], shape=shape)]
+    lin = pd.DataFrame({"cell": [1, 4], "parent": [0, 0]})
+    s = link_scores(true, lin, true, lin)
+    assert s["n_true_links"] == 2 and s["link_recall"] == 1.0  # 4 -> 4 across the gap is no link
+    assert s["n_true_gap_links"] == 1 and s["gap_link_recall"] == 1.0
+    pred = [true[0], true[1], frame(A, D, ids=[1, 5], shape=shape)]
+    s2 = link_scores(pred, pd.DataFrame({"cell": [1, 4, 5], "parent": 0}), true, lin)
+    assert s2["link_f1"] == 1.0 and s2["gap_link_recall"] == 0.0
+
+
+# ----------------------------------------------------------------- simulator
+
+
+def test_simulator_is_deterministic_and_consistent():
+    frames, lin = simulate_lineage(
+        n_frames=25, shape=(192, 192), n_cells=20, seed=7, division_prob=0.04, birth_rate=0.5, dropout_prob=0.03
+    )
+    frames2, lin2 = simulate_lineage(
+        n_frames=25, shape=(192, 192), n_cells=20, seed=7, division_prob=0.04, birth_rate=0.5, dropout_prob=0.03
+    )
+    pd.testing.assert_frame_equal(lin, lin2)
+    seen: dict[int, list[int]] = {}
+    touching = 0
+    for t, (f, g) in enumerate(zip(frames, frames2, strict=True)):
+        np.testing.assert_array_equal(f, g)
+        assert f.dtype == np.uint16
+        for c in np.unique(f[f > 0]).tolist():
+            seen.setdefault(c, []).append(t)
+        touching += int(((f[:, 1:] != f[:, :-1]) & (f[:, 1:] > 0) & (f[:, :-1] > 0)).sum())
+    assert touching > 0
+    by_cell = lin.set_index("cell")
+    dropouts = 0
+    for cell, r in by_cell.iterrows():
+        frames_seen = seen[cell]
+        assert frames_seen[0] == r.first_frame and frames_seen[-1] == r.last_frame
+        dropouts += (r.last_frame - r.first_frame + 1) - len(frames_seen)
+        if r.parent:
+            assert by_cell.loc[r.parent, "last_frame"] == r.first_frame - 1
+    assert dropouts > 0
+    n_div = int((lin.parent > 0).sum())
+    assert n_div > 0 and n_div % 2 == 0
+    assert ((lin.parent == 0) & (lin.first_frame > 0)).sum() > 0  # births
+
+
+def test_full_tracker_beats_reference_on_simulator():
+    frames, lin = simulate_lineage(
+        n_frames=30, shape=(256, 256), n_cells=24, seed=11, division_prob=0.03, birth_rate=0.4, dropout_prob=0.02
+    )
+    frames = list(frames)
+    scores = {}
+    for name, tracker in {
+        "full": Tracker(),
+        "reference_setting": Tracker(max_gap=0, divisions=False),
+        "old_reference": ReferenceTracker(),
+    }.items():
+        out = [tracker.update(f) for f in frames]
+        scores[name] = link_scores(out, tracker.lineage(), frames, lin)
+    full, ref, old = scores["full"], scores["reference_setting"], scores["old_reference"]
+    assert full["n_true_divisions"] >= 5
+    assert full["link_f1"] >= 0.98 and full["division_recall"] >= 0.9
+    assert full["gap_link_recall"] >= 0.9
+    # reference setting: every division loses one of its two links, no gap is closed
+    assert ref["division_recall"] == 0.0 and ref["gap_link_recall"] == 0.0
+    assert ref["link_recall"] < full["link_recall"]
+    # the old tracker never tracks a cell whose lineage starts after frame 0
+    roots = join_lineage(lin, lin).set_index("cell")["lineage_root"]
+    late = set(roots[roots.map(lin.set_index("cell")["first_frame"]) > 0].index)
+    late_links = 0
+    for a, b in zip(frames, frames[1:]):
+        ia, ib = set(np.unique(a[a > 0]).tolist()), set(np.unique(b[b > 0]).tolist())
+        late_links += len(ia & ib & late)
+        late_links += sum(1 for c in ib - ia if c in late and parent_of(lin)[c] in ia)
+    bound = 1.0 - late_links / full["n_true_links"]
+    assert late_links > 0
+    assert old["link_recall"] <= bound + 1e-9
+    assert old["link_recall"] < full["link_recall"] - 0.1
+
+
+# ----------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+def test_t98g_id_masks_link_f1():
+    masks = sorted((T98G / "id_masks").glob("*.png"))
+    if not masks:
+        pytest.skip(f"real data not found: {T98G / 'id_masks'} (../shared/data is absent)")
+    from skimage.io import imread
+
+    true = [np.asarray(imread(p)).astype(np.uint16) for p in masks]
+    ids = sorted(set(np.concatenate([np.unique(f) for f in true]).tolist()) - {0})
+    true_lin = pd.DataFrame({"cell": ids, "parent": 0})
+    rng = np.random.default_rng(0)
+    tracker = Tracker()
+    out = []
+    for f in true:
+        lut = np.zeros(int(f.max()) + 1, np.uint16)
+        lut[1:] = rng.permutation(int(f.max())) + 1
+        out.append(tracker.update(lut[f]))
+    s = link_scores(out, tracker.lineage(), true, true_lin)
+    assert s["link_f1"] >= 0.95
