@@ -16,7 +16,7 @@ def main(snakemake):
         background_weight=p.background_weight,
         min_frames=p.min_frames,
         border=p.border,
-        lineage_path=i.lineage if p.parent else None,
+        lineage_path=i.lineage if p.lineage else None,
         stats_path=o.stats,
     )
 

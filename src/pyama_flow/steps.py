@@ -190,9 +190,9 @@ def traces(
     raw_table = builder.table(None)
     df = builder.table(TraceFilter(min_frames=min_frames, border=border))
     if lineage_path is not None:
-        lineage = pd.read_csv(lineage_path)
-        parent = dict(zip(lineage["cell"], lineage["parent"]))
-        df["parent"] = df["cell"].map(parent).fillna(0).astype(np.int64)
+        from .tracking import join_lineage
+
+        df = join_lineage(df, pd.read_csv(lineage_path))
     write_traces(df, out_path)
     if stats_path is not None:
         per_frame = raw_table.groupby("frame")["cell"].nunique()

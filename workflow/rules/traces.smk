@@ -20,6 +20,6 @@ rule traces:
         background_weight=config["traces"]["background_weight"],
         min_frames=config["traces"]["min_frames"],
         border=config["traces"]["border"],
-        parent=config["traces"]["parent"],
+        lineage=config["traces"]["lineage"],
     script:
         "../../scripts/traces.py"
