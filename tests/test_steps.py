@@ -1,0 +1,94 @@
+"""Step functions from files to files (what each Snakemake rule runs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from pyama_flow import steps
+from pyama_flow.io.base import InputError
+from pyama_flow.io.stacks import StackReader, read_stack, write_stack
+
+
+def test_metadata_uses_file_time_stamps(small_experiment):
+    meta = steps.dataset_metadata(str(small_experiment["path"]), {}, [0, 1], 10.0)
+    interval = small_experiment["cfg"].frame_interval_min
+    assert meta["fov_times_min"]["1"] == pytest.approx([i * interval for i in range(12)])
+    assert meta["time_source"] == {"0": "file", "1": "file"}
+    assert meta["channel_names"] == ["Phase", "GFP"]
+
+
+def test_metadata_falls_back_to_config_interval_and_says_so(tmp_path, caplog):
+    data = np.zeros((5, 2, 16, 16), np.uint16)
+    tifffile.imwrite(tmp_path / "plain.tif", data)  # no time stamps
+    with caplog.at_level(logging.WARNING, logger="pyama_flow"):
+        meta = steps.dataset_metadata(str(tmp_path / "plain.tif"), {"axes": "TCYX"}, [0], 7.5)
+    assert meta["fov_times_min"]["0"] == [0.0, 7.5, 15.0, 22.5, 30.0]
+    assert meta["time_source"]["0"] == "config"
+    assert "no time stamps" in caplog.text and "frame_interval_min" in caplog.text
+
+
+def test_extract_keeps_dtype_and_values(small_experiment, tmp_path):
+    from pyama_flow.io import open_image
+
+    out = tmp_path / "raw.tif"
+    steps.extract(str(small_experiment["path"]), {}, 1, "GFP", 0, str(out))
+    with StackReader(out) as r, open_image(small_experiment["path"]) as src:
+        assert r.dtype == np.uint16 and r.shape == (12, 320, 320)
+        assert np.array_equal(r[7], src.read_frame(1, 7, 1))
+
+
+def test_extract_bad_fov_names_file_and_range(small_experiment, tmp_path):
+    with pytest.raises(InputError, match=r"FOV 5 is out of range \(valid: 0-1\)"):
+        steps.extract(str(small_experiment["path"]), {}, 5, 0, 0, str(tmp_path / "x.tif"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_track_and_traces_with_lineage(tmp_path):
+    # a mother (frames 0-3) divides into two daughters (frames 4-5)
+    h = w = 200
+    frames = []
+    for t in range(6):
+        lab = np.zeros((h, w), np.uint16)
+        if t < 4:
+            lab[80:120, 80:120] = 5
+        else:
+            lab[80:120, 80:99] = 1
+            lab[80:120, 101:120] = 2
+        frames.append(lab)
+    write_stack(tmp_path / "seg.tif", iter(frames), 6, (h, w), np.uint16)
+    steps.track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+    lineage = pd.read_csv(tmp_path / "tracks.csv")
+    assert lineage.values.tolist() == [[1, 0, 0, 3], [2, 1, 4, 5], [3, 1, 4, 5]]
+    fl = np.full((h, w), 10, np.uint16)
+    write_stack(tmp_path / "raw.tif", iter([fl] * 6), 6, (h, w), np.uint16)
+    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"), 256, 21)
+    steps.write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10, 20, 30, 40, 50]}})
+    df = steps.traces(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
+                      str(tmp_path / "meta.json"), str(tmp_path / "traces.csv"), fov=0, pc_channel=0,
+                      background_weight=1.0, min_frames=0, border=0,
+                      lineage_path=str(tmp_path / "tracks.csv"), stats_path=str(tmp_path / "stats.json"))
+    assert set(df["lineage_root"]) == {1}
+    assert df.groupby("cell")["parent"].first().to_dict() == {1: 0, 2: 1, 3: 1}
+    assert df.groupby("cell")["generation"].first().to_dict() == {1: 0, 2: 1, 3: 1}
+    # flat fluorescence equal to its background: corrected totals are ~0
+    assert np.allclose(df["intensity_total_ch_1"], 0, atol=1e-3)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["cells_per_frame"] == [1, 1, 1, 1, 2, 2] and stats["cells_kept"] == 3
+
+
+def test_traces_reject_mismatched_time_points(tmp_path):
+    lab = np.zeros((3, 20, 20), np.uint32)
+    write_stack(tmp_path / "labels.tif", iter(lab), 3, (20, 20), np.uint32)
+    write_stack(tmp_path / "raw.tif", iter(lab.astype(np.uint16)), 3, (20, 20), np.uint16)
+    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "bg.npz"), 256, 21)
+    steps.write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10]}})
+    with pytest.raises(InputError, match="2 time points but .*labels.tif has 3 frames"):
+        steps.traces(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
+                     str(tmp_path / "meta.json"), str(tmp_path / "traces.csv"), 0, 0, 1.0, 0, 0)
+    assert not (tmp_path / "traces.csv").exists()
