@@ -70,9 +70,12 @@ def frame_features(
     ``intensity_total_ch_{c}`` per fluorescence channel.
     """
     labels = np.asarray(labels)
+    height, width = labels.shape
     flat = labels.ravel()
-    ids = np.unique(flat)
-    ids = ids[ids > 0]
+    fg = np.flatnonzero(flat)  # only cell pixels are visited below
+    fg_ids = flat[fg]
+    counts = np.bincount(fg_ids) if fg.size else np.zeros(1, np.int64)
+    ids = np.flatnonzero(counts)
     out: dict[str, np.ndarray] = {"cell": ids.astype(np.int64)}
     n = ids.size
     fluorescence = fluorescence or {}
@@ -85,34 +88,30 @@ def frame_features(
         for c in fluorescence:
             out[feature_column("intensity_total", c)] = empty
         return out
-    # compact index 1..n per pixel (0 = background)
-    lut = np.zeros(int(ids[-1]) + 1, dtype=np.intp)
-    lut[ids] = np.arange(1, n + 1)
-    idx = lut[flat]
-    height, width = labels.shape
-    area = np.bincount(idx, minlength=n + 1)[1:]
+    area = counts[ids]
     out["area"] = area.astype(np.int64)
-    objects = ndi.find_objects(idx.reshape(labels.shape), max_label=n)
-    y0 = np.array([s[0].start for s in objects], dtype=np.int64)
-    y1 = np.array([s[0].stop - 1 for s in objects], dtype=np.int64)
-    x0 = np.array([s[1].start for s in objects], dtype=np.int64)
-    x1 = np.array([s[1].stop - 1 for s in objects], dtype=np.int64)
+    lut = np.zeros(counts.size, dtype=np.intp)
+    lut[ids] = np.arange(n)
+    idx = lut[fg_ids]  # compact index 0..n-1 of every cell pixel
+    objects = ndi.find_objects(labels)
+    boxes = [objects[i - 1] for i in ids]
+    y0 = np.array([b[0].start for b in boxes], dtype=np.int64)
+    y1 = np.array([b[0].stop - 1 for b in boxes], dtype=np.int64)
+    x0 = np.array([b[1].start for b in boxes], dtype=np.int64)
+    x1 = np.array([b[1].stop - 1 for b in boxes], dtype=np.int64)
     out.update(bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1)
     out["position_x"] = (x0 + x1) / 2.0
     out["position_y"] = (y0 + y1) / 2.0
-    rows = np.repeat(np.arange(height, dtype=np.float64), width)
-    cols = np.tile(np.arange(width, dtype=np.float64), height)
-    out["centroid_y"] = np.bincount(idx, weights=rows, minlength=n + 1)[1:] / area
-    out["centroid_x"] = np.bincount(idx, weights=cols, minlength=n + 1)[1:] / area
+    rows, cols = np.divmod(fg, width)
+    out["centroid_y"] = np.bincount(idx, weights=rows, minlength=n) / area
+    out["centroid_x"] = np.bincount(idx, weights=cols, minlength=n) / area
     for c, image in fluorescence.items():
-        values = np.asarray(image, dtype=np.float64).ravel()
-        total = np.bincount(idx, weights=values, minlength=n + 1)[1:]
+        values = np.asarray(image).ravel()[fg].astype(np.float64)
+        total = np.bincount(idx, weights=values, minlength=n)
         bg = backgrounds.get(c)
         if bg is not None and background_weight != 0:
-            bg_sum = np.bincount(
-                idx, weights=np.asarray(bg, dtype=np.float64).ravel(), minlength=n + 1
-            )[1:]
-            total = total - float(background_weight) * bg_sum
+            bg_values = np.asarray(bg).ravel()[fg].astype(np.float64)
+            total = total - float(background_weight) * np.bincount(idx, weights=bg_values, minlength=n)
         out[feature_column("intensity_total", c)] = total
     return out
 
