@@ -108,3 +108,16 @@ def test_identical_to_reference_on_real_t98g_frames():
         got = segment_logstd(img)
         assert np.array_equal(got > 0, expected > 0)
         assert got.max() == expected.max()
+
+
+@pytest.mark.parametrize("shape", [(517, 300), (33, 65), (2, 7), (7, 1), (1, 1), (64, 64)])
+@pytest.mark.parametrize("size", [3, 5])
+def test_logstd_bit_identical_to_scipy_uniform_filter(shape, size):
+    rng = np.random.default_rng(sum(shape) + size)
+    img = rng.integers(0, 65535, shape).astype(np.uint16)
+    f = img.astype(np.float32)
+    mean = ndi.uniform_filter(f, size)
+    var = ndi.uniform_filter(f * f, size) - mean * mean
+    expected = np.zeros_like(f)
+    expected[var > 0] = 0.5 * np.log(var[var > 0])
+    assert np.array_equal(logstd_image(img, size=size), expected)

@@ -18,7 +18,42 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def logstd_image(image: np.ndarray, size: int = 3) -> np.ndarray:
+def _mean3(a: np.ndarray, axis: int) -> np.ndarray:
+    """3-tap mean along ``axis`` of a float64 block, scipy's "reflect" edges."""
+    a = np.moveaxis(a, axis, -1)
+    if a.shape[-1] == 1:  # reflect of a single sample is itself
+        return np.moveaxis(a.copy(), -1, axis)
+    out = np.empty_like(a)
+    np.add(a[..., :-2], a[..., 1:-1], out=out[..., 1:-1])
+    out[..., 1:-1] += a[..., 2:]
+    out[..., 0] = a[..., 0] * 2 + a[..., 1]
+    out[..., -1] = a[..., -1] * 2 + a[..., -2]
+    out /= 3
+    return np.moveaxis(out, -1, axis)
+
+
+def _uniform3(src: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """``scipy.ndimage.uniform_filter(src, 3)[r0:r1]`` for float32 ``src``.
+
+    scipy filters axis 0 then axis 1, accumulating in float64 and storing the
+    intermediate as float32; the same is done here on a block of rows (with a
+    one-row halo), which keeps the work in cache. The 3-term float64 sums are
+    exact for float32 data of camera range, so the result is bit-identical.
+    """
+    h = src.shape[0]
+    lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
+    a = src[lo:hi].astype(np.float64)
+    if r0 == 0:  # reflect: row -1 is row 0
+        a = np.concatenate([a[:1], a])
+    if r1 == h:
+        a = np.concatenate([a, a[-1:]])
+    cols = (a[:-2] + a[1:-1]) + a[2:]
+    cols /= 3
+    cols = cols.astype(np.float32).astype(np.float64)
+    return _mean3(cols, axis=1).astype(np.float32)
+
+
+def logstd_image(image: np.ndarray, size: int = 3, block: int = 32) -> np.ndarray:
     """Log of the local standard deviation, float32, as the reference computes it.
 
     Parameters
@@ -27,19 +62,31 @@ def logstd_image(image: np.ndarray, size: int = 3) -> np.ndarray:
         Phase-contrast frame (any real dtype; converted to float32).
     size : int
         Side of the square window.
+    block : int
+        Rows processed at a time (speed only; the result does not depend on it).
 
     Returns
     -------
-    (Y, X) float32 array: ``0.5 * ln(var)`` where ``var > 0``, else 0.
+    (Y, X) float32 array: ``0.5 * ln(var)`` where ``var > 0``, else 0, with
+    ``var = E[x^2] - E[x]^2`` over the window in float32 (reference).
     """
     img = np.asarray(image, dtype=np.float32)
-    mean = ndi.uniform_filter(img, size=size)
-    mean_sq = ndi.uniform_filter(img * img, size=size)
-    var = mean_sq - mean * mean
+    sq = img * img
     out = np.zeros_like(img)
-    positive = var > 0
-    np.log(var, out=out, where=positive)
-    np.multiply(out, np.float32(0.5), out=out, where=positive)
+    if size != 3:
+        means = [(ndi.uniform_filter(img, size=size), ndi.uniform_filter(sq, size=size), 0, img.shape[0])]
+    else:
+        means = (
+            (_uniform3(img, r0, min(r0 + block, img.shape[0])),
+             _uniform3(sq, r0, min(r0 + block, img.shape[0])), r0, min(r0 + block, img.shape[0]))
+            for r0 in range(0, img.shape[0], block)
+        )
+    for mean, mean_sq, r0, r1 in means:
+        var = mean_sq - mean * mean
+        positive = var > 0
+        part = out[r0:r1]
+        np.log(var, out=part, where=positive)
+        np.multiply(part, np.float32(0.5), out=part, where=positive)
     return out
 
 
