@@ -1,13 +1,16 @@
-"""Per-step speed and memory of the per-FOV pipeline.
+"""Per-step speed, memory and storage of the per-FOV pipeline (``pyama-flow bench``).
 
-Prints two tables:
-1. ms per 1024^2 frame (~120 cells) of each step's kernel on one core, against
-   the reference figures in SPEC.md (PyAMA on the same machine class);
-2. wall time, peak RSS and bytes written of each per-FOV step run as its own
-   process (as a Snakemake job would), for two frame counts, to show that
-   memory does not grow with the number of frames.
+Prints three tables:
+1. ms per frame of each step's kernel on one core, against the reference
+   figures in SPEC.md (PyAMA on the same machine class, 1024^2, ~120 cells);
+2. wall time, ms per frame, peak RSS and bytes written of each per-FOV step
+   run as its own process (as a Snakemake job is), for each frame count, so
+   that memory can be seen not to grow with the number of frames;
+3. storage of one FOV against the reference layout (uint16 raw copies, bool
+   mask, float32 background, uint16 labels, uncompressed).
 
-Usage: python benchmarks/bench_steps.py [--size 1024] [--cells 120] [--frames 40 160] [--quick]
+Presets: default 1024^2 at 40 and 160 frames with 120 cells; ``--scale``
+2048^2 x 180 frames with 300 cells (a real FOV); ``--quick`` 512^2 for CI.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+SRC = Path(__file__).resolve().parents[1]
 
 REFERENCE_MS = {"segment": 365.0, "background": 404.0, "tracking": 38.0, "traces": 458.0}
 TARGET_MS = {"segment": 70.0, "background": 80.0, "tracking": 8.0, "traces": 90.0}
@@ -120,7 +122,7 @@ def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float
             "t0 = time.perf_counter()\n%s\n"
             "print(json.dumps({'wall': time.perf_counter() - t0,"
             " 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
-        ) % (str(ROOT / "src"), str(path), str(out), code)
+        ) % (str(SRC), str(path), str(out), code)
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"{step} failed:\n{proc.stderr}")
@@ -131,35 +133,91 @@ def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--cells", type=int, default=120)
-    ap.add_argument("--frames", type=int, nargs="+", default=[40, 160])
-    ap.add_argument("--quick", action="store_true", help="256 px, 60 cells... for CI")
-    args = ap.parse_args(argv)
+def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1) -> None:
+    """What one FOV keeps on disk against PyAMA's uncompressed layout."""
+    kept = {
+        "raw (phase + fluorescence)": ["raw_ch0.tif", "raw_ch1.tif"],
+        "segmentation (labels)": ["segmentation.tif"],
+        "background (tile models)": ["background_ch1.npz"],
+        "tracked labels": ["labels.tif"],
+        "tables": ["tracks.csv", "traces.csv", "metadata.json"],
+    }
+    px = n_frames * size * size
+    reference = {
+        "raw (phase + fluorescence)": px * 2 * (1 + n_fl),
+        "segmentation (labels)": px * 1,  # bool mask
+        "background (tile models)": px * 4 * n_fl,  # float32 image
+        "tracked labels": px * 2,  # uint16
+        "tables": 0,
+    }
+    print(f"\nStorage of one FOV ({n_frames} frames, {size}x{size}) vs the reference layout")
+    print(f"{'output':<30}{'ours MB':>10}{'reference MB':>14}")
+    total = ref_total = 0.0
+    for name, files in kept.items():
+        mb = sum((out / f).stat().st_size for f in files) / 1e6
+        total += mb
+        ref_total += reference[name] / 1e6
+        print(f"{name:<30}{mb:>10.1f}{reference[name] / 1e6:>14.1f}")
+    print(f"{'total':<30}{total:>10.1f}{ref_total:>14.1f}   ({100 * total / ref_total:.0f} % of the reference)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pyama-flow bench", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    run(ap.parse_args(argv))
+    return 0
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--size", type=int, default=1024, help="frame side in px (default 1024)")
+    ap.add_argument("--cells", type=int, default=120, help="cells per FOV (default 120)")
+    ap.add_argument("--frames", type=int, nargs="+", default=[40, 160],
+                    help="frame counts to run (default 40 160)")
+    ap.add_argument("--quick", action="store_true", help="512 px, 10 and 30 frames, 40 cells (CI)")
+    ap.add_argument("--scale", action="store_true", help="a full-size FOV: 2048 px, 180 frames, 300 cells")
+
+
+def run(args: argparse.Namespace) -> None:
     if args.quick:
         args.size, args.cells, args.frames = 512, 40, [10, 30]
+    elif args.scale:
+        args.size, args.cells, args.frames = 2048, 300, [180]
+    print(f"pyama-flow bench: {args.size}x{args.size}, {args.cells} cells, frames {args.frames}, "
+          f"{os.cpu_count()} CPUs visible, one thread per process")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = {}
         for n in args.frames:
+            t0 = time.perf_counter()
             path = simulate(tmp / f"sim{n}", args.size, n, args.cells)
+            print(f"simulated {n} frames in {time.perf_counter() - t0:.0f} s")
             if n == args.frames[0]:
                 kernel_table(path, repeats=min(n, 20))
             results[n] = job_table(path, tmp / f"out{n}", n)
+            if n != args.frames[-1]:
+                (tmp / f"sim{n}" / "bench.ome.tif").unlink()
         print(f"\nPer-FOV jobs, each its own process, {args.size}x{args.size}, 2 channels")
         head = f"{'step':<12}" + "".join(
             f"{f'T={n} s':>9}{'ms/frame':>9}{'RSS MB':>8}{'MB out':>8}" for n in args.frames
         )
         print(head)
+        totals = {n: [0.0, 0.0, 0.0] for n in args.frames}
         for step in STEP_CODE:
             line = f"{step:<12}"
             for n in args.frames:
                 r = results[n][step]
+                totals[n][0] += r["wall"]
+                totals[n][1] = max(totals[n][1], r["rss"])
+                totals[n][2] += r["written"]
                 line += f"{r['wall']:>9.2f}{r['ms_frame']:>9.1f}{r['rss']:>8.0f}{r['written']:>8.1f}"
             print(line)
+        line = f"{'whole FOV':<12}"
+        for n in args.frames:
+            wall, rss, written = totals[n]
+            line += f"{wall:>9.2f}{1000 * wall / n:>9.1f}{rss:>8.0f}{written:>8.1f}"
+        print(line + "   (RSS: the largest job)")
+        storage_table(tmp / f"out{args.frames[-1]}", args.frames[-1], args.size)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The benchmark command runs (CI-sized) so that it cannot rot; no timing is asserted."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_quick_prints_every_table():
+    exe = str(Path(sys.executable).with_name("pyama-flow"))
+    proc = subprocess.run([exe, "bench", "--quick"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for step in ("segment", "background", "tracking", "traces"):
+        assert re.search(rf"^{step}\s+[\d.]+\s+\d+\s+[\d.]+x", out, re.M), step
+    for job in ("extract_pc", "extract_fl", "segment", "correct", "track", "traces", "whole FOV"):
+        assert re.search(rf"^{job}\s+[\d.]+\s+[\d.]+\s+\d+\s+[\d.]+", out, re.M), job
+    share = int(re.search(r"\((\d+) % of the reference\)", out).group(1))
+    assert 0 < share <= 40  # lossless compression + tile models
