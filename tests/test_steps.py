@@ -16,7 +16,7 @@ from pyama_flow.io.stacks import StackReader, read_stack, write_stack
 
 
 def test_metadata_uses_file_time_stamps(small_experiment):
-    meta = steps.dataset_metadata(str(small_experiment["path"]), {}, [0, 1], 10.0)
+    meta = steps.dataset_metadata(str(small_experiment["path"]), {}, 10.0)
     interval = small_experiment["cfg"].frame_interval_min
     assert meta["fov_times_min"]["1"] == pytest.approx([i * interval for i in range(12)])
     assert meta["time_source"] == {"0": "file", "1": "file"}
@@ -27,7 +27,7 @@ def test_metadata_falls_back_to_config_interval_and_says_so(tmp_path, caplog):
     data = np.zeros((5, 2, 16, 16), np.uint16)
     tifffile.imwrite(tmp_path / "plain.tif", data)  # no time stamps
     with caplog.at_level(logging.WARNING, logger="pyama_flow"):
-        meta = steps.dataset_metadata(str(tmp_path / "plain.tif"), {"axes": "TCYX"}, [0], 7.5)
+        meta = steps.dataset_metadata(str(tmp_path / "plain.tif"), {"axes": "TCYX"}, 7.5)
     assert meta["fov_times_min"]["0"] == [0.0, 7.5, 15.0, 22.5, 30.0]
     assert meta["time_source"]["0"] == "config"
     assert "no time stamps" in caplog.text and "frame_interval_min" in caplog.text

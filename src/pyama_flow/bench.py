@@ -99,7 +99,7 @@ STEP_CODE = {
     "segment": "steps.segment(OUT + '/raw_ch0.tif', OUT + '/segmentation.tif', 'logstd', {})",
     "correct": "steps.correct(OUT + '/raw_ch1.tif', OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)",
     "track": "steps.track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})",
-    "traces": ("steps.write_json(OUT + '/metadata.json', steps.dataset_metadata(IN, {}, [0], 10));"
+    "traces": ("steps.write_json(OUT + '/metadata.json', steps.dataset_metadata(IN, {}, 10));"
                "steps.traces(OUT + '/labels.tif', {1: OUT + '/raw_ch1.tif'}, {1: OUT + '/background_ch1.npz'},"
                " OUT + '/metadata.json', OUT + '/traces.csv', 0, 0, 1.0, 30, 50)"),
 }

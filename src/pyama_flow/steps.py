@@ -36,35 +36,36 @@ def write_json(path: str, data: Any) -> None:
 def dataset_metadata(
     path: str,
     reader_options: Mapping[str, Any],
-    fovs: Sequence[int],
     frame_interval_min: float,
 ) -> dict[str, Any]:
-    """Metadata of an input file plus the time points of every selected FOV.
+    """Metadata of an input file plus the time points of each of its FOVs.
 
     Times come from the file's own stamps; where it has none they are
     ``frame * frame_interval_min`` and ``time_source`` says ``"config"``.
+    Independent of which FOVs the config selects, so selecting another FOV
+    does not change this file (nor rerun what depends on it).
     """
     with open_image(path, **reader_options) as reader:
         meta = reader.metadata.to_dict()
-        for fov in fovs:
-            reader.check_index(fov=fov)
         times: dict[str, list[float]] = {}
         sources: dict[str, str] = {}
-        for fov in fovs:
+        for fov in range(reader.metadata.n_fovs):
             t = reader.frame_times(fov)
             if t is None or len(t) != reader.metadata.n_frames or not np.all(np.isfinite(t)):
                 t = np.arange(reader.metadata.n_frames) * float(frame_interval_min)
                 sources[str(fov)] = "config"
-                log.warning(
-                    "%s: FOV %d has no time stamps; using frame index x %g min "
-                    "(frame_interval_min from the config)", path, fov, frame_interval_min,
-                )
             else:
                 sources[str(fov)] = "file"
             times[str(fov)] = [round(float(v), 6) for v in t]
+    no_stamps = [int(f) for f, src in sources.items() if src == "config"]
+    if no_stamps:
+        log.warning(
+            "%s: %d of %d FOVs have no time stamps (first: FOV %d); using frame index x %g min "
+            "(frame_interval_min from the config)",
+            path, len(no_stamps), len(sources), no_stamps[0], frame_interval_min,
+        )
     meta["fov_times_min"] = times
     meta["time_source"] = sources
-    meta["selected_fovs"] = [int(f) for f in fovs]
     return meta
 
 

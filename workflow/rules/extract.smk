@@ -15,7 +15,6 @@ rule metadata:
         runtime=5,
     params:
         reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
-        fovs=lambda wc: fovs(wc.dataset),
         frame_interval_min=lambda wc: config["datasets"][wc.dataset][
             "frame_interval_min"
         ],

@@ -1,0 +1,84 @@
+"""Rerun only what changed: after a complete run, a changed parameter reruns
+only the steps that use it and what depends on them."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+pytestmark = pytest.mark.slow
+
+BASE = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+BASE["simulate"]["n_fovs"] = 3
+BASE["datasets"]["demo"]["fovs"] = "0-1"
+
+
+def _snakemake(work: Path, config: dict, *args: str) -> str:
+    cfg = work / "run.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(cfg), *args],
+        capture_output=True, text=True, cwd=work,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def planned(work: Path, config: dict) -> dict[str, int]:
+    """Rules and job counts a dry run would execute."""
+    out = _snakemake(work, config, "-n")
+    if "Nothing to be done" in out:
+        return {}
+    table = out[out.index("Job stats:"):].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    work = tmp_path_factory.mktemp("rerun")
+    _snakemake(work, BASE, "--cores", "2")
+    return work
+
+
+def test_nothing_changed_runs_nothing(done):
+    assert planned(done, BASE) == {}
+
+
+def test_fit_parameter_reruns_only_fits(done):
+    cfg = copy.deepcopy(BASE)
+    cfg["fit"]["params"] = {"maturation": {"delta": {"value": 0.05}}}
+    assert planned(done, cfg) == {"fit": 2, "all": 1}
+
+
+def test_segmentation_parameter_reruns_downstream_not_extract(done):
+    cfg = copy.deepcopy(BASE)
+    cfg["segmentation"]["logstd"] = {"n_sigma": 3.5}
+    assert planned(done, cfg) == {
+        "segment": 2, "correct": 2, "track": 2, "traces": 2, "fit": 2, "merge": 4, "tidy": 1, "all": 1,
+    }
+
+
+def test_added_fov_runs_its_chain_and_the_merges(done):
+    cfg = copy.deepcopy(BASE)
+    cfg["datasets"]["demo"]["fovs"] = "0-2"
+    cfg["samples"][1]["fovs"] = "1-2"
+    assert planned(done, cfg) == {
+        "extract": 2, "segment": 1, "correct": 1, "track": 1, "traces": 1, "fit": 1,
+        "merge": 2, "tidy": 1, "all": 1,
+    }
+
+
+def test_unrelated_edit_reruns_nothing(done):
+    cfg = copy.deepcopy(BASE)
+    cfg["fit"]["params"] = {"trivial": {"delta": {"value": 0.05}}}  # a model that is not run
+    cfg["datasets"]["demo"]["frame_interval_min"] = 10  # the file has time stamps
+    assert planned(done, cfg) == {}
