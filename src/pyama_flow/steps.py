@@ -36,12 +36,13 @@ def write_json(path: str, data: Any) -> None:
 def dataset_metadata(
     path: str,
     reader_options: Mapping[str, Any],
-    frame_interval_min: float,
+    frame_interval_min: float | None,
 ) -> dict[str, Any]:
     """Metadata of an input file plus the time points of each of its FOVs.
 
     Times come from the file's own stamps; where it has none they are
-    ``frame * frame_interval_min`` and ``time_source`` says ``"config"``.
+    ``frame * frame_interval_min`` and ``time_source`` says ``"config"``
+    (``frame_interval_min=None`` makes a FOV without stamps an error).
     Independent of which FOVs the config selects, so selecting another FOV
     does not change this file (nor rerun what depends on it).
     """
@@ -52,6 +53,10 @@ def dataset_metadata(
         for fov in range(reader.metadata.n_fovs):
             t = reader.frame_times(fov)
             if t is None or len(t) != reader.metadata.n_frames or not np.all(np.isfinite(t)):
+                if frame_interval_min is None:
+                    raise InputError(
+                        f"{path}: FOV {fov} has no time stamps; set the dataset's frame_interval_min"
+                    )
                 t = np.arange(reader.metadata.n_frames) * float(frame_interval_min)
                 sources[str(fov)] = "config"
             else:

@@ -41,14 +41,26 @@ def dataset_info(dataset):
         and Path(path) == Path(SIM["output"])
         and not Path(path).exists()
     ):
-        return {"n_fovs": SIM["n_fovs"], "channels": SIM_CHANNELS}
+        return {"n_fovs": SIM["n_fovs"], "channels": SIM_CHANNELS, "has_times": True}
     if not Path(path).exists():
         fail(f"datasets.{dataset}.input: file not found: {path}")
     try:
         meta = read_metadata(path, **ds.get("reader", {}))
     except ValueError as exc:
         fail(f"datasets.{dataset}.input: {exc}")
-    return {"n_fovs": meta.n_fovs, "channels": meta.channel_names}
+    return {
+        "n_fovs": meta.n_fovs,
+        "channels": meta.channel_names,
+        "has_times": meta.time_min is not None,
+    }
+
+
+def frame_interval(dataset):
+    """The config's frame interval, only where the file has no time stamps
+    (so that editing it does not rerun anything for files that have them)."""
+    if dataset_info(dataset)["has_times"]:
+        return None
+    return config["datasets"][dataset]["frame_interval_min"]
 
 
 def channel_index(dataset, channel, key):

@@ -15,9 +15,7 @@ rule metadata:
         runtime=5,
     params:
         reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
-        frame_interval_min=lambda wc: config["datasets"][wc.dataset][
-            "frame_interval_min"
-        ],
+        frame_interval_min=lambda wc: frame_interval(wc.dataset),
     script:
         "../../scripts/metadata.py"
 
