@@ -4,7 +4,11 @@
 #   snakemake --profile profiles/slurm --configfile config/exp.yaml
 
 
-configfile: "config/config.yaml"
+# the demo's config, unless the user gives one (--configfile is merged into
+# this file's values otherwise, which would add the demo dataset to theirs)
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -81,16 +81,32 @@ def extract(
     channel: int | str,
     z: int | str,
     out_path: str,
+    stats_path: str | None = None,
 ) -> None:
-    """Copy one FOV's channel, frame by frame and in the original dtype, into a stack."""
+    """Copy one FOV's channel, frame by frame and in the original dtype, into a stack.
+
+    With ``stats_path``, also write the per-frame statistics of the frames as
+    they pass (mean, std, min, max, 1/50/99th percentile, saturated pixels;
+    see :func:`pyama_flow.qc.frame_statistics`), one row per frame.
+    """
+    from .qc import frame_statistics, statistics_table, write_statistics
+
+    stats: list[dict[str, Any]] = []
     with open_image(path, **reader_options) as reader:
         reader.check_index(fov=fov)
         c = reader.channel_index(channel)
         m = reader.metadata
-        frames = (reader.read_frame(fov, t, c, z) for t in range(m.n_frames))
+
+        def frames() -> Iterator[np.ndarray]:
+            for t in range(m.n_frames):
+                frame = reader.read_frame(fov, t, c, z)
+                if stats_path is not None:
+                    stats.append(frame_statistics(frame, t))
+                yield frame
+
         write_stack(
             out_path,
-            frames,
+            frames(),
             m.n_frames,
             (m.height, m.width),
             np.dtype(m.dtype),
@@ -98,6 +114,12 @@ def extract(
             predictor=True,
             metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
         )
+    if stats_path is not None:
+        table = statistics_table(stats)
+        write_statistics(table, stats_path)
+        if table["saturated"].any():
+            log.warning("FOV %d channel %d: %d frames have saturated pixels",
+                        fov, c, int(table["saturated"].sum()))
     log.info("extracted FOV %d channel %d: %d frames of %dx%d %s",
              fov, c, m.n_frames, m.height, m.width, m.dtype)
 

@@ -82,8 +82,11 @@ def channels(dataset):
     ds = config["datasets"][dataset]
     pc = channel_index(dataset, ds["phase"], "phase")
     fl = [channel_index(dataset, c, "fluorescence") for c in ds["fluorescence"]]
-    if pc in fl:
-        fail(f"datasets.{dataset}: channel {pc} is both phase and fluorescence")
+    if pc in fl and not ds["same_channel"]:
+        fail(
+            f"datasets.{dataset}: channel {pc} is both phase and fluorescence "
+            "(set same_channel: true to segment and measure one channel)"
+        )
     if len(set(fl)) != len(fl):
         fail(f"datasets.{dataset}.fluorescence: a channel is listed twice")
     return pc, fl
@@ -165,6 +168,7 @@ def all_outputs():
             f"{RESULTS}/samples/{name}/{name}_{col}.csv" for col in feature_columns(ds)
         ]
     out.append(f"{RESULTS}/all_traces.csv")
+    out += qc_outputs()
     return out
 
 
@@ -208,3 +212,68 @@ def all_traces_input():
     return [
         f"{fov_dir(ds, f)}/traces.csv" for ds in config["datasets"] for f in fovs(ds)
     ]
+
+
+# -- quality control and report (workflow/rules/qc.smk) ----------------
+
+
+def qc_channels(dataset):
+    """Every extracted channel of a dataset: phase contrast first, then fluorescence."""
+    pc, fl = channels(dataset)
+    return [pc] + [c for c in fl if c != pc]
+
+
+def qc_channel_label(dataset, c):
+    """'GFP (ch 1)': a channel's name and index, for titles and report labels."""
+    names = dataset_info(dataset)["channels"]
+    c = int(c)
+    return f"{names[c] if c < len(names) else 'channel'} (ch {c})"
+
+
+def fov_sample(dataset, fov):
+    """Name of the first sample that contains a FOV, or None."""
+    for name, (ds, sel) in samples().items():
+        if ds == dataset and int(fov) in sel:
+            return name
+    return None
+
+
+def fov_color(dataset, fov):
+    """The colour of a FOV's sample (one per sample, in config order) for its QC figures."""
+    from pyama_flow.qc import sample_color
+
+    return sample_color(fov_sample(dataset, fov), list(samples()))
+
+
+def qc_subcategory(wc):
+    """Report subcategory of a FOV's QC: its sample, else '<dataset> (no sample)'."""
+    name = fov_sample(wc.dataset, wc.fov)
+    return name if name is not None else f"{wc.dataset} (no sample)"
+
+
+def qc_raw_input(wc):
+    return [f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{c}.tif" for c in qc_channels(wc.dataset)]
+
+
+def qc_phase_input(wc):
+    return f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{channels(wc.dataset)[0]}.tif"
+
+
+def sample_fits(wc):
+    """fits_{model}.csv of every FOV of a sample (for the per-sample analysis hook)."""
+    ds, sel = samples()[wc.sample]
+    return [f"{fov_dir(ds, f)}/fits_{wc.model}.csv" for f in sel]
+
+
+def qc_outputs():
+    """QC figures and tables of every FOV, and the parameters page, for the report."""
+    out = [f"{RESULTS}/qc/config.html"]
+    for ds in config["datasets"]:
+        _pc, fl = channels(ds)
+        for fov in fovs(ds):
+            q = f"{fov_dir(ds, fov)}/qc"
+            out += [f"{q}/frames.png", f"{q}/outlines.png", f"{q}/cells.png"]
+            out += [f"{q}/background_ch{c}.png" for c in fl]
+            for c in qc_channels(ds):
+                out += [f"{q}/frame_stats_ch{c}.png", f"{q}/frame_stats_ch{c}.html"]
+    return out

@@ -24,7 +24,8 @@ rule extract:
     input:
         dataset_input,
     output:
-        f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif",
+        raw=f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif",
+        stats=f"{RESULTS}/{{dataset}}/fov_{{fov}}/frame_stats_ch{{c}}.csv",
     log:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.log",
     benchmark:

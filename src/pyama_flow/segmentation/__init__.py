@@ -15,6 +15,7 @@ import numpy as np
 #: method name -> "module:function" inside this package
 _METHODS: dict[str, str] = {
     "logstd": "logstd:segment_logstd",
+    "watershed": "watershed:segment_watershed",
 }
 
 
