@@ -11,6 +11,9 @@ if not config:
     configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/extract.smk"
@@ -20,6 +23,7 @@ include: "workflow/rules/track.smk"
 include: "workflow/rules/traces.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/merge.smk"
+include: "workflow/rules/qc.smk"
 
 
 rule all:

@@ -128,11 +128,9 @@ def _trajectories(rng: np.random.Generator, cfg: SimulationConfig, radii: np.nda
         for i in range(n):
             new = pos[i] + step[i]
             inside = lo[i] <= new[0] <= hi_y[i] and lo[i] <= new[1] <= hi_x[i]
-            free = all(
-                np.hypot(*(new - pos[j])) > radii[i] + radii[j] + cfg.min_gap - 4
-                for j in range(n)
-                if j != i
-            )
+            dist = np.hypot(*(new - pos).T)
+            dist[i] = np.inf
+            free = bool(np.all(dist > radii[i] + radii + cfg.min_gap - 4))
             if inside and free:
                 pos[i] = new
             else:
@@ -220,10 +218,10 @@ def simulate_experiment(out_path: str | os.PathLike, truth_dir: str | os.PathLik
             per_px[1:] = curves[:, t] / np.maximum(areas, 1)
             signal = per_px[labels]
             fl = bg + signal + frng.normal(0, cfg.fl_noise, shape)
+            totals = np.bincount(labels.ravel(), weights=signal.ravel(), minlength=cfg.n_cells + 1)
             for i in range(cfg.n_cells):
                 trace_rows.append(dict(fov=fov, cell=i + 1, frame=t, time=times_min[t],
-                                       area=int(areas[i]),
-                                       intensity_total=float(signal[labels == i + 1].sum())))
+                                       area=int(areas[i]), intensity_total=float(totals[i + 1])))
             yield labels, np.clip(np.rint(pc), 0, 65535).astype(np.uint16), \
                 np.clip(np.rint(fl), 0, 65535).astype(np.uint16)
 

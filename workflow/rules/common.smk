@@ -252,7 +252,9 @@ def qc_subcategory(wc):
 
 
 def qc_raw_input(wc):
-    return [f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{c}.tif" for c in qc_channels(wc.dataset)]
+    return [
+        f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{c}.tif" for c in qc_channels(wc.dataset)
+    ]
 
 
 def qc_phase_input(wc):
