@@ -16,22 +16,26 @@ def run(main, snakemake) -> None:
     """Call ``main(snakemake)`` with logging to ``snakemake.log[0]``.
 
     Bad input (``InputError`` / ``ValueError``) ends the job with one line on
-    stderr and in the log, naming the rule's wildcards; anything else keeps its
-    traceback in the log.
+    stderr naming the rule's wildcards (the traceback goes to the log file
+    only); anything else keeps its traceback on stderr and in the log.
     """
     from pyama_flow.io.base import InputError
 
     log_file = snakemake.log[0] if len(snakemake.log) else None
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = [console]
+    if log_file:  # the rule's log keeps the details (debug lines, tracebacks)
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.DEBUG,
         format="%(asctime)s %(levelname)s %(message)s",
         handlers=handlers,
         force=True,
     )
+    for noisy in ("matplotlib", "PIL", "tifffile", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     where = ", ".join(f"{k}={v}" for k, v in snakemake.wildcards.items())
     log = logging.getLogger("pyama_flow")
     try:
