@@ -111,7 +111,11 @@ STEP_OUTPUT = {
 
 
 def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float]]:
-    """Each step in its own process: wall s, peak RSS MB, MB written."""
+    """Each step in its own process: wall s, peak RSS MB, MB written.
+
+    Peak RSS is the child's own high-water mark (``VmHWM``): ``ru_maxrss``
+    would carry over the parent's peak across ``exec``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for step, code in STEP_CODE.items():
@@ -120,8 +124,10 @@ def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float
             "from pyama_flow import steps\n"
             "IN, OUT = %r, %r\n"
             "t0 = time.perf_counter()\n%s\n"
-            "print(json.dumps({'wall': time.perf_counter() - t0,"
-            " 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+            "rss = int(hwm[0].split()[1]) / 1024 if hwm else "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+            "print(json.dumps({'wall': time.perf_counter() - t0, 'rss': rss}))\n"
         ) % (str(SRC), str(path), str(out), code)
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         if proc.returncode:

@@ -262,9 +262,23 @@ def qc_phase_input(wc):
 
 
 def sample_fits(wc):
-    """fits_{model}.csv of every FOV of a sample (for the per-sample analysis hook)."""
+    """fits_{model}.csv of every FOV of a sample."""
     ds, sel = samples()[wc.sample]
     return [f"{fov_dir(ds, f)}/fits_{wc.model}.csv" for f in sel]
+
+
+def sample_fit_traces(wc):
+    """The sample's merged table of the fitted column (fit.feature of fit.channel)."""
+    ds, _sel = samples()[wc.sample]
+    col = f"{config['fit']['feature']}_ch_{fit_channel(ds)}"
+    return f"{RESULTS}/samples/{wc.sample}/{wc.sample}_{col}.csv"
+
+
+def sample_color_of(name):
+    """The colour of a sample (one per sample, in config order)."""
+    from pyama_flow.qc import sample_color
+
+    return sample_color(name, list(samples()))
 
 
 def qc_outputs():
@@ -278,4 +292,7 @@ def qc_outputs():
             out += [f"{q}/background_ch{c}.png" for c in fl]
             for c in qc_channels(ds):
                 out += [f"{q}/frame_stats_ch{c}.png", f"{q}/frame_stats_ch{c}.html"]
+    for name in samples():
+        for m in config["fit"]["models"]:
+            out.append(f"{RESULTS}/samples/{name}/qc/{m}_summary.csv")
     return out

@@ -52,6 +52,16 @@ _RATIOS: dict[str, float] = {
 _AREAS = ("max_hole_area", "min_area")
 _CONN8 = np.ones((3, 3), dtype=bool)
 _HALO_SIGMA = 1.0  # binned px, smoothing of the brightness used as halo barrier
+#: documented default scale (T98G phase contrast, 10x, 0.87 um/px)
+DEFAULT_DIAMETER = 60.0
+#: estimated diameter = SCALE_PER_RADIUS x 95th percentile of the mask's distance map
+SCALE_PER_RADIUS = 4.0
+#: range of the estimated diameter (input px)
+DIAMETER_RANGE = (8.0, 240.0)
+_MIN_SCALE_PIXELS = 50  # fewer mask pixels: no estimate, DEFAULT_DIAMETER
+_DARK_THRESHOLD = 8.0  # robust SDs, default of the dark foreground
+_DARK_SCALE = 1.0  # dark masks: estimated diameter x this
+_CLASSIFIER_STEP = 2  # classifier grid = this x the pipeline's bin factor
 
 
 def bin_image(image: np.ndarray, factor: int) -> np.ndarray:
@@ -315,6 +325,23 @@ def _derived(value: float | None, name: str, diameter: float) -> float:
     return ratio * diameter * diameter if name in _AREAS else ratio * diameter
 
 
+def clean_mask(
+    mask: np.ndarray, max_hole_area: float = 0.0, open_radius: float = 0.0, min_area: float = 0.0
+) -> np.ndarray:
+    """Fill holes up to ``max_hole_area``, square opening of half side
+    ``open_radius``, drop objects below ``min_area`` (all in pixels of ``mask``)."""
+    mask = np.asarray(mask, dtype=bool)
+    if max_hole_area > 0:
+        mask = fill_small_holes(mask, max_hole_area)
+    r = int(round(open_radius))
+    if r > 0:
+        side = 2 * r + 1
+        mask = _square_filter(_square_filter(mask, side, erode=True), side, erode=False)
+    if min_area > 0:
+        mask = remove_small(mask, min_area)
+    return mask
+
+
 def foreground_mask(
     image: np.ndarray,
     bin_factor: int = 1,
@@ -325,7 +352,7 @@ def foreground_mask(
     open_radius: float = 0.0,
     min_area: float = 0.0,
 ) -> np.ndarray:
-    """Binned foreground mask before the final erosion (steps 1-3).
+    """Binned texture / dark foreground mask before the final erosion.
 
     Lengths / areas are in binned pixels here. Returns a bool array of the
     binned shape.
@@ -339,20 +366,166 @@ def foreground_mask(
     if dark_threshold is not None:
         dark = robust_z(bin_image(image, bin_factor)) < -float(dark_threshold)
         mask = dark if mask is None else mask | dark
-    if max_hole_area > 0:
-        mask = fill_small_holes(mask, max_hole_area)
-    r = int(round(open_radius))
-    if r > 0:
-        side = 2 * r + 1
-        mask = _square_filter(_square_filter(mask, side, erode=True), side, erode=False)
-    if min_area > 0:
-        mask = remove_small(mask, min_area)
-    return mask
+    return clean_mask(mask, max_hole_area, open_radius, min_area)
+
+
+def estimate_cell_diameter(mask: np.ndarray, pixel_size: float = 1.0, default: float = DEFAULT_DIAMETER) -> float:
+    """Typical cell diameter (input px) from a rough foreground mask.
+
+    ``SCALE_PER_RADIUS`` x the 95th percentile, over the mask's pixels (after
+    a 3x3 opening that removes speckle), of the distance to the background:
+    the half-width of the thickest cells, which is little affected by thin
+    protrusions and speckle. ``pixel_size`` is the mask's pixel size in input
+    pixels (its bin factor). Fewer than ``_MIN_SCALE_PIXELS`` mask pixels:
+    ``default``. The result is clipped to ``DIAMETER_RANGE``.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if min(m.shape) >= 3:
+        m = _square_filter(_square_filter(m, 3, erode=True), 3, erode=False)
+    n = int(np.count_nonzero(m))
+    if n < _MIN_SCALE_PIXELS:
+        return float(default)
+    d = distance_map(m)[m]
+    r = float(np.partition(d, int(0.95 * (n - 1)))[int(0.95 * (n - 1))]) * pixel_size
+    return float(np.clip(SCALE_PER_RADIUS * r, *DIAMETER_RANGE))
+
+
+def refine_outlines(labels: np.ndarray, brightness: np.ndarray, band: float) -> np.ndarray:
+    """Move object outlines onto the bright phase halo, within ``band`` px.
+
+    Each object's core (farther than ``band`` from its outline; at least its
+    innermost pixel) and the background farther than ``band`` from any object
+    are seeds of a watershed flooding ``brightness`` (bright = ridge) in the
+    band between them, so every outline settles on the ridge of the halo
+    between the object and the background (or between two touching
+    objects). Objects stay one connected piece (smaller stray pieces are
+    dropped). Returns int32 labels 1..n.
+    """
+    labels = np.asarray(labels, dtype=np.int32)
+    n = int(labels.max())
+    if n == 0 or band <= 0:
+        return labels
+    fg = labels > 0
+    din = distance_map(fg)
+    dout = distance_map(~fg)
+    markers = np.where(din > band, labels, 0)
+    ids = np.arange(1, n + 1)
+    present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
+    has_core = np.bincount(markers.ravel(), minlength=n + 1)[1:] > 0
+    missing = ids[present & ~has_core]
+    if missing.size:  # thin objects: seed at their innermost pixel
+        pos = ndi.maximum_position(din, labels, missing)
+        rr, cc = np.array(pos, dtype=np.intp).reshape(-1, 2).T
+        markers[rr, cc] = missing
+    bg = dout > band
+    markers[bg] = n + 1
+    region = ~bg | (dout > band - 1.5)  # the band plus a rim of background seeds
+    out = watershed(brightness, markers, mask=region)
+    out[out == n + 1] = 0
+    return _keep_largest_piece(out)
+
+
+def _keep_largest_piece(labels: np.ndarray) -> np.ndarray:
+    """Keep each label's largest 4-connected piece, renumber 1..n (int32)."""
+    from skimage.measure import label as cc_label
+
+    pieces = cc_label(labels, background=0, connectivity=1)
+    m = int(pieces.max())
+    if m == 0:
+        return np.zeros(labels.shape, dtype=np.int32)
+    owner = np.zeros(m + 1, dtype=np.int64)
+    owner[pieces.ravel()] = labels.ravel()
+    size = np.bincount(pieces.ravel(), minlength=m + 1)
+    size[0] = 0
+    order = np.lexsort((-size, owner))  # by owner, largest first
+    first = np.r_[True, owner[order][1:] != owner[order][:-1]]
+    keep = np.zeros(m + 1, dtype=bool)
+    keep[order[first]] = True
+    keep[0] = False
+    lut = np.zeros(m + 1, dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[pieces]
+
+
+class _Maps:
+    """Per-frame maps on the pipeline grid (binned by ``f``), computed once."""
+
+    def __init__(self, image: np.ndarray, f: int, texture: np.ndarray | None):
+        self.f = f
+        self.shape = (image.shape[0] // f, image.shape[1] // f)
+        self.z = robust_z(bin_image(image, f))
+        if texture is not None:
+            tex = bin_image(texture, f)
+            tex -= np.float32(histogram_mode(tex))
+            self.tex = tex
+        else:
+            self.tex = None
+
+
+def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-classifier foreground probability on the pipeline grid, and the
+    classifier-grid features (for inspection / training)."""
+    from .pixel_classifier import classifier_features, default_model, predict_proba, upsample_linear
+
+    k = _CLASSIFIER_STEP
+    if min(maps.shape) < 2 * k:
+        k = 1
+    tex_g = bin_image(maps.tex, k)
+    z_g = bin_image(maps.z, k)
+    raw_g = bin_image(raw.astype(np.float32), k)
+    prior_g = bin_image(prior.astype(np.float32), k) >= 0.5
+    feats = classifier_features(tex_g, z_g, raw_g, prior_g)
+    p = predict_proba(default_model(), feats)
+    return upsample_linear(p, k, maps.shape), feats
+
+
+def learned_features(
+    image: np.ndarray, cell_diameter: float | None = None, texture_window: int = 3, texture_threshold: float = 0.8
+) -> tuple[np.ndarray, int]:
+    """Classifier-grid features of a frame, as the ``"learned"`` foreground
+    computes them with these arguments (training aid).
+
+    Returns ``(features, grid)``: features ``(Y, X, N)`` float32 and the
+    classifier-grid pixel size in input pixels.
+    """
+    image = np.asarray(image)
+    texture = texture_image(image, texture_window)
+    if cell_diameter is None:
+        e = 2 if min(image.shape) >= 64 else 1
+        probe = _Maps(image, e, texture)
+        d = estimate_cell_diameter(probe.tex > np.float32(texture_threshold), e)
+    else:
+        d = float(cell_diameter)
+    f = _bin_for(d, image.shape, None)
+    maps = _Maps(image, f, texture)
+    raw = maps.tex > np.float32(texture_threshold)
+    prior = clean_mask(
+        raw,
+        _derived(None, "max_hole_area", d) / (f * f),
+        _derived(None, "open_radius", d) / f,
+        _derived(None, "min_area", d) / (f * f),
+    )
+    _, feats = _learned_probability(maps, raw, prior)
+    k = _CLASSIFIER_STEP if min(maps.shape) >= 2 * _CLASSIFIER_STEP else 1
+    return feats, f * k
+
+
+def _bin_for(d: float, shape: tuple[int, ...], bin_factor: int | None) -> int:
+    f = max(1, int(bin_factor) if bin_factor is not None else int(d / 30.0 + 0.5))
+    return min(f, max(1, min(shape) // 8))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+FOREGROUNDS = ("auto", "texture", "dark", "learned")
 
 
 def segment_watershed(
     image: np.ndarray,
-    cell_diameter: float = 60.0,
+    cell_diameter: float | None = None,
     bin_factor: int | None = None,
     texture_window: int = 3,
     texture_threshold: float | None = 0.8,
@@ -365,38 +538,47 @@ def segment_watershed(
     split_depth: float | None = None,
     halo_weight: float = 0.6,
     exact_distance: bool = False,
-) -> np.ndarray:
+    foreground: str = "auto",
+    refine_band: float | None = None,
+    learned_threshold: float = 0.5,
+    min_agreement: float = 0.6,
+    dark_fraction: float = 0.3,
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict]:
     """Segment one phase-contrast frame into cells, splitting touching ones.
 
     Parameters
     ----------
     image : (Y, X) array
         Phase-contrast frame (any real dtype).
-    cell_diameter : float
+    cell_diameter : float or None
         Typical cell diameter (input px); sets the defaults of all ``None``
-        parameters below. T98G at 10x, 0.87 um/px: 60.
+        length / area parameters below. None (default) = estimated from the
+        frame (:func:`estimate_cell_diameter` on the thresholded texture, or
+        on the dark mask for dark cells); T98G at 10x, 0.87 um/px: about 60.
     bin_factor : int or None
         Block-mean binning after the texture step; None =
         ``max(1, round(cell_diameter / 30))``.
     texture_window : int
         Side (input px) of the local-variance window (odd, >= 3).
     texture_threshold : float or None
-        Foreground where ln(local std) exceeds the background mode by this
-        (0.8 = 2.2x the background's local std); None = texture not used
-        (then ``dark_threshold`` must be set).
+        Texture foreground where ln(local std) exceeds the background mode by
+        this (0.8 = 2.2x the background's local std). None = texture not
+        used: the dark foreground (``dark_threshold``, default 8).
     dark_threshold : float or None
-        Also foreground where the binned frame is darker than its median by
-        this many robust standard deviations (None = off; for dark,
-        untextured cells such as bacteria).
-    max_hole_area : float or None
-        Enclosed background up to this area (input px) is filled; None =
-        diameter² / 3.
-    open_radius : float or None
-        Half side (input px) of the square opening; None = diameter / 15.
-    min_area : float or None
-        Smaller objects (input px) are dropped; None = diameter² / 6.
+        Dark foreground: binned frame darker than its median by this many
+        robust standard deviations. With ``foreground="texture"`` it is added
+        to the texture mask when set (None = off, as before); the ``"dark"``
+        foreground uses 8 when None.
+    max_hole_area, open_radius, min_area : float or None
+        Cleanup (input px): enclosed background up to ``max_hole_area`` is
+        filled (None = diameter² / 3), square opening of half side
+        ``open_radius`` (None = diameter / 15), objects below ``min_area``
+        are dropped (None = diameter² / 6).
     erode_radius : float or None
-        Final erosion (input px, disk) against the halo; None = diameter / 15.
+        Erosion (input px, disk) of the texture mask against the phase halo;
+        None = diameter / 15 for the texture foreground, 0 for the dark and
+        learned ones.
     smooth_sigma : float or None
         Gaussian sigma (input px) on the distance map; None = diameter / 15.
     split_depth : float or None
@@ -407,42 +589,108 @@ def segment_watershed(
     exact_distance : bool
         Euclidean distance transform instead of the faster chamfer
         approximation.
+    foreground : {"auto", "texture", "dark", "learned"}
+        How cells are told from background. ``"texture"``: threshold on the
+        local texture (then erosion and outline refinement); ``"dark"``:
+        threshold on darkness (flat, dark cells such as bacteria);
+        ``"learned"``: the pixel classifier of :mod:`.pixel_classifier`
+        (trained on T98G phase contrast) on top of the texture mask.
+        ``"auto"`` (default): ``"dark"`` when at least ``dark_fraction`` of
+        the textured area is that dark (or ``texture_threshold`` is None),
+        else ``"learned"`` when its mask agrees with the texture mask
+        (foreground IoU >= ``min_agreement``), else ``"texture"``.
+    refine_band : float or None
+        Texture foreground only: outlines move onto the ridge of the bright
+        halo within this distance (input px) of the eroded outline
+        (:func:`refine_outlines`); None = ``erode_radius``, 0 = off.
+    learned_threshold : float
+        Probability above which the classifier calls a pixel cell (0-1).
+    min_agreement : float
+        ``"auto"`` only: minimum foreground IoU between the classifier's and
+        the texture mask for the classifier to be used (0-1; 0 = always,
+        > 1 = never).
+    dark_fraction : float
+        ``"auto"`` only: minimum ratio of dark pixels (darker than the dark
+        threshold) to textured pixels for the dark foreground (>= 0).
+    return_info : bool
+        Also return a dict with the choices made (``foreground``,
+        ``cell_diameter``, ``bin_factor``, ``agreement``).
 
     Returns
     -------
-    (Y, X) uint16 labels, 0 = background, 1..n within the frame.
+    (Y, X) uint16 labels, 0 = background, 1..n within the frame (and the
+    info dict when ``return_info``).
     """
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D frame, got shape {image.shape}")
-    if cell_diameter <= 0:
+    if cell_diameter is not None and cell_diameter <= 0:
         raise ValueError("cell_diameter must be positive")
-    d = float(cell_diameter)
-    f = max(1, int(bin_factor) if bin_factor is not None else int(d / 30.0 + 0.5))
-    f = min(f, max(1, min(image.shape) // 8))
-    lin, area = 1.0 / f, 1.0 / (f * f)
+    if foreground not in FOREGROUNDS:
+        raise ValueError(f"foreground must be one of {FOREGROUNDS}, got {foreground!r}")
+    if texture_threshold is None and dark_threshold is None and foreground == "texture":
+        raise ValueError("texture_threshold and dark_threshold cannot both be None")
+    if foreground == "learned" and texture_threshold is None:
+        raise ValueError("the learned foreground needs texture_threshold")
+    mode = foreground
+    if texture_threshold is None and mode == "auto":
+        mode = "dark"
+    dark_thr = float(dark_threshold) if dark_threshold is not None else _DARK_THRESHOLD
+    info: dict = {}
 
-    mask = foreground_mask(
-        image,
-        bin_factor=f,
-        texture_window=int(texture_window),
-        texture_threshold=None if texture_threshold is None else float(texture_threshold),
-        dark_threshold=None if dark_threshold is None else float(dark_threshold),
-        max_hole_area=_derived(max_hole_area, "max_hole_area", d) * area,
-        open_radius=_derived(open_radius, "open_radius", d) * lin,
-        min_area=_derived(min_area, "min_area", d) * area,
-    )
-    # erosion by a disk = thresholding the distance map; the eroded mask's
-    # distance map is the original one minus the radius
+    texture = texture_image(image, texture_window) if mode != "dark" else None
+    # rough look at a fixed 2x2 binning: scale and bright / dark cells
+    e = 2 if min(image.shape) >= 64 else 1
+    probe = _Maps(image, e, texture)
+    raw_e = None if probe.tex is None else probe.tex > np.float32(texture_threshold)
+    dark_e = probe.z < np.float32(-dark_thr)
+    if mode == "auto":
+        n_dark = int(np.count_nonzero(dark_e))
+        n_tex = int(np.count_nonzero(raw_e))
+        if n_dark >= _MIN_SCALE_PIXELS and n_dark >= dark_fraction * max(n_tex, 1):
+            mode = "dark"
+    if cell_diameter is not None:
+        d = float(cell_diameter)
+    elif mode == "dark":
+        d = estimate_cell_diameter(dark_e, e) * _DARK_SCALE
+    else:
+        d = estimate_cell_diameter(raw_e, e)
+    f = _bin_for(d, image.shape, bin_factor)
+    lin, area = 1.0 / f, 1.0 / (f * f)
+    maps = probe if f == e else _Maps(image, f, texture)
+    hole = _derived(max_hole_area, "max_hole_area", d) * area
+    opening = _derived(open_radius, "open_radius", d) * lin
+    small = _derived(min_area, "min_area", d) * area
+
+    if mode == "dark":
+        mask = clean_mask(maps.z < np.float32(-dark_thr), hole, opening, small)
+    else:
+        raw = maps.tex > np.float32(texture_threshold)
+        if dark_threshold is not None and mode == "texture":
+            raw = raw | (maps.z < np.float32(-dark_thr))
+        mask = clean_mask(raw, hole, opening, small)
+        if mode in ("auto", "learned"):
+            p, _ = _learned_probability(maps, raw, mask)
+            learned = clean_mask(p > np.float32(learned_threshold), 0.0, opening, small)
+            info["agreement"] = _iou(learned, mask)
+            if mode == "learned" or info["agreement"] >= min_agreement:
+                mode, mask = "learned", learned
+            else:
+                mode = "texture"
+    info.update(foreground=mode, cell_diameter=d, bin_factor=f)
+
     dist = distance_map(mask, exact=exact_distance)
-    r_er = np.float32(_derived(erode_radius, "erode_radius", d) * lin)
+    r_er = float(_derived(erode_radius, "erode_radius", d)) if mode == "texture" or erode_radius is not None else 0.0
+    r_er *= lin
     if r_er > 0:
-        mask = dist > r_er
-        dist -= r_er
+        mask = dist > np.float32(r_er)
+        dist -= np.float32(r_er)
+    z_smooth = None
     barrier = None
+    if halo_weight > 0 or mode == "texture":
+        z_smooth = ndi.gaussian_filter(maps.z, _HALO_SIGMA, truncate=3.0)
     if halo_weight > 0:
-        z = ndi.gaussian_filter(robust_z(bin_image(image, f)), _HALO_SIGMA, truncate=3.0)
-        barrier = np.maximum(z, 0) * np.float32(halo_weight * lin)
+        barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * lin)
     labels = split_objects(
         mask,
         smooth_sigma=_derived(smooth_sigma, "smooth_sigma", d) * lin,
@@ -450,7 +698,12 @@ def segment_watershed(
         barrier=barrier,
         height=dist,
     )
+    if mode == "texture":
+        band = (r_er if refine_band is None else float(refine_band) * lin)
+        if band > 0:
+            labels = refine_outlines(labels, z_smooth, band)
     labels = unbin_labels(labels, f, image.shape)
     if int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError(f"{int(labels.max())} objects exceed the uint16 label range")
-    return labels.astype(np.uint16)
+    labels = labels.astype(np.uint16)
+    return (labels, info) if return_info else labels
