@@ -1,0 +1,10 @@
+from _common import run
+
+
+def main(snakemake):
+    from pyama_flow.qc import render_config
+
+    render_config(snakemake.params.config, snakemake.output[0])
+
+
+run(main, snakemake)  # noqa: F821
