@@ -53,17 +53,23 @@ def test_nothing_changed_runs_nothing(done):
     assert planned(done, BASE) == {}
 
 
+# qc_config renders the effective config for the report's "Parameters" page,
+# so it (a sub-second local job) reruns on any config edit by design.
+QC_FOV = ("qc_outlines", "qc_background", "qc_cells")
+
+
 def test_fit_parameter_reruns_only_fits(done):
     cfg = copy.deepcopy(BASE)
     cfg["fit"]["params"] = {"maturation": {"delta": {"value": 0.05}}}
-    assert planned(done, cfg) == {"fit": 2, "all": 1}
+    assert planned(done, cfg) == {"fit": 2, "qc_sample": 2, "qc_config": 1, "all": 1}
 
 
 def test_segmentation_parameter_reruns_downstream_not_extract(done):
     cfg = copy.deepcopy(BASE)
     cfg["segmentation"]["logstd"] = {"n_sigma": 3.5}
     assert planned(done, cfg) == {
-        "segment": 2, "correct": 2, "track": 2, "traces": 2, "fit": 2, "merge": 4, "tidy": 1, "all": 1,
+        "segment": 2, "correct": 2, "track": 2, "traces": 2, "fit": 2, "merge": 4, "tidy": 1,
+        **{q: 2 for q in QC_FOV}, "qc_sample": 2, "qc_config": 1, "all": 1,
     }
 
 
@@ -71,9 +77,12 @@ def test_added_fov_runs_its_chain_and_the_merges(done):
     cfg = copy.deepcopy(BASE)
     cfg["datasets"]["demo"]["fovs"] = "0-2"
     cfg["samples"][1]["fovs"] = "1-2"
-    assert planned(done, cfg) == {
+    plan = planned(done, cfg)
+    assert plan.pop("qc_config") == 1
+    assert plan == {
         "extract": 2, "segment": 1, "correct": 1, "track": 1, "traces": 1, "fit": 1,
         "merge": 2, "tidy": 1, "all": 1,
+        "qc_frames": 1, "qc_frame_stats": 2, **{q: 1 for q in QC_FOV}, "qc_sample": 1,
     }
 
 
@@ -81,4 +90,4 @@ def test_unrelated_edit_reruns_nothing(done):
     cfg = copy.deepcopy(BASE)
     cfg["fit"]["params"] = {"trivial": {"delta": {"value": 0.05}}}  # a model that is not run
     cfg["datasets"]["demo"]["frame_interval_min"] = 10  # the file has time stamps
-    assert planned(done, cfg) == {}
+    assert planned(done, cfg) == {"qc_config": 1, "all": 1}

@@ -60,8 +60,9 @@ SCALE_PER_RADIUS = 4.0
 DIAMETER_RANGE = (8.0, 240.0)
 _MIN_SCALE_PIXELS = 50  # fewer mask pixels: no estimate, DEFAULT_DIAMETER
 _DARK_THRESHOLD = 8.0  # robust SDs, default of the dark foreground
-_DARK_SCALE = 1.0  # dark masks: estimated diameter x this
 _CLASSIFIER_STEP = 2  # classifier grid = this x the pipeline's bin factor
+_PROBE_BIN = 2  # bin factor of the first look (scale, dark cells)
+_DARK_PERCENTILE = 50.0  # scale from the median depth of dark masks
 
 
 def bin_image(image: np.ndarray, factor: int) -> np.ndarray:
@@ -143,6 +144,46 @@ def texture_image(image: np.ndarray, window: int = 3) -> np.ndarray:
         out[-1 - k, r:-r] = out[-1 - r, r:-r]
     out[:, :r] = out[:, r : r + 1]
     out[:, -r:] = out[:, -r - 1 : -r]
+    return out
+
+
+def binned_texture(image: np.ndarray, window: int = 3, factor: int = 1, block: int = 64) -> np.ndarray:
+    """``bin_image(texture_image(image, window), factor)``, computed in blocks
+    of about ``block`` rows (same values; far fewer frame-sized temporaries)."""
+    image = np.asarray(image)
+    w = int(window)
+    if w < 3 or w % 2 == 0 or min(image.shape) < w:
+        raise ValueError(f"texture window {window} must be odd, >= 3 and fit the frame {image.shape}")
+    f = max(1, int(factor))
+    ny, nx = image.shape
+    oy, ox = ny // f, nx // f
+    if oy == 0 or ox == 0:
+        raise ValueError(f"frame {image.shape} smaller than bin factor {f}")
+    r = w // 2
+    med = np.float32(np.median(image[::4, ::4]))
+    sub = np.subtract(image[::4, ::4], med, dtype=np.float32)
+    floor = np.float32(max(float(np.var(sub)) * 1e-6, 1e-12) * w**4)
+    out = np.empty((oy, ox), dtype=np.float32)
+    step = max(1, block // f) * f
+    for y0 in range(0, oy * f, step):
+        y1 = min(y0 + step, oy * f)
+        rows = np.clip(np.arange(y0, y1), r, ny - 1 - r)
+        c0, c1 = int(rows[0]), int(rows[-1]) + 1
+        img = np.subtract(image[c0 - r : c1 + r], med, dtype=np.float32)
+        s = _window_sum(img, w)
+        var = _window_sum(img * img, w)
+        var *= np.float32(w * w)
+        var -= s * s
+        np.maximum(var, floor, out=var)
+        t = np.empty((c1 - c0, nx), dtype=np.float32)
+        inner = t[:, r : nx - r]
+        np.log(var, out=inner)
+        inner *= np.float32(0.5)
+        t[:, :r] = t[:, r : r + 1]
+        t[:, nx - r :] = t[:, nx - r - 1 : nx - r]
+        if rows[0] != y0 or rows[-1] != y1 - 1:
+            t = t[rows - c0]
+        out[y0 // f : y1 // f] = bin_image(t[:, : ox * f], f)
     return out
 
 
@@ -369,25 +410,63 @@ def foreground_mask(
     return clean_mask(mask, max_hole_area, open_radius, min_area)
 
 
-def estimate_cell_diameter(mask: np.ndarray, pixel_size: float = 1.0, default: float = DEFAULT_DIAMETER) -> float:
+def estimate_cell_diameter(
+    mask: np.ndarray, pixel_size: float = 1.0, percentile: float = 95.0, default: float = DEFAULT_DIAMETER
+) -> float:
     """Typical cell diameter (input px) from a rough foreground mask.
 
-    ``SCALE_PER_RADIUS`` x the 95th percentile, over the mask's pixels (after
-    a 3x3 opening that removes speckle), of the distance to the background:
-    the half-width of the thickest cells, which is little affected by thin
-    protrusions and speckle. ``pixel_size`` is the mask's pixel size in input
-    pixels (its bin factor). Fewer than ``_MIN_SCALE_PIXELS`` mask pixels:
-    ``default``. The result is clipped to ``DIAMETER_RANGE``.
+    ``SCALE_PER_RADIUS`` x the ``percentile`` (interpolated), over the mask's
+    pixels, of their city-block distance to the background: for the texture
+    mask (speckled, with thin protrusions) the 95th percentile is the
+    half-width of the thickest cells; for solid masks (dark cells merged
+    into colonies) the median is the robust choice. ``pixel_size`` is the
+    mask's pixel size in input pixels (its bin factor). Fewer than
+    ``_MIN_SCALE_PIXELS`` mask pixels: ``default``. The result is clipped to
+    ``DIAMETER_RANGE``.
     """
     m = np.asarray(mask, dtype=bool)
-    if min(m.shape) >= 3:
-        m = _square_filter(_square_filter(m, 3, erode=True), 3, erode=False)
     n = int(np.count_nonzero(m))
     if n < _MIN_SCALE_PIXELS:
         return float(default)
-    d = distance_map(m)[m]
-    r = float(np.partition(d, int(0.95 * (n - 1)))[int(0.95 * (n - 1))]) * pixel_size
-    return float(np.clip(SCALE_PER_RADIUS * r, *DIAMETER_RANGE))
+    dist = ndi.distance_transform_cdt(m, metric="taxicab")[m]
+    cum = np.cumsum(np.bincount(dist))  # cum[k] = pixels at distance <= k
+    q = percentile / 100.0 * n
+    k = int(np.searchsorted(cum, q))  # first distance reaching the quantile
+    below = cum[k - 1] if k > 0 else 0
+    r = (k - 1) + (q - below) / max(cum[k] - below, 1)  # linear within the bin
+    return float(np.clip(SCALE_PER_RADIUS * r * pixel_size, *DIAMETER_RANGE))
+
+
+def halo_depth(mask: np.ndarray, brightness: np.ndarray, max_depth: int = 8) -> float:
+    """How far inside a texture mask's outline the bright phase halo peaks (px).
+
+    Mean ``brightness`` of the mask pixels at each city-block depth 1 ..
+    ``max_depth`` from the outline; returns the depth of the maximum
+    (parabolic interpolation), 0 when the mask has no interior. Phase
+    contrast whose texture mask spills well past the cells (the outer flank
+    of a wide halo is textured) gives a deep peak; a halo centred on a tight
+    mask outline gives a shallow one.
+    """
+    m = np.asarray(mask, dtype=bool)
+    depth = ndi.distance_transform_cdt(m, metric="taxicab")
+    sel = m & (depth <= max_depth)
+    if not sel.any():
+        return 0.0
+    k = depth[sel]
+    counts = np.bincount(k, minlength=max_depth + 1)
+    sums = np.bincount(k, weights=brightness[sel].astype(np.float64), minlength=max_depth + 1)
+    valid = counts >= 10
+    valid[0] = False
+    if not valid.any():
+        return 0.0
+    prof = np.where(valid, sums / np.maximum(counts, 1), -np.inf)
+    j = int(np.argmax(prof))
+    if 1 <= j - 1 and j + 1 <= max_depth and valid[j - 1] and valid[j + 1]:
+        a, b, c = prof[j - 1], prof[j], prof[j + 1]
+        den = a - 2 * b + c
+        if den < 0:
+            return float(j + 0.5 * (a - c) / den)
+    return float(j)
 
 
 def refine_outlines(labels: np.ndarray, brightness: np.ndarray, band: float) -> np.ndarray:
@@ -409,18 +488,19 @@ def refine_outlines(labels: np.ndarray, brightness: np.ndarray, band: float) -> 
     din = distance_map(fg)
     dout = distance_map(~fg)
     markers = np.where(din > band, labels, 0)
-    ids = np.arange(1, n + 1)
     present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
     has_core = np.bincount(markers.ravel(), minlength=n + 1)[1:] > 0
-    missing = ids[present & ~has_core]
+    missing = np.flatnonzero(present & ~has_core) + 1
     if missing.size:  # thin objects: seed at their innermost pixel
         pos = ndi.maximum_position(din, labels, missing)
         rr, cc = np.array(pos, dtype=np.intp).reshape(-1, 2).T
         markers[rr, cc] = missing
-    bg = dout > band
-    markers[bg] = n + 1
-    region = ~bg | (dout > band - 1.5)  # the band plus a rim of background seeds
+    markers[dout > band] = n + 1
+    # flood only the band (plus a rim of seeds on either side)
+    region = (din <= band + 1.5) & (dout <= band + 1.5)
+    region |= markers > 0
     out = watershed(brightness, markers, mask=region)
+    out = np.where(region, out, markers)
     out[out == n + 1] = 0
     return _keep_largest_piece(out)
 
@@ -436,8 +516,7 @@ def _keep_largest_piece(labels: np.ndarray) -> np.ndarray:
     owner = np.zeros(m + 1, dtype=np.int64)
     owner[pieces.ravel()] = labels.ravel()
     size = np.bincount(pieces.ravel(), minlength=m + 1)
-    size[0] = 0
-    order = np.lexsort((-size, owner))  # by owner, largest first
+    order = np.lexsort((-size, owner))  # by owner, largest piece first
     first = np.r_[True, owner[order][1:] != owner[order][:-1]]
     keep = np.zeros(m + 1, dtype=bool)
     keep[order[first]] = True
@@ -447,67 +526,67 @@ def _keep_largest_piece(labels: np.ndarray) -> np.ndarray:
     return lut[pieces]
 
 
-class _Maps:
-    """Per-frame maps on the pipeline grid (binned by ``f``), computed once."""
+def split_coarse(
+    mask: np.ndarray,
+    brightness: np.ndarray,
+    step: int,
+    smooth_sigma: float,
+    split_depth: float,
+    halo_weight: float,
+) -> np.ndarray:
+    """:func:`split_objects` on a ``step`` x coarser grid, labels put back on ``mask``.
 
-    def __init__(self, image: np.ndarray, f: int, texture: np.ndarray | None):
+    Lengths are in pixels of ``mask``; ``halo_weight`` per robust SD of
+    ``brightness`` (z-score on ``mask``'s grid). The coarse labels are grown by
+    one coarse pixel, upsampled and cut to ``mask``; each object keeps its
+    largest connected piece. Several times cheaper than splitting at full
+    grid, with split lines within a coarse pixel.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if step <= 1 or min(mask.shape) < 4 * step:
+        barrier = None
+        if halo_weight > 0:
+            z = ndi.gaussian_filter(brightness, _HALO_SIGMA, truncate=3.0)
+            barrier = np.maximum(z, 0) * np.float32(halo_weight)
+        return split_objects(mask, smooth_sigma, split_depth, barrier=barrier)
+    coarse = bin_image(mask.astype(np.float32), step) >= 0.5
+    barrier = None
+    if halo_weight > 0:
+        z = ndi.gaussian_filter(bin_image(brightness, step), _HALO_SIGMA / step, truncate=3.0)
+        barrier = np.maximum(z, 0) * np.float32(halo_weight / step)
+    lab = split_objects(coarse, smooth_sigma / step, split_depth / step, barrier=barrier)
+    lab = np.where(lab > 0, lab, ndi.grey_dilation(lab, size=3))
+    lab = unbin_labels(lab, step, mask.shape)
+    return _keep_largest_piece(np.where(mask, lab, 0))
+
+
+class _Maps:
+    """Binned texture (minus its background mode) and brightness z-score."""
+
+    def __init__(self, image: np.ndarray, f: int, texture_window: int | None):
         self.f = f
         self.shape = (image.shape[0] // f, image.shape[1] // f)
         self.z = robust_z(bin_image(image, f))
-        if texture is not None:
-            tex = bin_image(texture, f)
+        self.tex = None
+        if texture_window is not None:
+            tex = binned_texture(image, texture_window, f)
             tex -= np.float32(histogram_mode(tex))
             self.tex = tex
-        else:
-            self.tex = None
 
 
-def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-classifier foreground probability on the pipeline grid, and the
-    classifier-grid features (for inspection / training)."""
+def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pixel-classifier foreground probability on the pipeline grid, the
+    classifier-grid features and the classifier step (grid / pipeline px)."""
     from .pixel_classifier import classifier_features, default_model, predict_proba, upsample_linear
 
-    k = _CLASSIFIER_STEP
-    if min(maps.shape) < 2 * k:
-        k = 1
+    k = _CLASSIFIER_STEP if min(maps.shape) >= 8 * _CLASSIFIER_STEP else 1
     tex_g = bin_image(maps.tex, k)
     z_g = bin_image(maps.z, k)
     raw_g = bin_image(raw.astype(np.float32), k)
     prior_g = bin_image(prior.astype(np.float32), k) >= 0.5
     feats = classifier_features(tex_g, z_g, raw_g, prior_g)
     p = predict_proba(default_model(), feats)
-    return upsample_linear(p, k, maps.shape), feats
-
-
-def learned_features(
-    image: np.ndarray, cell_diameter: float | None = None, texture_window: int = 3, texture_threshold: float = 0.8
-) -> tuple[np.ndarray, int]:
-    """Classifier-grid features of a frame, as the ``"learned"`` foreground
-    computes them with these arguments (training aid).
-
-    Returns ``(features, grid)``: features ``(Y, X, N)`` float32 and the
-    classifier-grid pixel size in input pixels.
-    """
-    image = np.asarray(image)
-    texture = texture_image(image, texture_window)
-    if cell_diameter is None:
-        e = 2 if min(image.shape) >= 64 else 1
-        probe = _Maps(image, e, texture)
-        d = estimate_cell_diameter(probe.tex > np.float32(texture_threshold), e)
-    else:
-        d = float(cell_diameter)
-    f = _bin_for(d, image.shape, None)
-    maps = _Maps(image, f, texture)
-    raw = maps.tex > np.float32(texture_threshold)
-    prior = clean_mask(
-        raw,
-        _derived(None, "max_hole_area", d) / (f * f),
-        _derived(None, "open_radius", d) / f,
-        _derived(None, "min_area", d) / (f * f),
-    )
-    _, feats = _learned_probability(maps, raw, prior)
-    k = _CLASSIFIER_STEP if min(maps.shape) >= 2 * _CLASSIFIER_STEP else 1
-    return feats, f * k
+    return upsample_linear(p, k, maps.shape), feats, k
 
 
 def _bin_for(d: float, shape: tuple[int, ...], bin_factor: int | None) -> int:
@@ -518,6 +597,77 @@ def _bin_for(d: float, shape: tuple[int, ...], bin_factor: int | None) -> int:
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.count_nonzero(a | b)
     return np.count_nonzero(a & b) / union if union else 1.0
+
+
+class _Front:
+    """Steps shared by segmentation and classifier training: scale, maps, masks."""
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        cell_diameter: float | None,
+        bin_factor: int | None,
+        texture_window: int,
+        texture_threshold: float | None,
+        dark_threshold: float | None,
+        foreground: str,
+        dark_fraction: float,
+        max_hole_area: float | None,
+        open_radius: float | None,
+        min_area: float | None,
+    ):
+        mode = foreground
+        if texture_threshold is None:  # (validated: not "learned")
+            mode = "dark"
+        self.dark_thr = float(dark_threshold) if dark_threshold is not None else _DARK_THRESHOLD
+        # a first look at a fixed 2x2 binning: dark or textured cells, scale
+        e = _PROBE_BIN if min(image.shape) >= 32 * _PROBE_BIN else 1
+        probe = _Maps(image, e, None if mode == "dark" else texture_window)
+        dark_e = probe.z < np.float32(-self.dark_thr)
+        raw_e = None if probe.tex is None else probe.tex > np.float32(texture_threshold)
+        if mode == "auto":
+            n_dark = int(np.count_nonzero(dark_e))
+            if n_dark >= _MIN_SCALE_PIXELS and n_dark >= dark_fraction * max(int(np.count_nonzero(raw_e)), 1):
+                mode = "dark"
+        if cell_diameter is not None:
+            d = float(cell_diameter)
+        elif mode == "dark":
+            d = estimate_cell_diameter(dark_e, e, percentile=_DARK_PERCENTILE)
+        else:
+            d = estimate_cell_diameter(raw_e, e)
+        f = _bin_for(d, image.shape, bin_factor)
+        if f == e and (probe.tex is not None or mode == "dark"):
+            maps = probe
+        else:
+            maps = _Maps(image, f, None if mode == "dark" else texture_window)
+        self.mode, self.d, self.f, self.maps = mode, d, f, maps
+        area = 1.0 / (f * f)
+        self.hole = _derived(max_hole_area, "max_hole_area", d) * area
+        self.opening = _derived(open_radius, "open_radius", d) / f
+        self.small = _derived(min_area, "min_area", d) * area
+        if mode == "dark":
+            self.raw = maps.z < np.float32(-self.dark_thr)
+        else:
+            self.raw = maps.tex > np.float32(texture_threshold)
+            if dark_threshold is not None and mode == "texture":
+                self.raw = self.raw | (maps.z < np.float32(-self.dark_thr))
+        self.mask = clean_mask(self.raw, self.hole, self.opening, self.small)
+
+
+def learned_features(
+    image: np.ndarray, cell_diameter: float | None = None, texture_window: int = 3, texture_threshold: float = 0.8
+) -> tuple[np.ndarray, int]:
+    """Classifier-grid features of a frame, as the ``"learned"`` foreground of
+    :func:`segment_watershed` computes them with these arguments (training aid).
+
+    Returns ``(features, grid)``: features ``(Y, X, N)`` float32 and the
+    classifier-grid pixel size in input pixels.
+    """
+    front = _Front(
+        np.asarray(image), cell_diameter, None, texture_window, texture_threshold, None, "learned", 0.0, None, None, None
+    )
+    _, feats, k = _learned_probability(front.maps, front.raw, front.mask)
+    return feats, front.f * k
 
 
 FOREGROUNDS = ("auto", "texture", "dark", "learned")
@@ -542,6 +692,7 @@ def segment_watershed(
     refine_band: float | None = None,
     learned_threshold: float = 0.5,
     min_agreement: float = 0.6,
+    min_halo_depth: float = 0.08,
     dark_fraction: float = 0.3,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
@@ -564,21 +715,21 @@ def segment_watershed(
     texture_threshold : float or None
         Texture foreground where ln(local std) exceeds the background mode by
         this (0.8 = 2.2x the background's local std). None = texture not
-        used: the dark foreground (``dark_threshold``, default 8).
+        used: the dark foreground.
     dark_threshold : float or None
         Dark foreground: binned frame darker than its median by this many
-        robust standard deviations. With ``foreground="texture"`` it is added
-        to the texture mask when set (None = off, as before); the ``"dark"``
-        foreground uses 8 when None.
+        robust standard deviations; None = 8 for the dark foreground. With
+        ``foreground="texture"`` a set value also adds the dark pixels to
+        the texture mask (None = not).
     max_hole_area, open_radius, min_area : float or None
         Cleanup (input px): enclosed background up to ``max_hole_area`` is
-        filled (None = diameter² / 3), square opening of half side
-        ``open_radius`` (None = diameter / 15), objects below ``min_area``
-        are dropped (None = diameter² / 6).
+        filled (None = diameter² / 3; texture and dark foregrounds), square
+        opening of half side ``open_radius`` (None = diameter / 15), objects
+        below ``min_area`` are dropped (None = diameter² / 6).
     erode_radius : float or None
-        Erosion (input px, disk) of the texture mask against the phase halo;
-        None = diameter / 15 for the texture foreground, 0 for the dark and
-        learned ones.
+        Erosion (input px, disk) of the mask against the phase halo; None =
+        diameter / 15 for the texture foreground, 0 for the dark and learned
+        ones.
     smooth_sigma : float or None
         Gaussian sigma (input px) on the distance map; None = diameter / 15.
     split_depth : float or None
@@ -591,30 +742,37 @@ def segment_watershed(
         approximation.
     foreground : {"auto", "texture", "dark", "learned"}
         How cells are told from background. ``"texture"``: threshold on the
-        local texture (then erosion and outline refinement); ``"dark"``:
-        threshold on darkness (flat, dark cells such as bacteria);
+        local texture, erosion, then outlines refined onto the halo;
+        ``"dark"``: threshold on darkness (flat dark cells, e.g. bacteria);
         ``"learned"``: the pixel classifier of :mod:`.pixel_classifier`
         (trained on T98G phase contrast) on top of the texture mask.
-        ``"auto"`` (default): ``"dark"`` when at least ``dark_fraction`` of
-        the textured area is that dark (or ``texture_threshold`` is None),
-        else ``"learned"`` when its mask agrees with the texture mask
-        (foreground IoU >= ``min_agreement``), else ``"texture"``.
+        ``"auto"`` (default): ``"dark"`` when the dark pixels are at least
+        ``dark_fraction`` of the textured ones (or ``texture_threshold`` is
+        None); else ``"learned"`` when the frame looks like the classifier's
+        training data -- the halo peaks at least ``min_halo_depth`` x the
+        diameter inside the texture mask's outline, and the classifier's mask
+        agrees with the texture mask (IoU >= ``min_agreement``); else
+        ``"texture"``.
     refine_band : float or None
-        Texture foreground only: outlines move onto the ridge of the bright
-        halo within this distance (input px) of the eroded outline
-        (:func:`refine_outlines`); None = ``erode_radius``, 0 = off.
+        Texture foreground: outlines move onto the ridge of the bright halo
+        within this distance (input px) of the eroded outline
+        (:func:`refine_outlines`); None = the erosion radius, 0 = off.
     learned_threshold : float
         Probability above which the classifier calls a pixel cell (0-1).
     min_agreement : float
-        ``"auto"`` only: minimum foreground IoU between the classifier's and
-        the texture mask for the classifier to be used (0-1; 0 = always,
-        > 1 = never).
+        ``"auto"``: minimum foreground IoU of the classifier's and the
+        texture mask (0-1) for the learned foreground.
+    min_halo_depth : float
+        ``"auto"``: minimum depth of the halo peak inside the texture mask
+        (:func:`halo_depth`), as a fraction of the cell diameter, for the
+        learned foreground (T98G: about 0.13, a halo centred on the outline:
+        about 0.04; 0 = no condition).
     dark_fraction : float
-        ``"auto"`` only: minimum ratio of dark pixels (darker than the dark
-        threshold) to textured pixels for the dark foreground (>= 0).
+        ``"auto"``: minimum ratio of dark to textured pixels for the dark
+        foreground (>= 0).
     return_info : bool
         Also return a dict with the choices made (``foreground``,
-        ``cell_diameter``, ``bin_factor``, ``agreement``).
+        ``cell_diameter``, ``bin_factor``, ``halo_depth``, ``agreement``).
 
     Returns
     -------
@@ -628,80 +786,57 @@ def segment_watershed(
         raise ValueError("cell_diameter must be positive")
     if foreground not in FOREGROUNDS:
         raise ValueError(f"foreground must be one of {FOREGROUNDS}, got {foreground!r}")
-    if texture_threshold is None and dark_threshold is None and foreground == "texture":
+    if texture_threshold is None and dark_threshold is None and foreground != "dark":
         raise ValueError("texture_threshold and dark_threshold cannot both be None")
-    if foreground == "learned" and texture_threshold is None:
+    if texture_threshold is None and foreground == "learned":
         raise ValueError("the learned foreground needs texture_threshold")
-    mode = foreground
-    if texture_threshold is None and mode == "auto":
-        mode = "dark"
-    dark_thr = float(dark_threshold) if dark_threshold is not None else _DARK_THRESHOLD
-    info: dict = {}
-
-    texture = texture_image(image, texture_window) if mode != "dark" else None
-    # rough look at a fixed 2x2 binning: scale and bright / dark cells
-    e = 2 if min(image.shape) >= 64 else 1
-    probe = _Maps(image, e, texture)
-    raw_e = None if probe.tex is None else probe.tex > np.float32(texture_threshold)
-    dark_e = probe.z < np.float32(-dark_thr)
-    if mode == "auto":
-        n_dark = int(np.count_nonzero(dark_e))
-        n_tex = int(np.count_nonzero(raw_e))
-        if n_dark >= _MIN_SCALE_PIXELS and n_dark >= dark_fraction * max(n_tex, 1):
-            mode = "dark"
-    if cell_diameter is not None:
-        d = float(cell_diameter)
-    elif mode == "dark":
-        d = estimate_cell_diameter(dark_e, e) * _DARK_SCALE
-    else:
-        d = estimate_cell_diameter(raw_e, e)
-    f = _bin_for(d, image.shape, bin_factor)
-    lin, area = 1.0 / f, 1.0 / (f * f)
-    maps = probe if f == e else _Maps(image, f, texture)
-    hole = _derived(max_hole_area, "max_hole_area", d) * area
-    opening = _derived(open_radius, "open_radius", d) * lin
-    small = _derived(min_area, "min_area", d) * area
-
-    if mode == "dark":
-        mask = clean_mask(maps.z < np.float32(-dark_thr), hole, opening, small)
-    else:
-        raw = maps.tex > np.float32(texture_threshold)
-        if dark_threshold is not None and mode == "texture":
-            raw = raw | (maps.z < np.float32(-dark_thr))
-        mask = clean_mask(raw, hole, opening, small)
-        if mode in ("auto", "learned"):
-            p, _ = _learned_probability(maps, raw, mask)
-            learned = clean_mask(p > np.float32(learned_threshold), 0.0, opening, small)
+    front = _Front(
+        image,
+        cell_diameter,
+        bin_factor,
+        texture_window,
+        texture_threshold,
+        dark_threshold,
+        foreground,
+        dark_fraction,
+        max_hole_area,
+        open_radius,
+        min_area,
+    )
+    mode, d, f, maps, mask = front.mode, front.d, front.f, front.maps, front.mask
+    lin = 1.0 / f
+    info: dict = {"cell_diameter": d, "bin_factor": f}
+    if mode in ("auto", "learned"):
+        depth = halo_depth(mask, maps.z) * f / d
+        info["halo_depth"] = depth
+        if mode == "learned" or depth >= min_halo_depth:
+            p, _, k = _learned_probability(maps, front.raw, mask)
+            learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
             info["agreement"] = _iou(learned, mask)
             if mode == "learned" or info["agreement"] >= min_agreement:
                 mode, mask = "learned", learned
-            else:
-                mode = "texture"
-    info.update(foreground=mode, cell_diameter=d, bin_factor=f)
+        if mode != "learned":
+            mode = "texture"
+    info["foreground"] = mode
+    smooth = _derived(smooth_sigma, "smooth_sigma", d) * lin
+    depth_split = _derived(split_depth, "split_depth", d) * lin
 
-    dist = distance_map(mask, exact=exact_distance)
-    r_er = float(_derived(erode_radius, "erode_radius", d)) if mode == "texture" or erode_radius is not None else 0.0
-    r_er *= lin
-    if r_er > 0:
-        mask = dist > np.float32(r_er)
-        dist -= np.float32(r_er)
-    z_smooth = None
-    barrier = None
-    if halo_weight > 0 or mode == "texture":
+    if mode == "learned" and erode_radius is None and not exact_distance:
+        labels = split_coarse(mask, maps.z, k, smooth, depth_split, halo_weight * lin)
+    else:
+        dist = distance_map(mask, exact=exact_distance)
+        r_er = _derived(erode_radius, "erode_radius", d) if mode == "texture" or erode_radius is not None else 0.0
+        r_er *= lin
+        if r_er > 0:
+            mask = dist > np.float32(r_er)
+            dist -= np.float32(r_er)
         z_smooth = ndi.gaussian_filter(maps.z, _HALO_SIGMA, truncate=3.0)
-    if halo_weight > 0:
-        barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * lin)
-    labels = split_objects(
-        mask,
-        smooth_sigma=_derived(smooth_sigma, "smooth_sigma", d) * lin,
-        split_depth=_derived(split_depth, "split_depth", d) * lin,
-        barrier=barrier,
-        height=dist,
-    )
-    if mode == "texture":
-        band = (r_er if refine_band is None else float(refine_band) * lin)
-        if band > 0:
-            labels = refine_outlines(labels, z_smooth, band)
+        barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * lin) if halo_weight > 0 else None
+        labels = split_objects(mask, smooth_sigma=smooth, split_depth=depth_split, barrier=barrier, height=dist)
+        if mode == "texture":
+            band = r_er if refine_band is None else float(refine_band) * lin
+            if band > 0:
+                labels = refine_outlines(labels, z_smooth, band)
     labels = unbin_labels(labels, f, image.shape)
     if int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError(f"{int(labels.max())} objects exceed the uint16 label range")
