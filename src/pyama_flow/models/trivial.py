@@ -1,0 +1,100 @@
+"""``trivial`` model: mRNA decays at ``delta``, protein made at ``ktl * m``, degraded at ``beta``.
+
+ODE (from the onset ``t0``, ``dt = t - t0``)::
+
+    m' = -delta m,            m(t0) = 1
+    p' = ktl m - beta p,      p(t0) = 0
+    y  = p + offset           (y = offset for dt <= 0)
+
+Closed form (SPEC step 6)::
+
+    p = ktl / (delta - beta) * (1 - exp(-(delta - beta) dt)) * exp(-beta dt)
+      = -ktl * f[beta, delta],     f(x) = exp(-x dt)
+
+with ``f[., .]`` the divided difference (:func:`pyama_flow.models.exp_divdiff`),
+which is regular at ``delta == beta`` (limit ``ktl * dt * exp(-beta dt)``).
+The model is symmetric in ``delta`` and ``beta``: data cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import ParamDefault, exp_divdiff, onset
+
+NAME = "trivial"
+PARAMS = ("t0", "ktl", "delta", "beta", "offset")
+DEFAULTS = {
+    "t0": ParamDefault(2.0, 0.0, 30.0),
+    "ktl": ParamDefault(20.0, 1.0, 1e6),
+    "delta": ParamDefault(0.07, 1e-5, 10.1),
+    "beta": ParamDefault(0.0436, 1e-5, 10.0),
+    "offset": ParamDefault(0.0, -1e6, 1e6),
+}
+LINEAR = ("ktl", "offset")
+#: the output has a kink at t0: a local minimum of the cost between any two
+#: samples (the fitter hops t0 across samples and grids it every 0.5 h; the
+#: rates on 8 log-spaced values each)
+ONSET = "t0"
+GRID = {"t0": 61, "delta": 8, "beta": 8}
+#: rugged cost (kinks, the delta == beta symmetry): start from the 3 best grid minima
+GRID_STARTS = 3
+
+
+def _shape(t: np.ndarray, params: Mapping[str, object]) -> tuple[int, ...]:
+    return np.broadcast_shapes(np.shape(t), *(np.shape(params[p]) for p in PARAMS))
+
+
+def _compute(t: np.ndarray, params: Mapping[str, object], names: Sequence[str] | None, value: bool):
+    """Shared work of :func:`evaluate` and :func:`jacobian` (one set of exponentials)."""
+    t = np.asarray(t, dtype=np.float64)
+    shape = _shape(t, params)
+    dt, on = onset(t, params["t0"])
+    ktl = np.asarray(params["ktl"], dtype=np.float64)
+    beta = np.asarray(params["beta"], dtype=np.float64)
+    delta = np.asarray(params["delta"], dtype=np.float64)
+    e_b, e_d = np.exp(-beta * dt), np.exp(-delta * dt)
+    f2 = exp_divdiff([beta, delta], dt, exps=[e_b, e_d])  # 0 where dt == 0
+    y = None
+    if value:
+        y = np.broadcast_to(-ktl * f2 + np.asarray(params["offset"], dtype=np.float64), shape).copy()
+    if names is None:
+        return y, None
+    cols = []
+    for name in names:
+        if name == "t0":
+            col = np.where(on, -ktl * (e_d + beta * f2), 0.0)
+        elif name == "ktl":
+            col = -f2
+        elif name == "delta":
+            col = -ktl * exp_divdiff([beta, delta, delta], dt, exps=[e_b, e_d, e_d])
+        elif name == "beta":
+            col = -ktl * exp_divdiff([beta, beta, delta], dt, exps=[e_b, e_b, e_d])
+        elif name == "offset":
+            col = np.ones(())
+        else:
+            raise ValueError(f"model {NAME!r} has no parameter {name!r}")
+        cols.append(np.broadcast_to(col, shape))
+    jac = np.stack(cols, axis=-1) if cols else np.zeros(shape + (0,))
+    return y, jac
+
+
+def evaluate(t: np.ndarray, params: Mapping[str, object]) -> np.ndarray:
+    """Model output at times ``t`` (hours); parameters broadcast with ``t``."""
+    return _compute(t, params, None, True)[0]
+
+
+def jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]) -> np.ndarray:
+    """Analytic derivatives of :func:`evaluate`, shape ``(*shape, len(names))``.
+
+    ``d/dt0 = -ktl (exp(-delta dt) + beta f[beta, delta])`` for dt > 0,
+    ``d/ddelta = -ktl f[beta, delta, delta]``, ``d/dbeta = -ktl f[beta, beta, delta]``.
+    """
+    return _compute(t, params, names, False)[1]
+
+
+def evaluate_jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]):
+    """``(evaluate(t, params), jacobian(t, params, names))`` sharing the work."""
+    return _compute(t, params, names, True)
