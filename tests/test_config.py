@@ -56,6 +56,14 @@ def test_demo_config_is_valid(tmp_path):
         (edited(datasets__demo__phase="DIC"), "datasets.demo.phase: no channel named 'DIC'"),
         (edited(datasets__demo__fovs="0"), "samples.treated.fovs: FOV 1 is not processed"),
         (edited(datasets__demo__input="missing.nd2"), "datasets.demo.input: file not found: missing.nd2"),
+        (edited(fit__params={"maturation": {"foo": {"value": 1}}}),
+         "fit.params.maturation: model 'maturation': unknown parameter 'foo'"),
+        (edited(fit__params={"maturation": {"delta": {"lb": 5, "ub": 1}}}),
+         "fit.params.maturation: model 'maturation', parameter 'delta': lower bound 5 > upper bound 1"),
+        (edited(fit__params={"maturation": {"delta": {"value": 50}}}),
+         "parameter 'delta': value 50 outside bounds [1e-05, 11]"),
+        (edited(fit__params={"matur": {"delta": {"value": 0.1}}}), "fit.params.matur: unknown model"),
+        (edited(datasets__demo__fluorescence=["GFP", "GFP"]), "a channel is listed twice"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, config, message):

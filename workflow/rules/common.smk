@@ -133,6 +133,23 @@ def samples():
     return out
 
 
+def check_fit_params():
+    """Unknown models or parameters, lb > ub, a value outside its bounds: fail now."""
+    from pyama_flow.fitting import resolve_params
+    from pyama_flow.models import get_model, list_models
+
+    for model, overrides in config["fit"]["params"].items():
+        if model not in list_models():
+            fail(f"fit.params.{model}: unknown model (models: {list_models()})")
+        try:
+            resolve_params(get_model(model), overrides)
+        except ValueError as exc:
+            fail(f"fit.params.{model}: {exc}")
+
+
+check_fit_params()
+
+
 def fit_channel(dataset):
     pc, fl = channels(dataset)
     chosen = config["fit"].get("channel")

@@ -488,18 +488,18 @@ def refine_outlines(labels: np.ndarray, brightness: np.ndarray, band: float) -> 
     din = distance_map(fg)
     dout = distance_map(~fg)
     markers = np.where(din > band, labels, 0)
-    present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
-    has_core = np.bincount(markers.ravel(), minlength=n + 1)[1:] > 0
-    missing = np.flatnonzero(present & ~has_core) + 1
-    if missing.size:  # thin objects: seed at their innermost pixel
-        pos = ndi.maximum_position(din, labels, missing)
-        rr, cc = np.array(pos, dtype=np.intp).reshape(-1, 2).T
-        markers[rr, cc] = missing
+    present = np.bincount(labels.ravel(), minlength=n + 1) > 0
+    for t in (band / 2, band / 4, -1.0):  # thin objects: seed their inner part
+        missing = present & (np.bincount(markers.ravel(), minlength=n + 1) == 0)
+        missing[0] = False
+        if not missing.any():
+            break
+        add = missing[labels] & (din > t)
+        markers[add] = labels[add]
     markers[dout > band] = n + 1
     # flood only the band (plus a rim of seeds on either side)
-    region = (din <= band + 1.5) & (dout <= band + 1.5)
-    region |= markers > 0
-    out = watershed(brightness, markers, mask=region)
+    region = ((din <= band + 1.5) & (dout <= band + 1.5)) | (markers > 0) & (markers <= n) & (din <= band)
+    out = watershed(brightness, np.where(region, markers, 0), mask=region)
     out = np.where(region, out, markers)
     out[out == n + 1] = 0
     return _keep_largest_piece(out)
@@ -574,19 +574,27 @@ class _Maps:
             self.tex = tex
 
 
-def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pixel-classifier foreground probability on the pipeline grid, the
-    classifier-grid features and the classifier step (grid / pipeline px)."""
-    from .pixel_classifier import classifier_features, default_model, predict_proba, upsample_linear
+def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pixel-classifier features on the classifier grid and its step (grid px
+    per pipeline px)."""
+    from .pixel_classifier import classifier_features
 
     k = _CLASSIFIER_STEP if min(maps.shape) >= 8 * _CLASSIFIER_STEP else 1
     tex_g = bin_image(maps.tex, k)
     z_g = bin_image(maps.z, k)
     raw_g = bin_image(raw.astype(np.float32), k)
     prior_g = bin_image(prior.astype(np.float32), k) >= 0.5
-    feats = classifier_features(tex_g, z_g, raw_g, prior_g)
+    return classifier_features(tex_g, z_g, raw_g, prior_g), k
+
+
+def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pixel-classifier foreground probability on the pipeline grid, and the
+    classifier step."""
+    from .pixel_classifier import default_model, predict_proba, upsample_linear
+
+    feats, k = _classifier_features(maps, raw, prior)
     p = predict_proba(default_model(), feats)
-    return upsample_linear(p, k, maps.shape), feats, k
+    return upsample_linear(p, k, maps.shape), k
 
 
 def _bin_for(d: float, shape: tuple[int, ...], bin_factor: int | None) -> int:
@@ -666,8 +674,20 @@ def learned_features(
     front = _Front(
         np.asarray(image), cell_diameter, None, texture_window, texture_threshold, None, "learned", 0.0, None, None, None
     )
-    _, feats, k = _learned_probability(front.maps, front.raw, front.mask)
+    feats, k = _classifier_features(front.maps, front.raw, front.mask)
     return feats, front.f * k
+
+
+def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """Slices of ``mask``'s bounding box grown by ``pad`` (None if empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (
+        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, mask.shape[0])),
+        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, mask.shape[1])),
+    )
 
 
 FOREGROUNDS = ("auto", "texture", "dark", "learned")
@@ -691,7 +711,7 @@ def segment_watershed(
     foreground: str = "auto",
     refine_band: float | None = None,
     learned_threshold: float = 0.5,
-    min_agreement: float = 0.6,
+    min_agreement: float = 0.5,
     min_halo_depth: float = 0.08,
     dark_fraction: float = 0.3,
     return_info: bool = False,
@@ -810,7 +830,7 @@ def segment_watershed(
         depth = halo_depth(mask, maps.z) * f / d
         info["halo_depth"] = depth
         if mode == "learned" or depth >= min_halo_depth:
-            p, _, k = _learned_probability(maps, front.raw, mask)
+            p, k = _learned_probability(maps, front.raw, mask)
             learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
             info["agreement"] = _iou(learned, mask)
             if mode == "learned" or info["agreement"] >= min_agreement:
@@ -821,22 +841,27 @@ def segment_watershed(
     smooth = _derived(smooth_sigma, "smooth_sigma", d) * lin
     depth_split = _derived(split_depth, "split_depth", d) * lin
 
-    if mode == "learned" and erode_radius is None and not exact_distance:
-        labels = split_coarse(mask, maps.z, k, smooth, depth_split, halo_weight * lin)
-    else:
-        dist = distance_map(mask, exact=exact_distance)
-        r_er = _derived(erode_radius, "erode_radius", d) if mode == "texture" or erode_radius is not None else 0.0
-        r_er *= lin
-        if r_er > 0:
-            mask = dist > np.float32(r_er)
-            dist -= np.float32(r_er)
-        z_smooth = ndi.gaussian_filter(maps.z, _HALO_SIGMA, truncate=3.0)
-        barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * lin) if halo_weight > 0 else None
-        labels = split_objects(mask, smooth_sigma=smooth, split_depth=depth_split, barrier=barrier, height=dist)
-        if mode == "texture":
-            band = r_er if refine_band is None else float(refine_band) * lin
-            if band > 0:
-                labels = refine_outlines(labels, z_smooth, band)
+    r_er = _derived(erode_radius, "erode_radius", d) if mode == "texture" or erode_radius is not None else 0.0
+    r_er *= lin
+    band = r_er if refine_band is None else float(refine_band) * lin
+    # the split only needs the mask's bounding box (plus room for the filters)
+    box = _bounding_box(mask, int(np.ceil(3 * max(smooth, _HALO_SIGMA) + band + 2)))
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    if box is not None:
+        m, z = mask[box], maps.z[box]
+        if mode == "learned" and erode_radius is None and not exact_distance:
+            lab = split_coarse(m, z, k, smooth, depth_split, halo_weight * lin)
+        else:
+            dist = distance_map(m, exact=exact_distance)
+            if r_er > 0:
+                m = dist > np.float32(r_er)
+                dist -= np.float32(r_er)
+            z_smooth = ndi.gaussian_filter(z, _HALO_SIGMA, truncate=3.0)
+            barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * lin) if halo_weight > 0 else None
+            lab = split_objects(m, smooth_sigma=smooth, split_depth=depth_split, barrier=barrier, height=dist)
+            if mode == "texture" and band > 0:
+                lab = refine_outlines(lab, z_smooth, band)
+        labels[box] = lab
     labels = unbin_labels(labels, f, image.shape)
     if int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError(f"{int(labels.max())} objects exceed the uint16 label range")
