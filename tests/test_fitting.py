@@ -389,3 +389,23 @@ def test_write_fits_atomic_and_reproducible(tmp_path):
     back = pd.read_csv(path)
     assert back.success.tolist() == [True, False] and np.isnan(back.r_squared[1])
     assert back.ktl[0] == pytest.approx(1234.56789, rel=1e-9)
+
+
+def test_best_models_by_aic_among_successful_fits():
+    from pyama_flow.fitting import best_models
+
+    fits = pd.DataFrame({
+        "fov": [0, 0, 0, 0, 1, 1],
+        "cell": [1, 1, 2, 2, 5, 5],
+        "model": ["maturation", "trivial"] * 3,
+        "success": [True, True, False, True, False, False],
+        "r_squared": [0.99, 0.98, 0.1, 0.9, 0.0, 0.0],
+        "aic": [10.0, 12.0, -50.0, 3.0, 1.0, 2.0],
+    })
+    out = best_models(fits)
+    assert out[["fov", "cell", "best_model"]].values.tolist() == [
+        [0, 1, "maturation"],  # lower AIC
+        [0, 2, "trivial"],  # the lower AIC failed
+        [1, 5, ""],  # nothing succeeded
+    ]
+    assert out["aic_trivial"].tolist() == [12.0, 3.0, 2.0]

@@ -61,7 +61,7 @@ QC_FOV = ("qc_outlines", "qc_background", "qc_cells")
 def test_fit_parameter_reruns_only_fits(done):
     cfg = copy.deepcopy(BASE)
     cfg["fit"]["params"] = {"maturation": {"delta": {"value": 0.05}}}
-    assert planned(done, cfg) == {"fit": 2, "qc_sample": 2, "qc_config": 1, "all": 1}
+    assert planned(done, cfg) == {"fit": 2, "qc_sample": 2, "analysis": 1, "qc_config": 1, "all": 1}
 
 
 def test_segmentation_parameter_reruns_downstream_not_extract(done):
@@ -69,7 +69,7 @@ def test_segmentation_parameter_reruns_downstream_not_extract(done):
     cfg["segmentation"]["logstd"] = {"n_sigma": 3.5}
     assert planned(done, cfg) == {
         "segment": 2, "correct": 2, "track": 2, "traces": 2, "fit": 2, "merge": 4, "tidy": 1,
-        **{q: 2 for q in QC_FOV}, "qc_sample": 2, "qc_config": 1, "all": 1,
+        **{q: 2 for q in QC_FOV}, "qc_sample": 2, "analysis": 1, "qc_config": 1, "all": 1,
     }
 
 
@@ -82,7 +82,7 @@ def test_added_fov_runs_its_chain_and_the_merges(done):
     assert plan == {
         "extract": 2, "segment": 1, "correct": 1, "track": 1, "traces": 1, "fit": 1,
         "merge": 2, "tidy": 1, "all": 1,
-        "qc_frames": 1, "qc_frame_stats": 2, **{q: 1 for q in QC_FOV}, "qc_sample": 1,
+        "qc_frames": 1, "qc_frame_stats": 2, **{q: 1 for q in QC_FOV}, "qc_sample": 1, "analysis": 1,
     }
 
 
@@ -91,3 +91,22 @@ def test_unrelated_edit_reruns_nothing(done):
     cfg["fit"]["params"] = {"trivial": {"delta": {"value": 0.05}}}  # a model that is not run
     cfg["datasets"]["demo"]["frame_interval_min"] = 10  # the file has time stamps
     assert planned(done, cfg) == {"qc_config": 1, "all": 1}
+
+
+def test_curated_traces_rerun_only_the_fits(done):
+    """PyAMA's *_inspected.csv: the same table with edited `good`; the fit uses
+    it instead of traces.csv, and only the fit and what depends on it rerun."""
+    import pandas as pd
+
+    fov_dir = done / "results" / "demo" / "fov_000"
+    traces = pd.read_csv(fov_dir / "traces.csv")
+    bad = int(traces["cell"].iloc[0])
+    traces.loc[traces["cell"] == bad, "good"] = False
+    traces.to_csv(fov_dir / "traces_inspected.csv", index=False, float_format="%.6f")
+    try:
+        assert planned(done, BASE) == {"fit": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+        _snakemake(done, BASE, "--cores", "2")
+        fits = pd.read_csv(fov_dir / "fits_maturation.csv")
+        assert bad not in set(fits["cell"]) and len(fits) == traces["cell"].nunique() - 1
+    finally:
+        (fov_dir / "traces_inspected.csv").unlink()

@@ -1302,11 +1302,39 @@ def fit_traces(
     out["success"] = out["success"].astype(bool)
     out["n_points"] = out["n_points"].astype(np.int64)
     if len(specs) > 1:
-        cand = out[out["success"] & np.isfinite(out["aic"])]
-        best = cand.sort_values(["fov", "cell", "aic", "model"], kind="mergesort").drop_duplicates(["fov", "cell"])
-        lookup = {(f, c): m for f, c, m in zip(best["fov"], best["cell"], best["model"])}
+        best = best_models(out)
+        lookup = {(f, c): m for f, c, m in zip(best["fov"], best["cell"], best["best_model"])}
         out["best_model"] = [lookup.get((f, c), "") for f, c in zip(out["fov"], out["cell"])]
     return out[columns]
+
+
+def best_models(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, the model with the lowest AIC among its successful fits.
+
+    Parameters
+    ----------
+    fits : rows of one or more models (``fov, cell, model, success, r_squared, aic``),
+        e.g. several ``fits_{model}.csv`` concatenated.
+
+    Returns
+    -------
+    ``fov, cell, best_model`` (empty when no fit of the cell succeeded; ties
+    go to the model name that sorts first), then ``aic_{model}`` and
+    ``r_squared_{model}`` for every model, sorted by fov, cell.
+    """
+    fits = fits.copy()
+    fits["success"] = fits["success"].astype(str).str.lower().isin(["true", "1"])
+    cand = fits[fits["success"] & np.isfinite(fits["aic"].astype(float))]
+    best = cand.sort_values(["fov", "cell", "aic", "model"], kind="mergesort").drop_duplicates(["fov", "cell"])
+    cells = fits[["fov", "cell"]].drop_duplicates().sort_values(["fov", "cell"], kind="mergesort")
+    out = cells.merge(best[["fov", "cell", "model"]].rename(columns={"model": "best_model"}),
+                      on=["fov", "cell"], how="left")
+    out["best_model"] = out["best_model"].fillna("")
+    for model in sorted(fits["model"].unique()):
+        part = fits.loc[fits["model"] == model, ["fov", "cell", "aic", "r_squared"]]
+        out = out.merge(part.rename(columns={"aic": f"aic_{model}", "r_squared": f"r_squared_{model}"}),
+                        on=["fov", "cell"], how="left")
+    return out.reset_index(drop=True)
 
 
 def write_fits(df: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -1341,5 +1369,6 @@ __all__ = [
     "fit_traces",
     "resolve_params",
     "tune_malloc",
+    "best_models",
     "write_fits",
 ]

@@ -172,6 +172,37 @@ def log_path(rule_name, wc):
     return f"{RESULTS}/logs/{wc.dataset}/fov_{wc.fov}/{rule_name}.log"
 
 
+ANALYSIS_TABLES = (
+    "parameters",
+    "summary",
+    "median_trace",
+    "pca_scores",
+    "pca_components",
+    "pca_explained",
+)
+ANALYSIS_PLOTS = ("parameters", "r_squared", "examples", "median_trace", "pca")
+
+
+def analysis_fits(model):
+    """(fits file, sample) of every FOV in a sample."""
+    return [
+        (f"{fov_dir(ds, f)}/fits_{model}.csv", name)
+        for name, (ds, sel) in samples().items()
+        for f in sel
+    ]
+
+
+def analysis_traces():
+    """(merged traces of the fitted column, sample) of every sample."""
+    return [
+        (
+            f"{RESULTS}/samples/{name}/{name}_{config['fit']['feature']}_ch_{fit_channel(ds)}.csv",
+            name,
+        )
+        for name, (ds, _sel) in samples().items()
+    ]
+
+
 def all_outputs():
     out = []
     for ds in config["datasets"]:
@@ -180,11 +211,15 @@ def all_outputs():
             d = fov_dir(ds, fov)
             out.append(f"{d}/traces.csv")
             out += [f"{d}/fits_{m}.csv" for m in config["fit"]["models"]]
+            if len(config["fit"]["models"]) > 1:
+                out.append(f"{d}/model_choice.csv")
     for name, (ds, _sel) in samples().items():
         out += [
             f"{RESULTS}/samples/{name}/{name}_{col}.csv" for col in feature_columns(ds)
         ]
     out.append(f"{RESULTS}/all_traces.csv")
+    if samples():
+        out += [f"{RESULTS}/analysis/{m}/summary.csv" for m in config["fit"]["models"]]
     out += qc_outputs()
     return out
 

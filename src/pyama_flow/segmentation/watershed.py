@@ -55,7 +55,7 @@ _HALO_SIGMA = 1.0  # binned px, smoothing of the brightness used as halo barrier
 #: documented default scale (T98G phase contrast, 10x, 0.87 um/px)
 DEFAULT_DIAMETER = 60.0
 #: estimated diameter = SCALE_PER_RADIUS x 95th percentile of the mask's distance map
-SCALE_PER_RADIUS = 4.0
+SCALE_PER_RADIUS = 3.7
 #: range of the estimated diameter (input px)
 DIAMETER_RANGE = (8.0, 240.0)
 _MIN_SCALE_PIXELS = 50  # fewer mask pixels: no estimate, DEFAULT_DIAMETER
