@@ -134,3 +134,12 @@ def test_lint_is_clean():
     proc = subprocess.run([SNAKEMAKE, "--lint", "-s", str(ROOT / "Snakefile")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_one_core_gives_byte_identical_results(demo_run, tmp_path):
+    snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config" / "config.yaml"))
+    outputs = sorted(p.relative_to(demo_run) for p in (demo_run / "results").rglob("*.csv")
+                     if "benchmarks" not in p.parts)
+    assert len(outputs) >= 10
+    for rel in outputs:
+        assert (tmp_path / rel).read_bytes() == (demo_run / rel).read_bytes(), f"{rel} differs"
