@@ -4,12 +4,86 @@ rule's log file, and turn bad input into a one-line error."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def remove_stale_temporaries(paths) -> list[str]:
+    """Delete temporary files a killed earlier attempt left beside ``paths``.
+
+    Outputs are written to ``.{name}.*.part`` (``atomic_path``) or
+    ``.{name}.*.tmp`` (``write_fits``) and renamed at the end; a job killed
+    with SIGKILL cannot clean up, so the next attempt does (Snakemake runs one
+    job per output at a time, so nothing else is writing them).
+    """
+    removed = []
+    for out in paths:
+        out = Path(out)
+        if not out.parent.is_dir():
+            continue
+        for pattern in (f".{out.name}.*.part", f".{out.name}.*.tmp"):
+            for stale in out.parent.glob(pattern):
+                try:
+                    stale.unlink()
+                    removed.append(str(stale))
+                except OSError:
+                    pass
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths):
+    """Temporary paths beside several outputs; every one is renamed onto its
+    output only when the block succeeds (else all are removed). For library
+    functions that write straight to the paths they are given."""
+    from pyama_flow.io.stacks import atomic_path
+
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(p)) for p in paths]
+
+
+@contextlib.contextmanager
+def atomic_directory(target):
+    """A temporary folder beside ``target`` (a folder) renamed onto it on success.
+
+    Stale temporary folders of an interrupted earlier attempt are removed first.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def scratch_folder(parent, name):
+    """A temporary folder ``.{name}.*.part`` in ``parent``, removed at the end
+    (and stale ones of an interrupted earlier attempt removed first)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.glob(f".{name}.*.part"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(main, snakemake) -> None:
@@ -38,6 +112,8 @@ def run(main, snakemake) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     where = ", ".join(f"{k}={v}" for k, v in snakemake.wildcards.items())
     log = logging.getLogger("pyama_flow")
+    for stale in remove_stale_temporaries(snakemake.output):
+        log.info("removed %s (left by an interrupted earlier attempt)", stale)
     try:
         main(snakemake)
     except (InputError, ValueError) as exc:

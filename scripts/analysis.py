@@ -1,4 +1,4 @@
-from _common import run
+from _common import run, scratch_folder
 
 
 def main(snakemake):
@@ -15,7 +15,12 @@ def main(snakemake):
     )
     traces = analysis.stack_samples({s: pd.read_csv(f) for f, s in zip(i.traces, p.trace_samples)})
     out_dir = os.path.dirname(snakemake.output[0])
-    analysis.analyze(fits, traces, out_dir, model=snakemake.wildcards.model)
+    # analyze() writes fixed names straight into a folder: let it write a
+    # scratch folder, and move each output into place once all are written
+    with scratch_folder(out_dir, "analysis") as tmp:
+        analysis.analyze(fits, traces, tmp, model=snakemake.wildcards.model)
+        for out in snakemake.output:
+            os.replace(os.path.join(tmp, os.path.basename(out)), out)
 
 
 run(main, snakemake)  # noqa: F821

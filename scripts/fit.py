@@ -2,13 +2,17 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.fitting import fit_traces, tune_malloc, write_fits
+    import logging
+
+    from pyama_flow.fitting import failure_reasons, fit_traces, tune_malloc, write_fits
     from pyama_flow.traces import read_traces
 
+    log = logging.getLogger("pyama_flow")
     tune_malloc()  # this job's process only: faster batched fits, same results
     model = snakemake.wildcards.model
     p = snakemake.params
     df = read_traces(snakemake.input[0])
+    out = snakemake.output[0]
     fits = fit_traces(
         df,
         [model],
@@ -16,7 +20,24 @@ def main(snakemake):
         value_col=p.value_col,
         n_jobs=snakemake.threads,
     )
-    write_fits(fits, snakemake.output[0])
+    if df.empty:
+        log.warning("no cells in %s (none detected, or all removed by the traces filters: "
+                    "see trace_stats.json); fits skipped: %s has the columns and no rows",
+                    snakemake.input[0], out)
+    elif fits.empty:
+        log.warning("no good rows in %s (every row has good=False); fits skipped: "
+                    "%s has the columns and no rows", snakemake.input[0], out)
+    else:
+        reasons = failure_reasons(fits, {model: dict(p.overrides)})
+        failed = reasons != ""
+        if failed.any():
+            listed = ", ".join(f"cell {c}: {r}" for c, r in
+                               zip(fits.loc[failed, "cell"][:10], reasons[failed][:10]))
+            more = " ..." if failed.sum() > 10 else ""
+            log.warning("%s: %d of %d cells not fitted (success=False): %s%s",
+                        model, int(failed.sum()), len(fits), listed, more)
+        log.info("%s: fitted %d of %d cells", model, int((~failed).sum()), len(fits))
+    write_fits(fits, out)
 
 
 run(main, snakemake)  # noqa: F821

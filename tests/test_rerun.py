@@ -104,9 +104,11 @@ def test_curated_traces_rerun_only_the_fits(done):
     traces.loc[traces["cell"] == bad, "good"] = False
     traces.to_csv(fov_dir / "traces_inspected.csv", index=False, float_format="%.6f")
     try:
-        assert planned(done, BASE) == {"fit": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+        assert planned(done, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "all": 1}
         _snakemake(done, BASE, "--cores", "2")
         fits = pd.read_csv(fov_dir / "fits_maturation.csv")
         assert bad not in set(fits["cell"]) and len(fits) == traces["cell"].nunique() - 1
+        merged = pd.read_csv(done / "results" / "samples" / "control" / "control_intensity_total_ch_1.csv")
+        assert bad not in set(merged["cell"])  # good = false rows are dropped
     finally:
         (fov_dir / "traces_inspected.csv").unlink()

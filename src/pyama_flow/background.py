@@ -16,6 +16,11 @@ Fixes over the reference:
   ``n_centres - 1`` (quadratic, linear) and a single centre gives a constant;
 - a frame with no unmasked pixels falls back to the undilated mask, then to
   the whole frame, instead of producing NaN.
+
+Non-finite pixels (NaN / inf in float input) never enter a tile median; a
+frame without a single finite pixel has no measurable background and
+evaluates to an all-NaN image (the traces step then leaves those pixels out
+and marks the rows ``good = False``).
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ def fit_tiles(
     Parameters
     ----------
     image : (Y, X) array
-        Fluorescence frame (uint16 or float; NaN pixels are ignored).
+        Fluorescence frame (uint16 or float; NaN / inf pixels are ignored).
     mask : (Y, X) array
         Segmentation (labels or bool); nonzero = cell.
     tile_size : int
@@ -104,14 +109,15 @@ def fit_tiles(
         image = image.astype(np.float32)  # the reference works in float32
     height, width = image.shape
     excluded = background_mask(mask, dilation)
-    if image.dtype.kind == "f":
-        excluded = excluded | np.isnan(image)
+    invalid = ~np.isfinite(image) if image.dtype.kind == "f" else None
+    if invalid is not None:
+        excluded = excluded | invalid
     if excluded.all():  # nothing left: undilated mask, then the whole frame
         excluded = np.asarray(mask) > 0
-        if image.dtype.kind == "f":
-            excluded = excluded | np.isnan(image)
+        if invalid is not None:
+            excluded = excluded | invalid
         if excluded.all():
-            excluded = np.isnan(image) if image.dtype.kind == "f" else np.zeros_like(excluded)
+            excluded = invalid if invalid is not None else np.zeros_like(excluded)
     keep = ~excluded
     ey = tile_edges(height, tile_size)
     ex = tile_edges(width, tile_size)
@@ -140,6 +146,9 @@ def evaluate(model: TileModel) -> np.ndarray:
     """
     height, width = model.shape
     cy, cx, sup = model.centers_y, model.centers_x, model.support.astype(np.float64)
+    if sup.size and not np.isfinite(sup).all():
+        # only a frame without any finite pixel has NaN tile medians (all of them)
+        return np.full((height, width), np.nan, dtype=np.float32)
     ky, kx = min(3, cy.size - 1), min(3, cx.size - 1)
     ys = np.arange(height)
     xs = np.arange(width)

@@ -1337,6 +1337,36 @@ def best_models(fits: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def failure_reasons(fits: pd.DataFrame, overrides: Mapping | None = None) -> pd.Series:
+    """Why each row of a fits table did not succeed ("" where it did).
+
+    ``"too few points: n < k free parameters"`` (the cell is in fewer good
+    frames than the model has free parameters), ``"no finite optimum"`` or
+    ``"did not converge"``. ``overrides`` as for :func:`fit_traces` (keyed by
+    model, or flat for a table of one model).
+    """
+    overrides = dict(overrides or {})
+    nested = bool(overrides) and all(key in set(list_models()) for key in overrides)
+    n_free: dict[str, int] = {}
+    for name in fits["model"].unique() if len(fits) else []:
+        ov = overrides.get(name) if nested else overrides
+        n_free[name] = sum(not s.fixed for s in resolve_params(name, ov))
+    success = fits["success"].astype(str).str.lower().isin(["true", "1"]) if len(fits) else []
+    out = []
+    for i, (model, ok) in enumerate(zip(fits["model"], success)):
+        if ok:
+            out.append("")
+            continue
+        n, k = int(fits["n_points"].iloc[i]), n_free[model]
+        if n < max(k, 1):
+            out.append(f"too few points: {n} < {k} free parameters")
+        elif not np.isfinite(float(fits["r_squared"].iloc[i])):
+            out.append("no finite optimum")
+        else:
+            out.append("did not converge")
+    return pd.Series(out, index=fits.index, dtype=object)
+
+
 def write_fits(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a fits table as CSV, atomically, with floats as ``%.9g``.
 
@@ -1370,5 +1400,6 @@ __all__ = [
     "resolve_params",
     "tune_malloc",
     "best_models",
+    "failure_reasons",
     "write_fits",
 ]

@@ -125,17 +125,47 @@ def extract(
 
 
 def segment(raw_path: str, out_path: str, method: str, params: Mapping[str, Any]) -> None:
-    """Segment every frame of the phase-contrast stack into instance labels (uint16)."""
+    """Segment every frame of the phase-contrast stack into instance labels (uint16).
+
+    Non-finite pixels (NaN / inf in float input) are background: LOG-STD
+    handles them itself; for other methods they are replaced by the median
+    of the frame's finite pixels before segmenting, and never labelled.
+    Frames without objects (blank, constant, saturated) give empty labels.
+    """
     with StackReader(raw_path) as raw:
         n, h, w = raw.shape
+        nonfinite: list[int] = []
+        empty: list[int] = []
 
         def frames() -> Iterator[np.ndarray]:
             for t in range(n):
-                labels = segment_frame(raw[t], method=method, **params)
+                frame = raw[t]
+                bad = None
+                if frame.dtype.kind == "f":
+                    bad = ~np.isfinite(frame)
+                    if bad.any():
+                        nonfinite.append(t)
+                        if method != "logstd":
+                            good = frame[~bad]
+                            fill = float(np.median(good)) if good.size else 0.0
+                            frame = np.where(bad, np.float32(fill), frame)
+                    else:
+                        bad = None
+                labels = segment_frame(frame, method=method, **params)
+                if bad is not None:
+                    labels[bad] = 0
+                if not labels.any():
+                    empty.append(t)
                 log.debug("frame %d: %d objects", t, int(labels.max()))
                 yield labels
 
         write_stack(out_path, frames(), n, (h, w), np.uint16)
+    if nonfinite:
+        log.warning("%s: %d of %d frames have NaN/inf pixels (first: frame %d); "
+                    "they are segmented as background", raw_path, len(nonfinite), n, nonfinite[0])
+    if empty:
+        log.warning("%s: no objects in %d of %d frames (first: frame %d)",
+                    raw_path, len(empty), n, empty[0])
     log.info("segmented %d frames with %s %s", n, method, dict(params))
 
 
@@ -217,6 +247,20 @@ def traces(
             r.close()
     raw_table = builder.table(None)
     df = builder.table(TraceFilter(min_frames=min_frames, border=border))
+    if builder.invalid_rows:
+        log.warning(
+            "FOV %d: %d cell rows in %d frames (first: frame %d) cover NaN/inf pixels of the "
+            "input or background; their intensity_total leaves those pixels out and they "
+            "are marked good=False (not fitted, not merged)",
+            fov, builder.invalid_rows, len(builder.invalid_frames), builder.invalid_frames[0],
+        )
+    if raw_table.empty:
+        log.warning("FOV %d: no cells in any frame (blank or unsegmentable phase channel?); "
+                    "%s has the columns and no rows", fov, out_path)
+    elif df.empty:
+        log.warning("FOV %d: all %d cells removed by the filters (min_frames=%d, border=%d); "
+                    "%s has the columns and no rows",
+                    fov, raw_table["cell"].nunique(), min_frames, border, out_path)
     if lineage_path is not None:
         from .tracking import join_lineage
 

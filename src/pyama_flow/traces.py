@@ -67,7 +67,10 @@ def frame_features(
     dict of 1-D arrays, one entry per cell (sorted by id): ``cell``, ``area``,
     ``bbox_x0, bbox_y0, bbox_x1, bbox_y1`` (inclusive), ``position_x,
     position_y`` (bbox centre), ``centroid_x, centroid_y`` and
-    ``intensity_total_ch_{c}`` per fluorescence channel.
+    ``intensity_total_ch_{c}`` per fluorescence channel, and
+    ``invalid_pixels``: cell pixels (over all channels) whose intensity or
+    background is not finite (NaN / inf in float input); they are left out of
+    ``intensity_total`` (:class:`TraceBuilder` marks such rows ``good = False``).
     """
     labels = np.asarray(labels)
     height, width = labels.shape
@@ -87,6 +90,7 @@ def frame_features(
             out[key] = empty
         for c in fluorescence:
             out[feature_column("intensity_total", c)] = empty
+        out["invalid_pixels"] = np.zeros(0, dtype=np.int64)
         return out
     area = counts[ids]
     out["area"] = area.astype(np.int64)
@@ -105,14 +109,26 @@ def frame_features(
     rows, cols = np.divmod(fg, width)
     out["centroid_y"] = np.bincount(idx, weights=rows, minlength=n) / area
     out["centroid_x"] = np.bincount(idx, weights=cols, minlength=n) / area
+    invalid = np.zeros(n, dtype=np.int64)
     for c, image in fluorescence.items():
         values = np.asarray(image).ravel()[fg].astype(np.float64)
-        total = np.bincount(idx, weights=values, minlength=n)
         bg = backgrounds.get(c)
+        bg_values = None
         if bg is not None and background_weight != 0:
             bg_values = np.asarray(bg).ravel()[fg].astype(np.float64)
+        bad = ~np.isfinite(values)
+        if bg_values is not None:
+            bad |= ~np.isfinite(bg_values)
+        if bad.any():  # NaN / inf input pixels (or no background): left out of the sums
+            values = np.where(bad, 0.0, values)
+            if bg_values is not None:
+                bg_values = np.where(bad, 0.0, bg_values)
+            invalid += np.bincount(idx[bad], minlength=n)
+        total = np.bincount(idx, weights=values, minlength=n)
+        if bg_values is not None:
             total = total - float(background_weight) * np.bincount(idx, weights=bg_values, minlength=n)
         out[feature_column("intensity_total", c)] = total
+    out["invalid_pixels"] = invalid
     return out
 
 
@@ -145,6 +161,9 @@ class TraceBuilder:
         self.background_weight = float(background_weight)
         self._parts: list[dict[str, np.ndarray]] = []
         self.shape: tuple[int, int] | None = None
+        #: rows (cell, frame) with non-finite pixels, and frames they occur in
+        self.invalid_rows = 0
+        self.invalid_frames: list[int] = []
 
     def add_frame(
         self,
@@ -158,6 +177,10 @@ class TraceBuilder:
         self.shape = tuple(labels.shape)  # type: ignore[assignment]
         feats = frame_features(labels, fluorescence, backgrounds, self.background_weight)
         n = feats["cell"].size
+        n_bad = int(np.count_nonzero(feats["invalid_pixels"]))
+        if n_bad:
+            self.invalid_rows += n_bad
+            self.invalid_frames.append(int(frame))
         feats["frame"] = np.full(n, int(frame), dtype=np.int64)
         feats["time"] = np.full(n, float(time_min))
         self._parts.append(feats)
@@ -179,7 +202,8 @@ class TraceBuilder:
                 "cell": merged["cell"],
                 "frame": merged["frame"],
                 "time": merged["time"],
-                "good": np.ones(merged["cell"].size, dtype=bool),
+                # a measurement that had to skip NaN / inf pixels is not good
+                "good": merged["invalid_pixels"] == 0,
                 "position_x": merged["position_x"],
                 "position_y": merged["position_y"],
                 "bbox_x0": merged["bbox_x0"],

@@ -248,22 +248,26 @@ def traces_input(wc):
     }
 
 
-def fit_input(wc):
-    """The user-curated traces (PyAMA's *_inspected.csv) when present, else the raw ones."""
-    d = fov_dir(wc.dataset, wc.fov)
+def curated_traces(dataset, fov):
+    """The user-curated traces (PyAMA's traces_inspected.csv: the same table with
+    edited `good`) when present, else the raw ones; as in PyAMA, every reader of
+    traces (fits, merges) prefers the curated file."""
+    d = fov_dir(dataset, fov)
     inspected = Path(f"{d}/traces_inspected.csv")
     return str(inspected) if inspected.exists() else f"{d}/traces.csv"
 
 
+def fit_input(wc):
+    return curated_traces(wc.dataset, wc.fov)
+
+
 def sample_traces(wc):
     ds, sel = samples()[wc.sample]
-    return [f"{fov_dir(ds, f)}/traces.csv" for f in sel]
+    return [curated_traces(ds, f) for f in sel]
 
 
 def all_traces_input():
-    return [
-        f"{fov_dir(ds, f)}/traces.csv" for ds in config["datasets"] for f in fovs(ds)
-    ]
+    return [curated_traces(ds, f) for ds in config["datasets"] for f in fovs(ds)]
 
 
 # -- quality control and report (workflow/rules/qc.smk) ----------------

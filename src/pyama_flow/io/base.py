@@ -21,6 +21,10 @@ class InputError(ValueError):
     """Bad input: the message is one line naming the file and what is wrong."""
 
 
+#: What to do about a damaged input file (appended to the readers' messages).
+DAMAGED_HINT = "re-copy the file (compare its size with the original) or re-export it"
+
+
 @dataclass
 class ImageMetadata:
     """Metadata of one microscopy file, the same for every format.

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ImageMetadata, ImageReader, InputError, check_options, one_line
+from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 _PIXEL_TYPES = {
     "gray8": "uint8",
@@ -102,7 +102,8 @@ class CziReader(ImageReader):
             raise
         except Exception as exc:  # libCZI raises RuntimeError / ParseError ...
             raise InputError(
-                f"{self.path}: not a readable CZI file (truncated or corrupt? {one_line(exc)})"
+                f"{self.path}: not a readable CZI file (truncated or corrupt? {one_line(exc)}); "
+                f"{DAMAGED_HINT}"
             ) from None
 
     # -- setup ----------------------------------------------------------------
@@ -282,7 +283,7 @@ class CziReader(ImageReader):
         except Exception as exc:
             raise InputError(
                 f"{self.path}: cannot read FOV {fov} frame {t} channel {c} Z {z} "
-                f"(truncated or corrupt file? {one_line(exc)})"
+                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
             ) from None
         return plane
 

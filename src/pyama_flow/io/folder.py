@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .base import ImageMetadata, ImageReader, InputError, check_options, one_line
+from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 _NUMBER = re.compile(r"\d+")
 
@@ -207,14 +207,16 @@ class FolderReader(ImageReader):
         try:
             plane = tifffile.imread(path, key=0)
         except FileNotFoundError:
-            raise InputError(f"{path}: frame file disappeared") from None
+            raise InputError(f"{path}: frame file disappeared; restore it or narrow 'pattern'") from None
         except Exception as exc:
             raise InputError(
-                f"{path}: cannot read frame {t} (truncated or corrupt file? {one_line(exc)})"
+                f"{path}: cannot read frame {t} (truncated or corrupt file? {one_line(exc)}); "
+                f"{DAMAGED_HINT}"
             ) from None
         if plane.shape != self._shape or plane.dtype != self._dtype:
             raise InputError(
                 f"{path}: frame is {plane.shape} {plane.dtype}, expected "
-                f"{self._shape} {self._dtype} like the first frame"
+                f"{self._shape} {self._dtype} like the first frame; every frame of a "
+                "folder must have one size and type: remove or fix it, or narrow 'pattern'"
             )
         return plane

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ImageMetadata, ImageReader, InputError, check_options, one_line
+from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 #: nd2 experiment loop type -> our axis letter
 _LOOP_AXIS = {
@@ -104,7 +104,8 @@ class ND2Reader(ImageReader):
             self._nd2 = nd2.ND2File(self.path)
         except Exception as exc:  # nd2 raises ValueError/OSError/... on bad files
             raise InputError(
-                f"{self.path}: not a readable ND2 file (truncated or corrupt? {one_line(exc)})"
+                f"{self.path}: not a readable ND2 file (truncated or corrupt? {one_line(exc)}); "
+                f"{DAMAGED_HINT}"
             ) from None
         try:
             self._setup()
@@ -114,7 +115,8 @@ class ND2Reader(ImageReader):
         except Exception as exc:
             self._nd2.close()
             raise InputError(
-                f"{self.path}: not a readable ND2 file (truncated or corrupt? {one_line(exc)})"
+                f"{self.path}: not a readable ND2 file (truncated or corrupt? {one_line(exc)}); "
+                f"{DAMAGED_HINT}"
             ) from None
 
     # -- setup ------------------------------------------------------------------
@@ -221,14 +223,15 @@ class ND2Reader(ImageReader):
         if seq >= self._n_seq or (self._offsets is not None and seq not in self._offsets):
             raise InputError(
                 f"{self.path}: FOV {fov} frame {t} Z {z} is not in the file "
-                "(acquisition stopped early or file truncated)"
+                "(acquisition stopped early or file truncated); leave the FOV out of the "
+                "dataset's fovs, or " + DAMAGED_HINT
             )
         try:
             frame = self._read_frame(seq)
         except Exception as exc:
             raise InputError(
                 f"{self.path}: cannot read FOV {fov} frame {t} "
-                f"(truncated or corrupt file? {one_line(exc)})"
+                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
             ) from None
         # copy: the frame is a view of the file's memory map
         return (frame[c] if self._n_c > 1 else frame).copy()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .base import ImageMetadata, ImageReader, InputError, check_options, one_line
+from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 # tifffile axis letters that mean "position / FOV"
 _FOV_AXES = "PRVM"
@@ -192,14 +192,19 @@ class TiffReader(ImageReader):
             raise InputError(f"{self.path}: option 'sizes' needs 'axes' (e.g. axes: TCYX)")
         self._fd: int | None = None
         self._lock = threading.Lock()
+        tif = None
         try:
             with _tifffile_warnings() as warnings:
-                self._tif = tifffile.TiffFile(self.path)
+                tif = self._tif = tifffile.TiffFile(self.path)
                 series = list(self._tif.series)
         except FileNotFoundError:
             raise InputError(f"{self.path}: file not found") from None
         except Exception as exc:  # tifffile raises many types on corrupt data
-            raise InputError(f"{self.path}: not a readable TIFF ({one_line(exc)})") from None
+            if tif is not None:  # opened, but the series are unreadable: release the handle
+                tif.close()
+            raise InputError(
+                f"{self.path}: not a readable TIFF ({one_line(exc)}); {DAMAGED_HINT}"
+            ) from None
         try:
             self._setup(series, axes, sizes, warnings)
         except Exception as exc:
@@ -207,7 +212,8 @@ class TiffReader(ImageReader):
             if isinstance(exc, InputError):
                 raise
             raise InputError(
-                f"{self.path}: cannot read the TIFF layout (corrupt file? {one_line(exc)})"
+                f"{self.path}: cannot read the TIFF layout (corrupt file? {one_line(exc)}); "
+                f"{DAMAGED_HINT}"
             ) from None
 
     # -- setup ------------------------------------------------------------------
@@ -222,7 +228,8 @@ class TiffReader(ImageReader):
         if bad:
             detail = re.sub(r"<[^>]*>\s*", "", bad[0])  # drop tifffile's object reprs
             raise InputError(
-                f"{self.path}: truncated or corrupt TIFF ({one_line(Exception(detail))})"
+                f"{self.path}: truncated or corrupt TIFF ({one_line(Exception(detail))}); "
+                f"{DAMAGED_HINT}"
             )
         if not series:
             raise InputError(f"{self.path}: TIFF holds no image series")
@@ -265,7 +272,7 @@ class TiffReader(ImageReader):
             elif n_pages < n_planes:
                 raise InputError(
                     f"{self.path}: truncated or corrupt ImageJ TIFF "
-                    f"({n_pages} pages for {n_planes} planes)"
+                    f"({n_pages} pages for {n_planes} planes); {DAMAGED_HINT}"
                 )
         self._dtype = np.dtype(first.dtype)
         self._file_dtype = self._dtype.newbyteorder(tif.byteorder)
@@ -359,7 +366,8 @@ class TiffReader(ImageReader):
             end = self._contiguous_offset + n_planes * self._plane_nbytes
             if end > size:
                 raise InputError(
-                    f"{self.path}: truncated TIFF (data ends at byte {end}, file has {size})"
+                    f"{self.path}: truncated TIFF (data ends at byte {end}, file has {size}); "
+                    f"{DAMAGED_HINT}"
                 )
             return
         for s in (self._series_idx[0], self._series_idx[-1]):
@@ -368,11 +376,14 @@ class TiffReader(ImageReader):
             offsets = getattr(last, "dataoffsets", None)
             counts = getattr(last, "databytecounts", None)
             if last is None or not offsets:
-                raise InputError(f"{self.path}: truncated or corrupt TIFF (last plane missing)")
+                raise InputError(
+                    f"{self.path}: truncated or corrupt TIFF (last plane missing); {DAMAGED_HINT}"
+                )
             end = max(int(o) + int(n) for o, n in zip(offsets, counts))
             if end > size:
                 raise InputError(
-                    f"{self.path}: truncated TIFF (plane data ends at byte {end}, file has {size})"
+                    f"{self.path}: truncated TIFF (plane data ends at byte {end}, file has {size}); "
+                    f"{DAMAGED_HINT}"
                 )
 
     def _imagej_channel_names(self, n_c: int) -> list[str] | None:
@@ -451,7 +462,7 @@ class TiffReader(ImageReader):
         if got != nbytes:
             raise InputError(
                 f"{self.path}: truncated TIFF (plane at byte {offset} needs {nbytes} bytes, "
-                f"got {got})"
+                f"got {got}); {DAMAGED_HINT}"
             )
         if not self._file_dtype.isnative:
             out = out.astype(self._dtype.newbyteorder("="))
@@ -484,7 +495,7 @@ class TiffReader(ImageReader):
         except Exception as exc:
             raise InputError(
                 f"{self.path}: cannot read FOV {fov} frame {t} channel {c} "
-                f"(truncated or corrupt file? {one_line(exc)})"
+                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
             ) from None
         return np.asarray(plane).reshape(self._plane_shape)
 

@@ -192,11 +192,37 @@ def segment_logstd(
     Returns
     -------
     (Y, X) uint16 array of connected components (4-connectivity), 0 = background.
+
+    Notes
+    -----
+    Non-finite pixels (NaN / inf in float input) are background: windows that
+    touch one are left out of the threshold histogram, and the pixels
+    themselves are never part of an object. A frame without any finite
+    window gives no objects. Finite input is unaffected (bit-identical to
+    the reference).
     """
-    logstd = logstd_image(image, size=window)
-    mask = logstd > histogram_threshold(logstd, n_bins=n_bins, n_sigma=n_sigma)
+    invalid = None
+    img = np.asarray(image)
+    if img.dtype.kind == "f":
+        bad = ~np.isfinite(img)
+        if bad.any():
+            invalid = bad
+            img = np.where(bad, np.float32(0), img.astype(np.float32, copy=False))
+    logstd = logstd_image(img, size=window)
+    if invalid is None:
+        values = logstd
+    else:
+        touched = _square_filter(invalid, int(window), erode=False) if window > 1 else invalid
+        values = logstd[~touched]
+        if values.size == 0:
+            return np.zeros(img.shape, dtype=np.uint16)
+    mask = logstd > histogram_threshold(values, n_bins=n_bins, n_sigma=n_sigma)
+    if invalid is not None:
+        mask &= ~touched
     mask = fill_holes(mask)
     mask = open_close(mask, size=morph_size, iterations=morph_iterations)
+    if invalid is not None:
+        mask &= ~invalid
     labels, n = ndi.label(mask)
     if n > np.iinfo(np.uint16).max:
         raise ValueError(f"{n} objects in one frame exceed the uint16 label range")

@@ -1,4 +1,4 @@
-"""Texture foreground + seeded watershed: splits touching cells, keeps small ones.
+"""Adaptive foreground + seeded watershed: splits touching cells, keeps small ones.
 
 An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
 
@@ -6,29 +6,49 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    at full resolution (cells are textured, the background is flat), then
    **binned** by ``bin_factor`` (block mean) so the rest runs at roughly 30 px
    per cell diameter whatever the magnification;
-2. **threshold**: foreground where the texture exceeds the mode of its
-   histogram (the background) by ``texture_threshold``, i.e. where the local
-   standard deviation is ``exp(texture_threshold)`` times that of the
-   background; optionally also where the frame is darker than the background
-   by ``dark_threshold`` robust standard deviations (dense, dark bacteria);
-3. **cleanup** sized to the cells: fill holes up to ``max_hole_area``, square
-   opening of side ``2 * open_radius + 1``, drop objects below ``min_area``,
-   erode by ``erode_radius`` (the texture window and the phase halo make the
-   raw mask wider than the cell);
-4. **split**: distance transform of the mask (chamfer, or Euclidean with
+2. **first look** (texture and brightness binned 2x2): with the defaults the
+   method adapts to the frame --
+   *dark or textured cells*: if pixels darker than the background by the
+   dark threshold (8 robust SDs) are at least ``dark_fraction`` of the
+   textured ones, the cells are flat and dark (bacteria): the **dark**
+   foreground is used; *scale*: ``cell_diameter`` left as None is estimated
+   from the 95th percentile of the texture mask's distance map (median of
+   the dark mask's), :func:`estimate_cell_diameter`;
+3. **threshold + cleanup** sized to the cells: texture above the background
+   mode by ``texture_threshold`` (or darkness), fill holes up to
+   ``max_hole_area``, square opening of side ``2 * open_radius + 1``, drop
+   objects below ``min_area``;
+4. **learned foreground** (when it applies): a small pixel classifier
+   (:mod:`.pixel_classifier`, 13 features, trained on hand-annotated T98G)
+   turns the texture mask into a cell mask, deciding the outline against
+   the phase halo, the gaps between cells and flat cell regions. It is used
+   when the frame resembles its training data: the bright halo peaks well
+   inside the texture mask's outline (:func:`halo_depth` >=
+   ``min_halo_depth`` x diameter, the halo's textured outer flank widens the
+   mask as on T98G) and the classifier's mask agrees with the texture mask
+   (IoU >= ``min_agreement``). Otherwise the **texture** foreground: the mask
+   is eroded by ``erode_radius`` and, after the split, outlines are moved
+   onto the ridge of the halo within ``refine_band`` (:func:`refine_outlines`);
+5. **split**: distance transform of the mask (chamfer, or Euclidean with
    ``exact_distance``), Gaussian-smoothed (``smooth_sigma``), minus
    ``halo_weight`` x the (robustly normalised) brightness, so bright phase
    halos between touching cells act as barriers; watershed from every local
    maximum, then neighbouring basins are merged (highest saddle first) while
    the shallower peak rises less than ``split_depth`` above their saddle --
    the partition that seeding from the h-maxima would give, at a fraction
-   of the cost;
-5. upsample the labels to the frame (nearest neighbour), numbered 1..n.
+   of the cost (for the learned mask on a 2x coarser grid,
+   :func:`split_coarse`);
+6. upsample the labels to the frame (nearest neighbour), numbered 1..n.
 
 Length and area parameters are in pixels of the input frame. Left as ``None``
 they follow ``cell_diameter`` by the ratios in ``_RATIOS`` (tuned on T98G
-phase contrast, 10x, 0.87 um/px, where ``cell_diameter = 60``), so one number
-adapts the method to another magnification or cell type.
+phase contrast, 10x, 0.87 um/px, cells about 60 px), so one number adapts the
+method to another magnification or cell type. ``foreground`` forces one of
+the three foregrounds; ``return_info=True`` reports the choices made.
+
+Note for time-lapse use: the automatic choices are made per frame. For
+strictly identical parameters over a movie, pass ``cell_diameter`` (and
+``foreground``) explicitly.
 """
 
 from __future__ import annotations
@@ -54,7 +74,9 @@ _CONN8 = np.ones((3, 3), dtype=bool)
 _HALO_SIGMA = 1.0  # binned px, smoothing of the brightness used as halo barrier
 #: documented default scale (T98G phase contrast, 10x, 0.87 um/px)
 DEFAULT_DIAMETER = 60.0
-#: estimated diameter = SCALE_PER_RADIUS x 95th percentile of the mask's distance map
+#: estimated diameter = SCALE_PER_RADIUS x 95th percentile of the texture mask's
+#: city-block distance map (binned 2x2; T98G: 55-70 px, the synthetic cells of
+#: the benchmark 48-52, C2C12 at 10x 20)
 SCALE_PER_RADIUS = 3.7
 #: range of the estimated diameter (input px)
 DIAMETER_RANGE = (8.0, 240.0)
@@ -851,10 +873,6 @@ def segment_watershed(
         m, z = mask[box], maps.z[box]
         if mode == "learned" and erode_radius is None and not exact_distance:
             lab = split_coarse(m, z, k, smooth, depth_split, halo_weight * lin)
-            _ext = float(__import__("os").environ.get("EXT", "0"))
-            if _ext > 0:
-                grow = (p[box] > np.float32(_ext)) & (lab == 0)
-                lab = np.where(grow, ndi.grey_dilation(lab, size=3), lab)
         else:
             dist = distance_map(m, exact=exact_distance)
             if r_er > 0:
