@@ -143,3 +143,9 @@ def test_one_core_gives_byte_identical_results(demo_run, tmp_path):
     assert len(outputs) >= 10
     for rel in outputs:
         assert (tmp_path / rel).read_bytes() == (demo_run / rel).read_bytes(), f"{rel} differs"
+
+
+def test_snakefmt_is_clean():
+    snakefmt = str(Path(sys.executable).with_name("snakefmt"))
+    proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
