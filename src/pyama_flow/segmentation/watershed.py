@@ -36,8 +36,8 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    maximum, then neighbouring basins are merged (highest saddle first) while
    the shallower peak rises less than ``split_depth`` above their saddle --
    the partition that seeding from the h-maxima would give, at a fraction
-   of the cost (for the learned mask on a 2x coarser grid,
-   :func:`split_coarse`);
+   of the cost (for the learned mask on the classifier's coarser grid, labels
+   then put back on the mask, :func:`split_coarse`);
 6. upsample the labels to the frame (nearest neighbour), numbered 1..n.
 
 Length and area parameters are in pixels of the input frame. Left as ``None``
@@ -82,7 +82,6 @@ SCALE_PER_RADIUS = 3.7
 DIAMETER_RANGE = (8.0, 240.0)
 _MIN_SCALE_PIXELS = 50  # fewer mask pixels: no estimate, DEFAULT_DIAMETER
 _DARK_THRESHOLD = 8.0  # robust SDs, default of the dark foreground
-_CLASSIFIER_STEP = 2  # classifier grid = this x the pipeline's bin factor
 _PROBE_BIN = 2  # bin factor of the first look (scale, dark cells)
 _DARK_PERCENTILE = 50.0  # scale from the median depth of dark masks
 
@@ -596,12 +595,14 @@ class _Maps:
             self.tex = tex
 
 
-def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, int]:
-    """Pixel-classifier features on the classifier grid and its step (grid px
-    per pipeline px)."""
-    from .pixel_classifier import classifier_features
+def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float) -> tuple[np.ndarray, int]:
+    """Pixel-classifier features on the classifier grid and its step (pipeline
+    px per grid px): the grid pixel is about ``d * GRID_PER_DIAMETER`` input px,
+    the scale the classifier was trained at."""
+    from .pixel_classifier import GRID_PER_DIAMETER, classifier_features
 
-    k = _CLASSIFIER_STEP if min(maps.shape) >= 8 * _CLASSIFIER_STEP else 1
+    k = max(1, int(d * GRID_PER_DIAMETER / maps.f + 0.5))
+    k = min(k, max(1, min(maps.shape) // 8))
     tex_g = bin_image(maps.tex, k)
     z_g = bin_image(maps.z, k)
     raw_g = bin_image(raw.astype(np.float32), k)
@@ -609,12 +610,12 @@ def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tup
     return classifier_features(tex_g, z_g, raw_g, prior_g), k
 
 
-def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, int]:
+def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float) -> tuple[np.ndarray, int]:
     """Pixel-classifier foreground probability on the pipeline grid, and the
     classifier step."""
     from .pixel_classifier import default_model, predict_proba, upsample_linear
 
-    feats, k = _classifier_features(maps, raw, prior)
+    feats, k = _classifier_features(maps, raw, prior, d)
     p = predict_proba(default_model(), feats)
     return upsample_linear(p, k, maps.shape), k
 
@@ -696,7 +697,7 @@ def learned_features(
     front = _Front(
         np.asarray(image), cell_diameter, None, texture_window, texture_threshold, None, "learned", 0.0, None, None, None
     )
-    feats, k = _classifier_features(front.maps, front.raw, front.mask)
+    feats, k = _classifier_features(front.maps, front.raw, front.mask, front.d)
     return feats, front.f * k
 
 
@@ -852,7 +853,7 @@ def segment_watershed(
         depth = halo_depth(mask, maps.z) * f / d
         info["halo_depth"] = depth
         if mode == "learned" or depth >= min_halo_depth:
-            p, k = _learned_probability(maps, front.raw, mask)
+            p, k = _learned_probability(maps, front.raw, mask, d)
             learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
             info["agreement"] = _iou(learned, mask)
             if mode == "learned" or info["agreement"] >= min_agreement:

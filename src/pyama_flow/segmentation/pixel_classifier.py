@@ -1,0 +1,204 @@
+"""A small learned pixel classifier for phase-contrast foreground (numpy only).
+
+Used by :func:`pyama_flow.segmentation.watershed.segment_watershed` (the
+``"learned"`` foreground, chosen by ``foreground="auto"`` when the frame looks
+like the training data: a wide phase halo and agreement with the texture
+mask). A one-hidden-layer perceptron maps ``N_FEATURES``
+per-pixel features to the probability that the pixel belongs to a cell:
+
+    p = sigmoid(relu(((x - mean) / std) @ w1 + b1) @ w2 + b2)
+
+The features are computed on a *classifier grid* whose pixels are about
+``cell_diameter / 15`` input pixels wide (4x4 binning for T98G at 10x, 60 px
+cells), so the same weights apply to another magnification. They describe
+the texture (log local standard deviation) and brightness at several scales
+and the signed distance to the texture foreground mask (the prior):
+
+==  ===========  =====================================================
+ 0  ``sd``        signed distance (grid px, chamfer) to the prior mask's
+                  outline, positive inside, clipped to +-``SD_CLIP``
+ 1  ``tex``       texture minus the background's histogram mode
+ 2  ``tex_u3``    box mean of ``tex`` over 3x3 grid px
+ 3  ``tex_u7``    ... over 7x7
+ 4  ``tex_u15``   ... over 15x15
+ 5  ``cov_u3``    fraction of thresholded-texture pixels over 3x3
+ 6  ``cov_u7``    ... over 7x7
+ 7  ``cov_u15``   ... over 15x15
+ 8  ``z_u3``      robust z-score of the brightness, box mean 3x3
+ 9  ``absz_u3``   its absolute value
+10  ``zsd_u3``    ln of the local standard deviation of z over 3x3
+11  ``zsd_u7``    ... over 7x7
+12  ``grad``      ln(1 + gradient magnitude of ``z_u3``)
+==  ===========  =====================================================
+
+Brightness is only used locally (up to 7x7 grid px): mean brightness over
+larger areas follows the illumination of a particular frame and made the
+model generalise worse in cross-validation.
+
+The weights ship in :mod:`._pixel_mlp_weights` (generated, with its data
+provenance, by ``resources/segmentation/train_pixel_classifier.py``; trained
+on the hand-annotated Usiigaci T98G frames set1 and set2 only).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "sd",
+    "tex",
+    "tex_u3",
+    "tex_u7",
+    "tex_u15",
+    "cov_u3",
+    "cov_u7",
+    "cov_u15",
+    "z_u3",
+    "absz_u3",
+    "zsd_u3",
+    "zsd_u7",
+    "grad",
+)
+N_FEATURES = len(FEATURE_NAMES)
+#: clip of the signed-distance feature (classifier-grid px)
+SD_CLIP = 6.0
+#: classifier-grid pixel size as a fraction of the cell diameter
+GRID_PER_DIAMETER = 1.0 / 15.0
+
+
+class PixelMLP(NamedTuple):
+    """Weights of the one-hidden-layer perceptron (float32)."""
+
+    mean: np.ndarray  # (F,)
+    std: np.ndarray  # (F,)
+    w1: np.ndarray  # (F, H)
+    b1: np.ndarray  # (H,)
+    w2: np.ndarray  # (H,)
+    b2: float
+
+
+def _box(a: np.ndarray, size: int) -> np.ndarray:
+    return ndi.uniform_filter(a, size, mode="nearest")
+
+
+def _signed_distance(mask: np.ndarray, clip: float) -> np.ndarray:
+    """Chamfer (city-block / chessboard mean) signed distance to the outline,
+    >0 inside, <0 outside, clipped to +-``clip``."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=np.float32)
+    if mask.any() and not mask.all():
+        for m, sign in ((mask, 0.5), (~mask, -0.5)):
+            d = ndi.distance_transform_cdt(m, metric="taxicab").astype(np.float32)
+            d += ndi.distance_transform_cdt(m, metric="chessboard")
+            d *= np.float32(sign)
+            out += d
+    elif mask.all():
+        out[:] = clip
+    else:
+        out[:] = -clip
+    np.clip(out, -clip, clip, out=out)
+    return out
+
+
+def classifier_features(tex: np.ndarray, z: np.ndarray, raw: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Per-pixel features on the classifier grid, ``(Y, X, N_FEATURES)`` float32.
+
+    Parameters
+    ----------
+    tex : texture (log local std) minus its background mode, binned to the grid.
+    z : robust z-score of the binned frame's brightness.
+    raw : fraction (0-1) of each grid pixel where the texture exceeds its threshold.
+    prior : cleaned texture foreground mask (bool), on the grid.
+    """
+    tex = np.asarray(tex, dtype=np.float32)
+    z = np.asarray(z, dtype=np.float32)
+    cov = np.asarray(raw, dtype=np.float32)
+    out = np.empty(tex.shape + (N_FEATURES,), dtype=np.float32)
+    out[..., 0] = _signed_distance(prior, SD_CLIP)
+    out[..., 1] = tex
+    out[..., 2] = _box(tex, 3)
+    out[..., 3] = _box(tex, 7)
+    out[..., 4] = _box(tex, 15)
+    out[..., 5] = _box(cov, 3)
+    out[..., 6] = _box(cov, 7)
+    out[..., 7] = _box(cov, 15)
+    z3 = _box(z, 3)
+    out[..., 8] = z3
+    out[..., 9] = np.abs(z3)
+    zz = z * z
+    for k, size in ((10, 3), (11, 7)):
+        mean = z3 if size == 3 else _box(z, size)
+        var = _box(zz, size) - mean * mean
+        out[..., k] = 0.5 * np.log(np.maximum(var, np.float32(1e-3)))
+    gy = np.zeros_like(z3)
+    gx = np.zeros_like(z3)
+    gy[1:-1] = 0.5 * (z3[2:] - z3[:-2])
+    gx[:, 1:-1] = 0.5 * (z3[:, 2:] - z3[:, :-2])
+    out[..., 12] = np.log1p(np.sqrt(gy * gy + gx * gx))
+    return out
+
+
+def predict_proba(model: PixelMLP, features: np.ndarray) -> np.ndarray:
+    """Foreground probability per pixel (float32, shape of ``features[..., 0]``)."""
+    shape = features.shape[:-1]
+    x = features.reshape(-1, features.shape[-1])
+    # fold the standardisation into the first layer
+    w1 = (model.w1 / model.std[:, None]).astype(np.float32)
+    b1 = (model.b1 - (model.mean / model.std) @ model.w1).astype(np.float32)
+    h = x @ w1
+    h += b1
+    np.maximum(h, 0, out=h)
+    logit = h @ model.w2.astype(np.float32)
+    logit += np.float32(model.b2)
+    np.clip(logit, -30, 30, out=logit)
+    p = 1.0 / (1.0 + np.exp(-logit))
+    return p.astype(np.float32).reshape(shape)
+
+
+@lru_cache(maxsize=1)
+def default_model() -> PixelMLP:
+    """The shipped T98G model (see :mod:`._pixel_mlp_weights` for provenance)."""
+    from . import _pixel_mlp_weights as w
+
+    if tuple(w.FEATURE_NAMES) != FEATURE_NAMES:
+        raise RuntimeError("pixel classifier weights do not match the feature set; retrain")
+    return PixelMLP(
+        mean=np.asarray(w.MEAN, dtype=np.float32),
+        std=np.asarray(w.STD, dtype=np.float32),
+        w1=np.asarray(w.W1, dtype=np.float32),
+        b1=np.asarray(w.B1, dtype=np.float32),
+        w2=np.asarray(w.W2, dtype=np.float32),
+        b2=float(w.B2),
+    )
+
+
+def upsample_linear(a: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling by an integer ``factor`` to ``shape`` (pixel centres aligned).
+
+    Output pixel ``i`` (covering ``i`` of a grid ``factor`` times finer) sits at
+    source coordinate ``(i - (factor - 1) / 2) / factor``; edges are clamped.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    if factor <= 1:
+        out = a
+    else:
+        out = _upsample_axis(_upsample_axis(a, factor, shape[0], 0), factor, shape[1], 1)
+    return out[: shape[0], : shape[1]]
+
+
+def _upsample_axis(a: np.ndarray, k: int, n: int, axis: int) -> np.ndarray:
+    src = (np.arange(n, dtype=np.float64) - (k - 1) / 2.0) / k
+    src = np.clip(src, 0, a.shape[axis] - 1)
+    i0 = np.floor(src).astype(np.intp)
+    i1 = np.minimum(i0 + 1, a.shape[axis] - 1)
+    w = (src - i0).astype(np.float32)
+    a0 = np.take(a, i0, axis=axis)
+    a1 = np.take(a, i1, axis=axis)
+    shape = [1, 1]
+    shape[axis] = n
+    w = w.reshape(shape)
+    return a0 + w * (a1 - a0)
