@@ -254,6 +254,12 @@ def traces(
             "are marked good=False (not fitted, not merged)",
             fov, builder.invalid_rows, len(builder.invalid_frames), builder.invalid_frames[0],
         )
+    if builder.saturated_rows:
+        log.warning(
+            "FOV %d: %d cell rows in %d frames (first: frame %d) have fluorescence pixels at the "
+            "dtype's maximum (saturated): their intensity_total is only a lower bound",
+            fov, builder.saturated_rows, len(builder.saturated_frames), builder.saturated_frames[0],
+        )
     if raw_table.empty:
         log.warning("FOV %d: no cells in any frame (blank or unsegmentable phase channel?); "
                     "%s has the columns and no rows", fov, out_path)

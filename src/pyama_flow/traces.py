@@ -67,10 +67,12 @@ def frame_features(
     dict of 1-D arrays, one entry per cell (sorted by id): ``cell``, ``area``,
     ``bbox_x0, bbox_y0, bbox_x1, bbox_y1`` (inclusive), ``position_x,
     position_y`` (bbox centre), ``centroid_x, centroid_y`` and
-    ``intensity_total_ch_{c}`` per fluorescence channel, and
+    ``intensity_total_ch_{c}`` per fluorescence channel, then
     ``invalid_pixels``: cell pixels (over all channels) whose intensity or
-    background is not finite (NaN / inf in float input); they are left out of
-    ``intensity_total`` (:class:`TraceBuilder` marks such rows ``good = False``).
+    background is not finite (NaN / inf in float input), which are left out
+    of ``intensity_total`` (:class:`TraceBuilder` marks such rows ``good =
+    False``), and ``saturated_pixels``: cell pixels of integer input at the
+    dtype's maximum (clipped, so the total is a lower bound; counted only).
     """
     labels = np.asarray(labels)
     height, width = labels.shape
@@ -84,13 +86,17 @@ def frame_features(
     fluorescence = fluorescence or {}
     backgrounds = backgrounds or {}
     if n == 0:
+        # the dtypes of a frame with cells, so that concatenated frames keep
+        # integer columns integer
         empty = np.zeros(0, dtype=np.float64)
-        for key in ("area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "position_x",
-                    "position_y", "centroid_x", "centroid_y"):
+        for key in ("area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"):
+            out[key] = np.zeros(0, dtype=np.int64)
+        for key in ("position_x", "position_y", "centroid_x", "centroid_y"):
             out[key] = empty
         for c in fluorescence:
             out[feature_column("intensity_total", c)] = empty
         out["invalid_pixels"] = np.zeros(0, dtype=np.int64)
+        out["saturated_pixels"] = np.zeros(0, dtype=np.int64)
         return out
     area = counts[ids]
     out["area"] = area.astype(np.int64)
@@ -110,8 +116,14 @@ def frame_features(
     out["centroid_y"] = np.bincount(idx, weights=rows, minlength=n) / area
     out["centroid_x"] = np.bincount(idx, weights=cols, minlength=n) / area
     invalid = np.zeros(n, dtype=np.int64)
+    saturated = np.zeros(n, dtype=np.int64)
     for c, image in fluorescence.items():
-        values = np.asarray(image).ravel()[fg].astype(np.float64)
+        raw = np.asarray(image).ravel()[fg]
+        if raw.dtype.kind in "ui":  # clipped at the top of the integer range
+            at_max = raw == np.iinfo(raw.dtype).max
+            if at_max.any():
+                saturated += np.bincount(idx[at_max], minlength=n)
+        values = raw.astype(np.float64)
         bg = backgrounds.get(c)
         bg_values = None
         if bg is not None and background_weight != 0:
@@ -129,6 +141,7 @@ def frame_features(
             total = total - float(background_weight) * np.bincount(idx, weights=bg_values, minlength=n)
         out[feature_column("intensity_total", c)] = total
     out["invalid_pixels"] = invalid
+    out["saturated_pixels"] = saturated
     return out
 
 
@@ -161,9 +174,12 @@ class TraceBuilder:
         self.background_weight = float(background_weight)
         self._parts: list[dict[str, np.ndarray]] = []
         self.shape: tuple[int, int] | None = None
-        #: rows (cell, frame) with non-finite pixels, and frames they occur in
+        #: rows (cell, frame) with non-finite fluorescence pixels (these rows get
+        #: ``good = False``) or saturated ones (kept), and the frames they occur in
         self.invalid_rows = 0
         self.invalid_frames: list[int] = []
+        self.saturated_rows = 0
+        self.saturated_frames: list[int] = []
 
     def add_frame(
         self,
@@ -181,6 +197,10 @@ class TraceBuilder:
         if n_bad:
             self.invalid_rows += n_bad
             self.invalid_frames.append(int(frame))
+        n_sat = int(np.count_nonzero(feats["saturated_pixels"]))
+        if n_sat:
+            self.saturated_rows += n_sat
+            self.saturated_frames.append(int(frame))
         feats["frame"] = np.full(n, int(frame), dtype=np.int64)
         feats["time"] = np.full(n, float(time_min))
         self._parts.append(feats)
@@ -202,7 +222,8 @@ class TraceBuilder:
                 "cell": merged["cell"],
                 "frame": merged["frame"],
                 "time": merged["time"],
-                # a measurement that had to skip NaN / inf pixels is not good
+                # a total that had to skip NaN / inf pixels is not good (saturated
+                # pixels are only counted and logged: see saturated_rows)
                 "good": merged["invalid_pixels"] == 0,
                 "position_x": merged["position_x"],
                 "position_y": merged["position_y"],

@@ -9,6 +9,33 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from pyama_flow.fovs import parse_fovs  # noqa: E402
 from pyama_flow.io import read_metadata  # noqa: E402
 
+
+
+class ConfigError(Exception):
+    pass
+
+
+def fail(message):
+    raise ConfigError(message)
+
+
+def check_schema():
+    """The config against the schema, failing with one line that names the key
+    (Snakemake's own message prints the whole schema); ``validate`` below then
+    fills in the defaults."""
+    import jsonschema
+    import yaml
+
+    schema_path = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "config"
+        fail(f"{where}: {error.message} (config/README.md lists every key)")
+
+
+check_schema()
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 RESULTS = "results"
@@ -23,14 +50,6 @@ wildcard_constraints:
     model="[a-z_]+",
 
 
-class ConfigError(Exception):
-    pass
-
-
-def fail(message):
-    raise ConfigError(message)
-
-
 @functools.cache
 def dataset_info(dataset):
     """FOV count and channel names of a dataset's input, read once per run."""
@@ -41,7 +60,7 @@ def dataset_info(dataset):
         and Path(path) == Path(SIM["output"])
         and not Path(path).exists()
     ):
-        return {"n_fovs": SIM["n_fovs"], "channels": SIM_CHANNELS, "has_times": True}
+        return {"n_fovs": SIM["n_fovs"], "n_z": 1, "channels": SIM_CHANNELS, "has_times": True}
     if not Path(path).exists():
         fail(f"datasets.{dataset}.input: file not found: {path}")
     try:
@@ -50,6 +69,7 @@ def dataset_info(dataset):
         fail(f"datasets.{dataset}.input: {exc}")
     return {
         "n_fovs": meta.n_fovs,
+        "n_z": meta.n_z,
         "channels": meta.channel_names,
         "has_times": meta.time_min is not None,
     }
@@ -89,7 +109,17 @@ def channels(dataset):
         )
     if len(set(fl)) != len(fl):
         fail(f"datasets.{dataset}.fluorescence: a channel is listed twice")
+    check_z(dataset)
     return pc, fl
+
+
+def check_z(dataset):
+    """A Z plane index beyond the file's Z planes: fail now, not in every extract job."""
+    z, n_z = config["datasets"][dataset]["z"], dataset_info(dataset)["n_z"]
+    if z != "max" and not 0 <= int(z) < n_z:
+        fail(
+            f"datasets.{dataset}.z: Z plane {z} is outside the file (valid: 0-{n_z - 1}, or 'max')"
+        )
 
 
 @functools.cache
