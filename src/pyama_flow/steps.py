@@ -128,8 +128,10 @@ def segment(raw_path: str, out_path: str, method: str, params: Mapping[str, Any]
     """Segment every frame of the phase-contrast stack into instance labels (uint16).
 
     Non-finite pixels (NaN / inf in float input) are background: LOG-STD
-    handles them itself; for other methods they are replaced by the median
-    of the frame's finite pixels before segmenting, and never labelled.
+    handles them itself; for other methods each takes the value of the
+    nearest finite pixel before segmenting (a constant fill would look like
+    texture-free background and shift the methods' thresholds). They are
+    never labelled.
     Frames without objects (blank, constant, saturated) give empty labels.
     """
     with StackReader(raw_path) as raw:
@@ -146,9 +148,7 @@ def segment(raw_path: str, out_path: str, method: str, params: Mapping[str, Any]
                     if bad.any():
                         nonfinite.append(t)
                         if method != "logstd":
-                            good = frame[~bad]
-                            fill = float(np.median(good)) if good.size else 0.0
-                            frame = np.where(bad, np.float32(fill), frame)
+                            frame = _fill_nearest(frame, bad)
                     else:
                         bad = None
                 labels = segment_frame(frame, method=method, **params)
@@ -288,6 +288,16 @@ def traces(
     log.info("FOV %d: %d of %d cells kept by the filters (min_frames=%d, border=%d)",
              fov, df["cell"].nunique(), raw_table["cell"].nunique(), min_frames, border)
     return df
+
+
+def _fill_nearest(frame: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``frame`` with every ``bad`` pixel set to its nearest good pixel (zeros if none)."""
+    if bad.all():
+        return np.zeros_like(frame)
+    from scipy import ndimage as ndi
+
+    idx = ndi.distance_transform_edt(bad, return_distances=False, return_indices=True)
+    return frame[tuple(idx)]
 
 
 def _check_same_shape(a: StackReader, b: StackReader) -> None:

@@ -62,7 +62,10 @@ def dataset_info(dataset):
     ):
         return {"n_fovs": SIM["n_fovs"], "n_z": 1, "channels": SIM_CHANNELS, "has_times": True}
     if not Path(path).exists():
-        fail(f"datasets.{dataset}.input: file not found: {path}")
+        fail(
+            f"datasets.{dataset}.input: file not found: {path} (check the path; a relative "
+            f"path starts from the working directory {Path.cwd()})"
+        )
     try:
         meta = read_metadata(path, **ds.get("reader", {}))
     except ValueError as exc:
@@ -108,7 +111,11 @@ def channels(dataset):
             "(set same_channel: true to segment and measure one channel)"
         )
     if len(set(fl)) != len(fl):
-        fail(f"datasets.{dataset}.fluorescence: a channel is listed twice")
+        twice = next(c for c in fl if fl.count(c) > 1)
+        fail(
+            f"datasets.{dataset}.fluorescence: a channel is listed twice (channel {twice}); "
+            "list each channel once"
+        )
     check_z(dataset)
     return pc, fl
 
@@ -145,7 +152,10 @@ def samples():
     for s in config.get("samples", []):
         ds = s["dataset"]
         if ds not in config["datasets"]:
-            fail(f"samples.{s['name']}.dataset: unknown dataset {ds!r}")
+            fail(
+                f"samples.{s['name']}.dataset: unknown dataset {ds!r} "
+                f"(datasets: {list(config['datasets'])})"
+            )
         try:
             sel = parse_fovs(
                 s["fovs"], dataset_info(ds)["n_fovs"], f"samples.{s['name']}.fovs"
@@ -155,10 +165,11 @@ def samples():
         missing = sorted(set(sel) - set(fovs(ds)))
         if missing:
             fail(
-                f"samples.{s['name']}.fovs: FOV {missing[0]} is not processed (datasets.{ds}.fovs)"
+                f"samples.{s['name']}.fovs: FOV {missing[0]} is not processed (datasets.{ds}.fovs); "
+                "add it there or remove it from the sample"
             )
         if s["name"] in out:
-            fail(f"samples: name {s['name']!r} used twice")
+            fail(f"samples: name {s['name']!r} used twice; give each sample its own name")
         out[s["name"]] = (ds, sel)
     return out
 
@@ -188,7 +199,8 @@ def fit_channel(dataset):
     c = channel_index(dataset, chosen, "fit.channel")
     if c not in fl:
         fail(
-            f"fit.channel: channel {chosen!r} is not a fluorescence channel of {dataset}"
+            f"fit.channel: channel {chosen!r} is not a fluorescence channel of {dataset} "
+            f"(choose one of datasets.{dataset}.fluorescence)"
         )
     return c
 

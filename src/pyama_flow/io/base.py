@@ -205,5 +205,5 @@ def check_options(
         takes = ", ".join(allowed) if allowed else "none"
         raise InputError(
             f"{path}: option(s) {', '.join(unknown)} do not apply to {fmt} input "
-            f"(options: {takes})"
+            f"(options: {takes}); remove them from the dataset's reader options"
         )

@@ -140,7 +140,10 @@ class FolderReader(ImageReader):
                 if os.path.isfile(p)
             )
             if not names:
-                raise InputError(f"{self.path}: no file matches pattern {pat!r}")
+                raise InputError(
+                    f"{self.path}: no file matches pattern {pat!r}; check the folder and the "
+                    "reader's 'pattern'"
+                )
             numbered = order_frames(self.path, names, frame_regex)
             if self._files and len(numbered) != len(self._files[0]):
                 raise InputError(

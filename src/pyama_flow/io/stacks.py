@@ -85,6 +85,8 @@ def write_stack(
                 )
             count += 1
             yield frame.astype(dtype, copy=False)
+        if count != n_frames:  # say so here: tifffile would only see StopIteration
+            raise ValueError(f"{path}: got {count} frames, expected {n_frames}")
 
     if isinstance(compression, tuple):
         codec, level = compression
