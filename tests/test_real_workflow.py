@@ -76,7 +76,8 @@ def test_multiposition_ome_from_real_frames(nd2_run, tmp_path):
     multi = {
         "datasets": {"multi": {"input": str(path), "fovs": "0-2", "phase": "Phase", "fluorescence": ["GFP"]}},
         "samples": [{"name": "a", "dataset": "multi", "fovs": "0, 2"}, {"name": "b", "dataset": "multi", "fovs": "1"}],
-        "background": cfg["background"], "traces": cfg["traces"], "fit": cfg["fit"],
+        "segmentation": cfg["segmentation"], "background": cfg["background"],
+        "traces": cfg["traces"], "fit": cfg["fit"],
     }
     work = tmp_path / "run"
     work.mkdir()
