@@ -231,7 +231,8 @@ def traces(
         if len(times) != len(labels):
             raise InputError(
                 f"{metadata_path}: FOV {fov} has {len(times)} time points but "
-                f"{labels_path} has {len(labels)} frames"
+                f"{labels_path} has {len(labels)} frames; they come from different inputs: "
+                "delete this FOV's results and rerun"
             )
         for t in range(len(labels)):
             builder.add_frame(
@@ -303,5 +304,6 @@ def _fill_nearest(frame: np.ndarray, bad: np.ndarray) -> np.ndarray:
 def _check_same_shape(a: StackReader, b: StackReader) -> None:
     if a.shape != b.shape:
         raise InputError(
-            f"{b.path}: shape {b.shape} does not match {a.path} {a.shape}"
+            f"{b.path}: shape {b.shape} does not match {a.path} {a.shape}; they come from "
+            "different inputs: delete this FOV's results and rerun"
         )

@@ -10,7 +10,6 @@ from pyama_flow.fovs import parse_fovs  # noqa: E402
 from pyama_flow.io import read_metadata  # noqa: E402
 
 
-
 class ConfigError(Exception):
     pass
 
@@ -60,7 +59,12 @@ def dataset_info(dataset):
         and Path(path) == Path(SIM["output"])
         and not Path(path).exists()
     ):
-        return {"n_fovs": SIM["n_fovs"], "n_z": 1, "channels": SIM_CHANNELS, "has_times": True}
+        return {
+            "n_fovs": SIM["n_fovs"],
+            "n_z": 1,
+            "channels": SIM_CHANNELS,
+            "has_times": True,
+        }
     if not Path(path).exists():
         fail(
             f"datasets.{dataset}.input: file not found: {path} (check the path; a relative "
@@ -169,7 +173,9 @@ def samples():
                 "add it there or remove it from the sample"
             )
         if s["name"] in out:
-            fail(f"samples: name {s['name']!r} used twice; give each sample its own name")
+            fail(
+                f"samples: name {s['name']!r} used twice; give each sample its own name"
+            )
         out[s["name"]] = (ds, sel)
     return out
 
