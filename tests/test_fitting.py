@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import least_squares
 
-from pyama_flow.fitting import fit_batch, fit_cell, fit_traces, resolve_params, write_fits
+from pyama_flow.fitting import cramer_rao_se, fit_batch, fit_cell, fit_traces, resolve_params, write_fits
 from pyama_flow.models import get_model
 
 T = np.arange(181) / 6.0  # hours, 10-min frames
@@ -131,6 +131,53 @@ def test_statistics_match_hand_computation():
     # optimality: gradient of the cost vanishes at the returned parameters
     g = J.T @ r
     assert np.all(np.abs(g) <= 1e-4 * np.sqrt(np.diag(J.T @ J) * ss))
+
+
+def test_cramer_rao_se_hand_computed():
+    # maturation_blocked with t0, Gu0 fixed: y = G0 e^{-beta dt} (dt > 0) + offset, a straight
+    # regression on the column e; (J^T J)^-1 of [e, 1] by hand
+    t0, beta, sigma = 0.5, 5.22e-3, 3.0
+    dt = T - t0
+    e = np.where(dt > 0, np.exp(-beta * np.maximum(dt, 0.0)), 0.0)
+    n, s1, s2 = T.size, e.sum(), (e * e).sum()
+    det = n * s2 - s1 * s1
+    ov = {"t0": {"value": t0, "fixed": True}, "Gu0": {"value": 50.0, "fixed": True}}
+    se = cramer_rao_se(T, {"G0": 800.0, "offset": 4.0}, "maturation_blocked", ov, sigma)
+    names = list(get_model("maturation_blocked").PARAMS)
+    assert se.shape == (1, len(names))
+    assert se[0, names.index("G0")] == pytest.approx(sigma * np.sqrt(n / det), rel=1e-10)
+    assert se[0, names.index("offset")] == pytest.approx(sigma * np.sqrt(s2 / det), rel=1e-10)
+    for fixed in ("t0", "Gu0", "km", "beta"):
+        assert np.isnan(se[0, names.index(fixed)])
+    # per-cell sigma and an array of parameters in PARAMS order; NaN times are dropped
+    P = np.array([[t0, 800.0, 50.0, 1.28, beta, 4.0], [t0, 10.0, 50.0, 1.28, beta, 4.0]])
+    holes = T.copy()
+    holes[100:] = np.nan
+    se2 = cramer_rao_se(holes, P, "maturation_blocked", ov, np.array([sigma, 2 * sigma]))
+    n, s1, s2 = 100, e[:100].sum(), (e[:100] ** 2).sum()
+    det = n * s2 - s1 * s1
+    assert se2[:, names.index("G0")] == pytest.approx(sigma * np.sqrt(n / det) * np.array([1, 2]), rel=1e-10)
+    # t0 free in maturation_blocked: its column lies in the span of G0's and Gu0's -> not identifiable
+    se3 = cramer_rao_se(T, {"t0": 0.55, "G0": 800.0, "Gu0": 50.0}, "maturation_blocked", None, sigma)
+    assert np.all(np.isnan(se3[0, [names.index(p) for p in ("t0", "G0", "Gu0", "offset")]]))
+
+
+def test_cramer_rao_se_is_the_fit_se_with_known_noise():
+    # a model affine in its free parameters: the fit's SE scaled from the
+    # residual SD to the true sigma is the Cramer-Rao bound; and the bound
+    # matches the spread of the estimates over noise draws
+    rng = np.random.default_rng(7)
+    ov = {"t0": {"value": 0.5, "fixed": True}}
+    y, p = _curve("maturation_blocked", t0=0.5, G0=1200.0, Gu0=400.0, offset=10.0)
+    sigma = 0.05 * y.max()
+    Y = y + rng.normal(0, sigma, (400, y.size))
+    res = fit_batch(T, Y, "maturation_blocked", ov)
+    crb = cramer_rao_se(T, p, "maturation_blocked", ov, sigma)[0]
+    names = list(get_model("maturation_blocked").PARAMS)
+    for name in ("G0", "Gu0", "offset"):
+        j = names.index(name)
+        assert res["se"][:, j] / res["residual_std"] * sigma == pytest.approx(np.full(400, crb[j]), rel=1e-8)
+        assert np.std(res["params"][:, j]) == pytest.approx(crb[j], rel=0.1)
 
 
 def test_nan_points_are_dropped():

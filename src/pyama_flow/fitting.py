@@ -873,6 +873,76 @@ def _covariance_se(J: np.ndarray, cost: np.ndarray, dof: np.ndarray) -> np.ndarr
     return se
 
 
+def cramer_rao_se(
+    t_hours: np.ndarray,
+    params: Mapping[str, object] | np.ndarray,
+    model: str | ModuleType,
+    spec: Sequence[ParamSpec] | Mapping | None = None,
+    sigma: float | np.ndarray = 1.0,
+) -> np.ndarray:
+    """Cramér-Rao bound on the standard error of every free parameter.
+
+    For Gaussian noise of known standard deviation ``sigma`` the covariance
+    of any unbiased estimator is at least ``sigma^2 (J^T J)^-1``, with ``J``
+    the model's Jacobian (free parameters) at the *true* parameters; the
+    result is ``sqrt(diag(sigma^2 (J^T J)^-1))``. It tells how precisely a
+    design (time points, noise, parameter values, which parameters are free)
+    can determine the parameters at all: a fitter whose errors match it
+    cannot be beaten by any unbiased method on that design. (For a model
+    affine in its free parameters, least squares attains it exactly.)
+
+    Parameters
+    ----------
+    t_hours : (N,) or (B, N) array
+        Times in hours; NaN times are dropped, per cell.
+    params : mapping or (B, P) array
+        True parameters: ``{name: scalar or (B,) array}`` (missing ones take
+        the spec's value) or an array in ``PARAMS`` order (as ``fit_batch``'s
+        ``params``).
+    model : str or module
+    spec : resolved parameters, an overrides mapping, or None (defaults)
+        Decides which parameters are free.
+    sigma : float or (B,) array
+        Noise standard deviation per cell.
+
+    Returns
+    -------
+    (B, P) array in ``PARAMS`` order; NaN for fixed parameters and where
+    ``J^T J`` is singular (parameters not identifiable).
+    """
+    mod = get_model(model)
+    spec = _check_spec(mod, spec)
+    names = [s.name for s in spec]
+    free = [s.name for s in spec if not s.fixed]
+    t = np.atleast_2d(np.asarray(t_hours, dtype=np.float64))
+    if isinstance(params, Mapping):
+        unknown = [p for p in params if p not in names]
+        if unknown:
+            raise ValueError(f"model {_model_name(mod)!r}: unknown parameter {unknown[0]!r}")
+        cols = {s.name: np.atleast_1d(np.asarray(params.get(s.name, s.value), dtype=np.float64)) for s in spec}
+    else:
+        arr = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        if arr.shape[1] != len(names):
+            raise ValueError(f"params of shape {arr.shape} do not match PARAMS {tuple(names)}")
+        cols = {p: arr[:, j] for j, p in enumerate(names)}
+    sig = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+    B = int(np.broadcast_shapes(t.shape[:1], sig.shape, *(c.shape for c in cols.values()))[0])
+    T = np.broadcast_to(t, (B, t.shape[1]))
+    valid = np.isfinite(T)
+    out = np.full((B, len(names)), np.nan)
+    if not free:
+        return out
+    p = {name: np.broadcast_to(c, (B,))[:, None] for name, c in cols.items()}
+    with np.errstate(all="ignore"):
+        J = np.broadcast_to(mod.jacobian(np.where(valid, T, 0.0), p, free), (B, T.shape[1], len(free)))
+    J = np.where(valid[:, :, None] & np.isfinite(J), J, 0.0)
+    var = np.broadcast_to(sig, (B,)) ** 2
+    se = _covariance_se(J, var, np.ones(B))
+    for j, name in enumerate(free):
+        out[:, names.index(name)] = se[:, j]
+    return out
+
+
 # ---------------------------------------------------------------------------
 # public fitting API
 # ---------------------------------------------------------------------------
@@ -1400,6 +1470,7 @@ __all__ = [
     "resolve_params",
     "tune_malloc",
     "best_models",
+    "cramer_rao_se",
     "failure_reasons",
     "write_fits",
 ]
