@@ -14,7 +14,7 @@ here. Features are computed exactly as at inference
 arguments, i.e. with the estimated cell diameter); the target of a
 classifier-grid pixel is the fraction of it covered by annotated cells.
 
-The model is a 13-16-1 perceptron (ReLU, sigmoid), fitted with Adam on the
+The model is a 15-16-1 perceptron (ReLU, sigmoid), fitted with Adam on the
 binary cross-entropy against that soft target, full data, fixed seed, so the
 script is deterministic on one machine. It also reports a two-fold
 cross-validation (train on one frame, score the segmentation of the other)

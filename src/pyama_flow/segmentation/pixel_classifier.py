@@ -29,7 +29,14 @@ and the signed distance to the texture foreground mask (the prior):
 10  ``zsd_u3``    ln of the local standard deviation of z over 3x3
 11  ``zsd_u7``    ... over 7x7
 12  ``grad``      ln(1 + gradient magnitude of ``z_u3``)
+13  ``texsd_u7``  standard deviation of ``tex`` over 7x7 grid px
+14  ``texsd_u15`` ... over 15x15
 ==  ===========  =====================================================
+
+The last two describe how *uneven* the texture is around a pixel: cells mix
+nucleus, granules, flat lamellae and their halo, the background is uniformly
+smooth; they lifted the two-fold cross-validated foreground IoU by about 0.01
+(mean over five training seeds).
 
 Brightness is only used locally (up to 7x7 grid px): mean brightness over
 larger areas follows the illumination of a particular frame and made the
@@ -62,6 +69,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "zsd_u3",
     "zsd_u7",
     "grad",
+    "texsd_u7",
+    "texsd_u15",
 )
 N_FEATURES = len(FEATURE_NAMES)
 #: clip of the signed-distance feature (classifier-grid px)
@@ -139,6 +148,11 @@ def classifier_features(tex: np.ndarray, z: np.ndarray, raw: np.ndarray, prior: 
     gy[1:-1] = 0.5 * (z3[2:] - z3[:-2])
     gx[:, 1:-1] = 0.5 * (z3[:, 2:] - z3[:, :-2])
     out[..., 12] = np.log1p(np.sqrt(gy * gy + gx * gx))
+    tt = tex * tex
+    for k, size in ((13, 7), (14, 15)):
+        mean = out[..., 3] if size == 7 else out[..., 4]
+        var = _box(tt, size) - mean * mean
+        out[..., k] = np.sqrt(np.maximum(var, np.float32(1e-4)))
     return out
 
 
