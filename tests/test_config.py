@@ -70,3 +70,22 @@ def test_bad_config_names_the_key(tmp_path, config, message):
     proc = dry_run(tmp_path, config)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("method", ["logstd", "watershed"])
+def test_every_segmentation_parameter_is_in_the_schema_and_documented(method):
+    """Each keyword of a segmentation method can be set from the config
+    (schema) and has a row in config/README.md, and the schema has no key the
+    method would not accept."""
+    import inspect
+
+    from pyama_flow.segmentation import get_method
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    keys = set(schema["properties"]["segmentation"]["properties"][method]["properties"])
+    params = set(list(inspect.signature(get_method(method)).parameters)[1:])  # after the image
+    params.discard("return_info")  # diagnostics for the benchmark, not a setting
+    assert keys == params
+    doc = (ROOT / "config" / "README.md").read_text()
+    prefix = "logstd." if method == "logstd" else ""
+    assert [p for p in sorted(params) if f"| `{prefix}{p}` |" not in doc] == []
