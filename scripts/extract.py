@@ -5,7 +5,8 @@ def main(snakemake):
     from pyama_flow.steps import extract
 
     wc, p, o = snakemake.wildcards, snakemake.params, snakemake.output
-    extract(snakemake.input[0], p.reader, int(wc.fov), int(wc.c), p.z, o.raw, stats_path=o.stats)
+    extract(snakemake.input[0], p.reader, int(wc.fov), int(wc.c), p.z, o.raw, stats_path=o.stats,
+            compression=p.compression)
 
 
 run(main, snakemake)  # noqa: F821

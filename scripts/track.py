@@ -5,7 +5,8 @@ def main(snakemake):
     from pyama_flow.steps import track
 
     o = snakemake.output
-    track(snakemake.input[0], o.labels, o.lineage, snakemake.params.tracking)
+    p = snakemake.params
+    track(snakemake.input[0], o.labels, o.lineage, p.tracking, compression=p.compression)
 
 
 run(main, snakemake)  # noqa: F821

@@ -136,13 +136,31 @@ def test_lint_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_one_core_gives_byte_identical_results(demo_run, tmp_path):
-    snakemake(tmp_path, "--cores", "1", "--configfile", str(ROOT / "config" / "config.yaml"))
+def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_path):
+    """--cores 1 with deflate stacks and temporary raw extracts: the same
+    tables as the 2-core run with Zstandard and kept raw stacks."""
+    import tifffile
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["storage"] = {"compression": "zlib", "keep_raw": False}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
     outputs = sorted(p.relative_to(demo_run) for p in (demo_run / "results").rglob("*.csv")
                      if "benchmarks" not in p.parts)
     assert len(outputs) >= 10
     for rel in outputs:
         assert (tmp_path / rel).read_bytes() == (demo_run / rel).read_bytes(), f"{rel} differs"
+    fov = Path("results/demo/fov_000")
+    assert not list((tmp_path / "results").rglob("raw_ch*.tif"))  # temp(): gone after the run
+    assert (demo_run / fov / "raw_ch0.tif").exists()
+    for run, codec in ((tmp_path, "ADOBE_DEFLATE"), (demo_run, "ZSTD")):
+        for name in ("segmentation.tif", "labels.tif"):
+            with tifffile.TiffFile(run / fov / name) as tif:
+                assert tif.pages[0].compression.name == codec
+    # the deleted temporaries do not make the next run redo anything
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_snakefmt_is_clean():

@@ -82,8 +82,12 @@ def extract(
     z: int | str,
     out_path: str,
     stats_path: str | None = None,
+    compression: str = "zstd",
 ) -> None:
     """Copy one FOV's channel, frame by frame and in the original dtype, into a stack.
+
+    ``compression`` names the lossless codec (:data:`pyama_flow.io.stacks.CODECS`);
+    horizontal differencing is applied first (smaller and faster on images).
 
     With ``stats_path``, also write the per-frame statistics of the frames as
     they pass (mean, std, min, max, 1/50/99th percentile, saturated pixels;
@@ -110,7 +114,7 @@ def extract(
             m.n_frames,
             (m.height, m.width),
             np.dtype(m.dtype),
-            compression=("zlib", 1),
+            compression=compression,
             predictor=True,
             metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
         )
@@ -124,7 +128,9 @@ def extract(
              fov, c, m.n_frames, m.height, m.width, m.dtype)
 
 
-def segment(raw_path: str, out_path: str, method: str, params: Mapping[str, Any]) -> None:
+def segment(
+    raw_path: str, out_path: str, method: str, params: Mapping[str, Any], compression: str = "zstd"
+) -> None:
     """Segment every frame of the phase-contrast stack into instance labels (uint16).
 
     Non-finite pixels (NaN / inf in float input) are background: LOG-STD
@@ -159,7 +165,7 @@ def segment(raw_path: str, out_path: str, method: str, params: Mapping[str, Any]
                 log.debug("frame %d: %d objects", t, int(labels.max()))
                 yield labels
 
-        write_stack(out_path, frames(), n, (h, w), np.uint16)
+        write_stack(out_path, frames(), n, (h, w), np.uint16, compression=compression)
     if nonfinite:
         log.warning("%s: %d of %d frames have NaN/inf pixels (first: frame %d); "
                     "they are segmented as background", raw_path, len(nonfinite), n, nonfinite[0])
@@ -184,7 +190,13 @@ def correct(
              len(models), tile_size, dilation)
 
 
-def track(seg_path: str, labels_path: str, lineage_path: str, params: Mapping[str, Any]) -> None:
+def track(
+    seg_path: str,
+    labels_path: str,
+    lineage_path: str,
+    params: Mapping[str, Any],
+    compression: str = "zstd",
+) -> None:
     """Link per-frame labels into tracks; write the label stack and the lineage table."""
     from .tracking import Tracker
 
@@ -192,7 +204,7 @@ def track(seg_path: str, labels_path: str, lineage_path: str, params: Mapping[st
     with StackReader(seg_path) as seg:
         n, h, w = seg.shape
         frames = (tracker.update(seg[t]) for t in range(n))
-        write_stack(labels_path, frames, n, (h, w), np.uint32)
+        write_stack(labels_path, frames, n, (h, w), np.uint32, compression=compression)
     lineage = tracker.lineage()
     with atomic_path(lineage_path) as tmp:
         lineage.to_csv(tmp, index=False)

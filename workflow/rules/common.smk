@@ -146,6 +146,12 @@ def fovs(dataset):
         fail(str(exc))
 
 
+def raw_output(path):
+    """The raw extract: kept, or ``temp()`` (deleted once every job reading it
+    is done) with ``storage.keep_raw: false``."""
+    return path if config["storage"]["keep_raw"] else temp(path)
+
+
 def fov_dir(dataset, fov):
     return f"{RESULTS}/{dataset}/fov_{int(fov):03d}"
 

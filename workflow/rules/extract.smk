@@ -24,7 +24,7 @@ rule extract:
     input:
         dataset_input,
     output:
-        raw=f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif",
+        raw=raw_output(f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif"),
         stats=f"{RESULTS}/{{dataset}}/fov_{{fov}}/frame_stats_ch{{c}}.csv",
     log:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.log",
@@ -39,5 +39,6 @@ rule extract:
     params:
         reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
         z=lambda wc: config["datasets"][wc.dataset]["z"],
+        compression=config["storage"]["compression"],
     script:
         "../../scripts/extract.py"

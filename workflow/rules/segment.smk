@@ -16,5 +16,6 @@ rule segment:
     params:
         method=config["segmentation"]["method"],
         options=segmentation_params,
+        compression=config["storage"]["compression"],
     script:
         "../../scripts/segment.py"

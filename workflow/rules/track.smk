@@ -16,5 +16,6 @@ rule track:
         runtime=lambda wc, attempt: 30 * attempt,
     params:
         tracking=dict(config["tracking"]),
+        compression=config["storage"]["compression"],
     script:
         "../../scripts/track.py"

@@ -1,8 +1,12 @@
 """Result stacks: (T, Y, X) TIFF, one page per frame, written and read frame by frame.
 
-Files are plain tifffile "shaped" TIFFs (BigTIFF when large), losslessly
-compressed with deflate (readable by Fiji / Bio-Formats, napari and tifffile),
-so any frame can be read without touching the others. Everything is written
+Files are plain tifffile "shaped" TIFFs (BigTIFF when large), one
+losslessly compressed page per frame, so any frame can be read without
+touching the others. The codec is Zstandard by default (TIFF compression
+50000: several times faster than deflate to write and to read, for the same
+size; read by tifffile, napari and libtiff >= 4.0.10 built with zstd) or
+deflate (``"zlib"``: readable by every TIFF reader, Fiji / Bio-Formats
+included). Everything is written
 to a temporary name beside the target and renamed at the end, so a failed or
 killed job never leaves a file that looks complete.
 """
@@ -19,8 +23,10 @@ from typing import Any
 import numpy as np
 import tifffile
 
-#: Compression for each kind of stack: masks / labels compress > 20x.
-DEFAULT_COMPRESSION = ("zlib", 1)  # (codec, level): deflate level 1, fast and > 20x on labels
+#: Lossless codecs by config name (``storage.compression``): (tifffile codec, level).
+CODECS: dict[str, tuple[str, int]] = {"zstd": ("zstd", 1), "zlib": ("zlib", 1)}
+#: Labels and masks compress > 20x with either; raw frames ~2x.
+DEFAULT_COMPRESSION = CODECS["zstd"]
 _BIGTIFF_LIMIT = 2**32 - 2**25
 
 
@@ -64,7 +70,7 @@ def write_stack(
     frames : iterable of ndarray
         Yields exactly ``n_frames`` arrays of ``shape``; consumed lazily, so
         only one frame is held at a time.
-    compression : (codec, level) or codec or None
+    compression : (codec, level), a name of :data:`CODECS` or None
         Lossless codec for every page.
     predictor : bool
         Horizontal differencing before compression (pays off on smooth images).
@@ -88,6 +94,8 @@ def write_stack(
         if count != n_frames:  # say so here: tifffile would only see StopIteration
             raise ValueError(f"{path}: got {count} frames, expected {n_frames}")
 
+    if isinstance(compression, str) and compression in CODECS:
+        compression = CODECS[compression]
     if isinstance(compression, tuple):
         codec, level = compression
         comp_args: dict[str, Any] | None = {"level": level}
