@@ -225,6 +225,12 @@ def run(args: argparse.Namespace) -> None:
             wall, rss, written = totals[n]
             line += f"{wall:>9.2f}{1000 * wall / n:>9.1f}{rss:>8.0f}{written:>8.1f}"
         print(line + "   (RSS: the largest job)")
+        ref_ms = sum(REFERENCE_MS.values()) * args.size**2 / 1024**2
+        for n in args.frames:
+            ms = 1000 * totals[n][0] / n
+            print(f"whole FOV, T={n}: {ms:.0f} ms per frame, every job's start-up and I/O included; "
+                  f"the reference's steps add up to {ref_ms:.0f} ms per {args.size}^2 frame "
+                  f"(SPEC, scaled by area): {ref_ms / ms:.1f}x faster (issue target 15x)")
         storage_table(tmp / f"out{args.frames[-1]}", args.frames[-1], args.size)
 
 
