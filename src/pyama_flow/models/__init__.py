@@ -40,7 +40,7 @@ rates coincide (SPEC: delta = beta, delta = beta + km).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import factorial
 from types import ModuleType
 from typing import NamedTuple
@@ -279,6 +279,11 @@ def _dd_entry(lo, hi, e0, x, i, level, t, positive, shape) -> np.ndarray:
         gaps = [np.broadcast_to(x[i + j] - x[i], shape)[where] for j in range(1, level + 1)]
         flat[idx] = _dd_series(_take(e0, idx, where), gaps, ts)
     return val
+
+
+def broadcast_shape(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]) -> tuple[int, ...]:
+    """Shape of a model's output: ``t`` broadcast with every parameter in ``names``."""
+    return np.broadcast_shapes(np.shape(t), *(np.shape(params[p]) for p in names))
 
 
 def onset(t: np.ndarray, t0: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:

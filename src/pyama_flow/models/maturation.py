@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, exp_divdiff, onset
+from . import ParamDefault, broadcast_shape, exp_divdiff, onset
 
 NAME = "maturation"
 PARAMS = ("t0", "ktl", "km", "delta", "beta", "offset")
@@ -41,10 +41,6 @@ LINEAR = ("ktl", "offset")
 GRID_STARTS = 2
 
 
-def _shape(t: np.ndarray, params: Mapping[str, object]) -> tuple[int, ...]:
-    return np.broadcast_shapes(np.shape(t), *(np.shape(params[p]) for p in PARAMS))
-
-
 def _exp_neg(rate: np.ndarray, dt: np.ndarray) -> np.ndarray:
     """``exp(-rate * dt)`` with one temporary."""
     e = np.asarray(np.multiply(rate, dt), dtype=np.float64)
@@ -55,7 +51,7 @@ def _exp_neg(rate: np.ndarray, dt: np.ndarray) -> np.ndarray:
 def _compute(t: np.ndarray, params: Mapping[str, object], names: Sequence[str] | None, value: bool):
     """Shared work of :func:`evaluate` and :func:`jacobian` (one set of exponentials)."""
     t = np.asarray(t, dtype=np.float64)
-    shape = _shape(t, params)
+    shape = broadcast_shape(t, params, PARAMS)
     dt, _ = onset(t, params["t0"])
     ktl = np.asarray(params["ktl"], dtype=np.float64)
     km = np.asarray(params["km"], dtype=np.float64)

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, onset
+from . import ParamDefault, broadcast_shape, onset
 
 NAME = "maturation_blocked"
 PARAMS = ("t0", "G0", "Gu0", "km", "beta", "offset")
@@ -44,10 +44,6 @@ DEFAULTS = {
     "offset": ParamDefault(0.0, -1e6, 1e6),
 }
 LINEAR = ("G0", "Gu0", "offset")
-
-
-def _shape(t: np.ndarray, params: Mapping[str, object]) -> tuple[int, ...]:
-    return np.broadcast_shapes(np.shape(t), *(np.shape(params[p]) for p in PARAMS))
 
 
 def _parts(t: np.ndarray, params: Mapping[str, object]):
@@ -68,7 +64,7 @@ def evaluate(t: np.ndarray, params: Mapping[str, object]) -> np.ndarray:
         + np.asarray(params["Gu0"], dtype=np.float64) * rise
         + np.asarray(params["offset"], dtype=np.float64)
     )
-    return np.broadcast_to(y, _shape(t, params)).copy()
+    return np.broadcast_to(y, broadcast_shape(t, params, PARAMS)).copy()
 
 
 def jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]) -> np.ndarray:
@@ -83,7 +79,7 @@ def jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]) 
         d/dbeta = -dt G
     """
     t = np.asarray(t, dtype=np.float64)
-    shape = _shape(t, params)
+    shape = broadcast_shape(t, params, PARAMS)
     dt, on, km, beta, eb, rise = _parts(t, params)
     g0 = np.asarray(params["G0"], dtype=np.float64)
     gu0 = np.asarray(params["Gu0"], dtype=np.float64)

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, exp_divdiff, onset
+from . import ParamDefault, broadcast_shape, exp_divdiff, onset
 
 NAME = "trivial"
 PARAMS = ("t0", "ktl", "delta", "beta", "offset")
@@ -43,14 +43,10 @@ GRID = {"t0": 61, "delta": 8, "beta": 8}
 GRID_STARTS = 3
 
 
-def _shape(t: np.ndarray, params: Mapping[str, object]) -> tuple[int, ...]:
-    return np.broadcast_shapes(np.shape(t), *(np.shape(params[p]) for p in PARAMS))
-
-
 def _compute(t: np.ndarray, params: Mapping[str, object], names: Sequence[str] | None, value: bool):
     """Shared work of :func:`evaluate` and :func:`jacobian` (one set of exponentials)."""
     t = np.asarray(t, dtype=np.float64)
-    shape = _shape(t, params)
+    shape = broadcast_shape(t, params, PARAMS)
     dt, on = onset(t, params["t0"])
     ktl = np.asarray(params["ktl"], dtype=np.float64)
     beta = np.asarray(params["beta"], dtype=np.float64)
