@@ -25,23 +25,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .fitting import ID_COLUMNS, STAT_COLUMNS
 from .models import get_model
 
 TIME_LABEL = "time (h)"
 INTENSITY_LABEL = "intensity (a.u.)"
-_BASE = {
-    "fov",
-    "cell",
-    "model",
-    "success",
-    "r_squared",
-    "residual_std",
-    "aic",
-    "bic",
-    "n_points",
-    "best_model",
-    "sample",
-}
+#: Columns of a fit / parameter table that are not parameters.
+_BASE = {*ID_COLUMNS, *STAT_COLUMNS, "best_model", "sample"}
 
 
 # ---------------------------------------------------------------------------

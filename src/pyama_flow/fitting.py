@@ -71,6 +71,10 @@ from .models import get_model, list_models
 CHUNK_SIZE = 1024
 #: CSV float format of :func:`write_fits`.
 FLOAT_FORMAT = "%.9g"
+#: Columns of a fit table before the parameters and after their standard errors:
+#: ``fov, cell, model, success, r_squared, <params>, <params>_se, residual_std, aic, bic, n_points``.
+ID_COLUMNS = ("fov", "cell", "model", "success", "r_squared")
+STAT_COLUMNS = ("residual_std", "aic", "bic", "n_points")
 
 _OVERRIDE_KEYS = ("value", "lb", "ub", "fixed")
 #: Levenberg-Marquardt damping: initial value (relative to diag(J^T J)) and
@@ -1294,19 +1298,7 @@ def fit_traces(
         for p in get_model(name).PARAMS:
             if p not in param_cols:
                 param_cols.append(p)
-    columns = [
-        "fov",
-        "cell",
-        "model",
-        "success",
-        "r_squared",
-        *param_cols,
-        *[f"{p}_se" for p in param_cols],
-        "residual_std",
-        "aic",
-        "bic",
-        "n_points",
-    ]
+    columns = [*ID_COLUMNS, *param_cols, *[f"{p}_se" for p in param_cols], *STAT_COLUMNS]
     if len(specs) > 1:
         columns.append("best_model")
 
@@ -1362,7 +1354,7 @@ def fit_traces(
             data[p] = res["params"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
         for p in param_cols:
             data[f"{p}_se"] = res["se"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
-        for c in ("residual_std", "aic", "bic", "n_points"):
+        for c in STAT_COLUMNS:
             data[c] = res[c]
         frames.append(pd.DataFrame(data))
     if not frames:
