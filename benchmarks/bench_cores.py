@@ -23,16 +23,10 @@ from pathlib import Path
 
 import yaml
 
+from pyama_flow.bench import simulate
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-def simulate(path: Path, n_fovs: int, n_frames: int, size: int, cells: int) -> None:
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
-
-    cfg = SimulationConfig(n_fovs=n_fovs, n_frames=n_frames, height=size, width=size,
-                           n_cells=cells, margin=40, min_gap=22.0, seed=0)
-    simulate_experiment(path, path.parent / "truth", cfg)
 
 
 def config(path: Path, n_fovs: int, method: str) -> dict:
@@ -78,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
           f"segmentation {args.method}, {os.cpu_count()} CPUs visible")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        path = tmp / "input" / "exp.ome.tif"
-        path.parent.mkdir()
-        simulate(path, args.fovs, args.frames, args.size, args.cells)
+        path = simulate(tmp / "input", args.size, args.frames, args.cells, n_fovs=args.fovs)
         walls, outputs = {}, {}
         for cores in args.cores:
             work = tmp / f"cores{cores}"

@@ -35,10 +35,11 @@ REFERENCE_MS = {"segment": 365.0, "background": 404.0, "tracking": 38.0, "traces
 TARGET_MS = {"segment": 70.0, "background": 80.0, "tracking": 8.0, "traces": 90.0}
 
 
-def simulate(folder: Path, size: int, frames: int, cells: int, seed: int = 0) -> Path:
+def simulate(folder: Path, size: int, frames: int, cells: int, seed: int = 0, n_fovs: int = 1) -> Path:
+    """``folder/bench.ome.tif``: ``n_fovs`` simulated FOVs (truth in ``folder/truth``)."""
     from pyama_flow.simulate import SimulationConfig, simulate_experiment
 
-    cfg = SimulationConfig(n_fovs=1, n_frames=frames, height=size, width=size, n_cells=cells,
+    cfg = SimulationConfig(n_fovs=n_fovs, n_frames=frames, height=size, width=size, n_cells=cells,
                            margin=40, min_gap=22.0, seed=seed)
     path = folder / "bench.ome.tif"
     simulate_experiment(path, folder / "truth", cfg)
