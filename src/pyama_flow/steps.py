@@ -20,7 +20,7 @@ import pandas as pd
 from . import background as bgmod
 from .io import open_image
 from .io.base import InputError
-from .io.stacks import StackReader, atomic_path, write_stack
+from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_stack
 from .segmentation import segment_frame
 from .traces import TraceBuilder, TraceFilter, write_traces
 
@@ -82,7 +82,7 @@ def extract(
     z: int | str,
     out_path: str,
     stats_path: str | None = None,
-    compression: str = "zstd",
+    compression: str = DEFAULT_CODEC,
 ) -> None:
     """Copy one FOV's channel, frame by frame and in the original dtype, into a stack.
 
@@ -129,7 +129,7 @@ def extract(
 
 
 def segment(
-    raw_path: str, out_path: str, method: str, params: Mapping[str, Any], compression: str = "zstd"
+    raw_path: str, out_path: str, method: str, params: Mapping[str, Any], compression: str = DEFAULT_CODEC
 ) -> None:
     """Segment every frame of the phase-contrast stack into instance labels (uint16).
 
@@ -195,7 +195,7 @@ def track(
     labels_path: str,
     lineage_path: str,
     params: Mapping[str, Any],
-    compression: str = "zstd",
+    compression: str = DEFAULT_CODEC,
 ) -> None:
     """Link per-frame labels into tracks; write the label stack and the lineage table."""
     from .tracking import Tracker

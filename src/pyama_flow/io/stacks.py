@@ -26,7 +26,8 @@ import tifffile
 #: Lossless codecs by config name (``storage.compression``): (tifffile codec, level).
 CODECS: dict[str, tuple[str, int]] = {"zstd": ("zstd", 1), "zlib": ("zlib", 1)}
 #: Labels and masks compress > 20x with either; raw frames ~2x.
-DEFAULT_COMPRESSION = CODECS["zstd"]
+DEFAULT_CODEC = "zstd"
+DEFAULT_COMPRESSION = CODECS[DEFAULT_CODEC]
 _BIGTIFF_LIMIT = 2**32 - 2**25
 
 
