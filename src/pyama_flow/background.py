@@ -8,7 +8,9 @@ through the tile centres, evaluated at every pixel, is the background.
 
 A frame's background is fully described by its small grid of tile medians
 (:class:`TileModel`), so the workflow stores that grid instead of a float32
-image; :func:`evaluate` turns it back into the identical image on demand.
+image; :func:`evaluate` turns it back into the identical image on demand, and
+:class:`TileSpline` gives the identical value pixel by pixel (the traces step
+evaluates it only at cell pixels).
 
 Fixes over the reference:
 - fewer than 4 tile centres along an axis (frames <= 512 px at the default
@@ -28,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import RectBivariateSpline, make_interp_spline
 
+from . import kernels
 from .segmentation.logstd import _square_filter
 
 
@@ -121,12 +123,15 @@ def fit_tiles(
     keep = ~excluded
     ey = tile_edges(height, tile_size)
     ex = tile_edges(width, tile_size)
-    support = np.empty((ey.size - 2, ex.size - 2), dtype=np.float32)
-    for i in range(ey.size - 2):
-        ys = slice(ey[i], ey[i + 2])
-        for j in range(ex.size - 2):
-            xs = slice(ex[j], ex[j + 2])
-            support[i, j] = _median(image[ys, xs][keep[ys, xs]])
+    if image.dtype.kind in "ui" and image.size:
+        support = kernels.tile_medians(np.ascontiguousarray(image), np.ascontiguousarray(excluded), ey, ex)
+    else:
+        support = np.empty((ey.size - 2, ex.size - 2), dtype=np.float32)
+        for i in range(ey.size - 2):
+            ys = slice(ey[i], ey[i + 2])
+            for j in range(ex.size - 2):
+                xs = slice(ex[j], ex[j + 2])
+                support[i, j] = _median(image[ys, xs][keep[ys, xs]])
     missing = np.isnan(support)
     if missing.any():
         support[missing] = _median(image[keep])
@@ -149,6 +154,8 @@ def evaluate(model: TileModel) -> np.ndarray:
     if sup.size and not np.isfinite(sup).all():
         # only a frame without any finite pixel has NaN tile medians (all of them)
         return np.full((height, width), np.nan, dtype=np.float32)
+    from scipy.interpolate import RectBivariateSpline, make_interp_spline
+
     ky, kx = min(3, cy.size - 1), min(3, cx.size - 1)
     ys = np.arange(height)
     xs = np.arange(width)
@@ -163,6 +170,56 @@ def evaluate(model: TileModel) -> np.ndarray:
         return np.broadcast_to(row.astype(np.float32), (height, width)).copy()
     col = make_interp_spline(cy, sup[:, 0], k=ky)(np.clip(ys, cy[0], cy[-1]))
     return np.broadcast_to(col.astype(np.float32)[:, None], (height, width)).copy()
+
+
+@dataclass
+class TileSpline:
+    """A frame's background spline, ready to be evaluated pixel by pixel.
+
+    ``c`` are the bicubic spline's coefficients (FITPACK layout, ``nky1``
+    per column of the x basis), ``lx, wx`` and ``ly, wy`` the B-spline basis
+    of every column and row (:func:`pyama_flow.kernels.bspline_basis`). The
+    value at (row, column) is bit-identical to ``evaluate(model)[row, column]``;
+    :func:`pyama_flow.traces.frame_features` evaluates it only at cell pixels.
+    """
+
+    c: np.ndarray
+    nky1: int
+    lx: np.ndarray
+    wx: np.ndarray
+    ly: np.ndarray
+    wy: np.ndarray
+
+    def image(self) -> np.ndarray:
+        """The whole background image (float32), as :func:`evaluate`."""
+        return kernels.spline_image(self.c, self.nky1, self.lx, self.wx, self.ly, self.wy)
+
+
+class _SplineFactory:
+    """Tile models -> :class:`TileSpline`, reusing the basis while the knots stay the same."""
+
+    def __init__(self) -> None:
+        self._key: tuple[bytes, bytes, int, int] | None = None
+        self._basis: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, model: TileModel) -> TileSpline | None:
+        """The spline of ``model``; None where :func:`evaluate` does not use the bicubic spline
+        (fewer than 2 centres along an axis, or no finite medians)."""
+        from scipy.interpolate import RectBivariateSpline
+
+        cy, cx, sup = model.centers_y, model.centers_x, model.support.astype(np.float64)
+        ky, kx = min(3, cy.size - 1), min(3, cx.size - 1)
+        if ky < 1 or kx < 1 or not np.isfinite(sup).all():
+            return None
+        tx, ty, c = RectBivariateSpline(cx, cy, sup.T, kx=kx, ky=ky).tck
+        key = (tx.tobytes(), ty.tobytes(), kx, ky)
+        if key != self._key:
+            height, width = model.shape
+            lx, wx = kernels.bspline_basis(tx, kx, np.arange(width, dtype=np.float64))
+            ly, wy = kernels.bspline_basis(ty, ky, np.arange(height, dtype=np.float64))
+            self._key, self._basis = key, (lx, wx, ly, wy)
+        lx, wx, ly, wy = self._basis  # type: ignore[misc]
+        return TileSpline(np.ascontiguousarray(c, dtype=np.float64), int(ty.size - ky - 1), lx, wx, ly, wy)
 
 
 def estimate_background(
@@ -207,6 +264,7 @@ class BackgroundModels:
             self.centers_y = data["centers_y"]
             self.centers_x = data["centers_x"]
             self.shape = tuple(int(v) for v in data["shape"])
+        self._splines = _SplineFactory()
 
     def __len__(self) -> int:
         return int(self.support.shape[0])
@@ -216,3 +274,10 @@ class BackgroundModels:
 
     def __getitem__(self, t: int) -> np.ndarray:
         return evaluate(self.model(t))
+
+    def spline(self, t: int) -> TileSpline | np.ndarray:
+        """Frame ``t``'s background for :func:`pyama_flow.traces.frame_features`: its
+        :class:`TileSpline` (evaluated at cell pixels only), or the image where
+        the frame has no bicubic spline."""
+        spline = self._splines(self.model(t))
+        return spline if spline is not None else self[t]

@@ -1,0 +1,510 @@
+"""Compiled per-pixel kernels (numba) behind the per-frame steps.
+
+Each kernel reproduces, operation for operation, the numpy / scipy code it
+replaces (same float32 / float64 roundings, same summation order), so the
+results are bit-identical; the tests compare every kernel with that code.
+What stays in numpy is what numba would round differently (float32 ``log``,
+``np.std``'s pairwise sums).
+
+Kernels are compiled on first use and cached on disk next to this file (or
+in ``NUMBA_CACHE_DIR``), so a job pays the compilation once per install.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_jit = njit(cache=True, nogil=True)
+
+
+# -- LOG-STD ------------------------------------------------------------------
+
+
+@_jit
+def _column_means(img: np.ndarray, y: int, cm: np.ndarray, cq: np.ndarray) -> None:
+    """Row ``y`` of the axis-0 3-tap means of ``img`` and ``img**2`` (reflect), as float32 -> float64."""
+    h, w = img.shape
+    a = img[max(y - 1, 0)]
+    b = img[y]
+    c = img[min(y + 1, h - 1)]
+    if y == 0:  # reflect: row -1 is row 0 -> (b + b) + c
+        a = b
+    elif y == h - 1:  # row h is row h - 1 -> (a + b) + b
+        c = b
+    for x in range(w):
+        fa = np.float64(a[x])
+        fb = np.float64(b[x])
+        fc = np.float64(c[x])
+        cm[x] = np.float64(np.float32(((fa + fb) + fc) / 3.0))
+        qa = np.float64(a[x] * a[x])
+        qb = np.float64(b[x] * b[x])
+        qc = np.float64(c[x] * c[x])
+        cq[x] = np.float64(np.float32(((qa + qb) + qc) / 3.0))
+
+
+@_jit
+def local_variance3(img: np.ndarray) -> np.ndarray:
+    """``E[x^2] - E[x]^2`` over a 3x3 window (reflect border) of a float32 image, float32.
+
+    The window means are ``scipy.ndimage.uniform_filter(img, 3)`` exactly:
+    axis 0 then axis 1, each a float64 3-term sum divided by 3 and stored as
+    float32 (the same sums in the same order as the blocked numpy version
+    this replaced).
+    """
+    h, w = img.shape
+    out = np.empty((h, w), np.float32)
+    cm = np.empty(w, np.float64)
+    cq = np.empty(w, np.float64)
+    for y in range(h):
+        _column_means(img, y, cm, cq)
+        o = out[y]
+        if w == 1:
+            m = np.float32(cm[0])
+            o[0] = np.float32(cq[0]) - m * m
+            continue
+        for x in range(1, w - 1):
+            m = np.float32(((cm[x - 1] + cm[x]) + cm[x + 1]) / 3.0)
+            mq = np.float32(((cq[x - 1] + cq[x]) + cq[x + 1]) / 3.0)
+            o[x] = mq - m * m
+        m = np.float32((cm[0] * 2.0 + cm[1]) / 3.0)
+        o[0] = np.float32((cq[0] * 2.0 + cq[1]) / 3.0) - m * m
+        m = np.float32((cm[w - 1] * 2.0 + cm[w - 2]) / 3.0)
+        o[w - 1] = np.float32((cq[w - 1] * 2.0 + cq[w - 2]) / 3.0) - m * m
+    return out
+
+
+@_jit
+def min_max(values: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest value of a 1-D array (one pass)."""
+    lo = values[0]
+    hi = values[0]
+    for v in values:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
+@_jit
+def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` for ascending, evenly spaced ``edges``.
+
+    Bin ``i`` holds ``edges[i] <= v < edges[i + 1]``, the last bin also its
+    right edge; values outside are not counted. The bin is found from the
+    spacing and then settled by comparing with the edges themselves, which
+    is what decides it in numpy too.
+    """
+    n = edges.size - 1
+    counts = np.zeros((4, n), np.int64)  # four interleaved copies: no store-to-load stalls
+    first = edges[0]
+    last = edges[n]
+    scale = n / (last - first)
+    for k in range(values.size):
+        v = values[k]
+        if not (v >= first and v <= last):
+            continue
+        i = min(int((v - first) * scale), n - 1)
+        while i > 0 and v < edges[i]:
+            i -= 1
+        while i < n - 1 and v >= edges[i + 1]:
+            i += 1
+        counts[k & 3, i] += 1
+    return counts[0] + counts[1] + counts[2] + counts[3]
+
+
+@_jit
+def values_at_most(values: np.ndarray, limit: float) -> np.ndarray:
+    """``values[values <= limit]`` (order kept)."""
+    out = np.empty_like(values)
+    k = 0
+    for v in values:  # branch-free: write always, advance when kept
+        out[k] = v
+        k += v <= limit
+    return out[:k]
+
+
+@_jit
+def _runs(mask: np.ndarray, value: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of ``value`` in each row: (row, start, stop) in raster order, and each row's first run."""
+    h, w = mask.shape
+    cap = 1024
+    rr = np.empty(cap, np.int64)
+    rs = np.empty(cap, np.int64)
+    re = np.empty(cap, np.int64)
+    row_first = np.empty(h + 1, np.int64)
+    k = 0
+    for y in range(h):
+        row_first[y] = k
+        row = mask[y]
+        x = 0
+        while x < w:
+            while x < w and row[x] != value:
+                x += 1
+            if x == w:
+                break
+            start = x
+            while x < w and row[x] == value:
+                x += 1
+            if k == cap:
+                cap *= 2
+                rr2 = np.empty(cap, np.int64)
+                rs2 = np.empty(cap, np.int64)
+                re2 = np.empty(cap, np.int64)
+                rr2[:k] = rr[:k]
+                rs2[:k] = rs[:k]
+                re2[:k] = re[:k]
+                rr, rs, re = rr2, rs2, re2
+            rr[k] = y
+            rs[k] = start
+            re[k] = x
+            k += 1
+    row_first[h] = k
+    return rr[:k], rs[:k], re[:k], row_first
+
+
+@_jit
+def _find(parent: np.ndarray, i: int) -> int:
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:  # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@_jit
+def _union_runs(starts: np.ndarray, stops: np.ndarray, row_first: np.ndarray) -> np.ndarray:
+    """Union-find roots of runs, joining runs of adjacent rows that share a column (4-connectivity)."""
+    n = starts.size
+    parent = np.arange(n)
+    for y in range(1, row_first.size - 1):
+        i = row_first[y - 1]
+        i_end = row_first[y]
+        j = row_first[y]
+        j_end = row_first[y + 1]
+        while i < i_end and j < j_end:
+            if starts[i] < stops[j] and starts[j] < stops[i]:
+                a = _find(parent, i)
+                b = _find(parent, j)
+                if a < b:
+                    parent[b] = a
+                elif b < a:
+                    parent[a] = b
+            if stops[i] < stops[j]:
+                i += 1
+            else:
+                j += 1
+    for k in range(n):
+        parent[k] = _find(parent, k)
+    return parent
+
+
+@_jit
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)``: background not 4-connected to the border becomes foreground."""
+    h, w = mask.shape
+    rows, starts, stops, row_first = _runs(mask, False)
+    root = _union_runs(starts, stops, row_first)
+    border = np.zeros(root.size, np.bool_)
+    for k in range(root.size):
+        if rows[k] == 0 or rows[k] == h - 1 or starts[k] == 0 or stops[k] == w:
+            border[root[k]] = True
+    out = mask.copy()
+    for k in range(root.size):
+        if not border[root[k]]:
+            out[rows[k], starts[k]:stops[k]] = True
+    return out
+
+
+@_jit
+def square_filter(mask: np.ndarray, side: int, erode: bool) -> np.ndarray:
+    """Binary erosion / dilation by a ``side`` x ``side`` square, zero border.
+
+    The window of a pixel spans ``x - side // 2 .. x + side - 1 - side // 2``
+    along each axis (scipy's centring); outside the frame is 0, so a window
+    reaching outside never erodes to 1. Separable running counts: O(1) per
+    pixel whatever ``side``.
+    """
+    h, w = mask.shape
+    r = side // 2
+    after = side - 1 - r
+    rows = np.zeros((h, w), np.uint8)  # the row pass, from the runs of ones
+    run_rows, starts, stops, _ = _runs(mask, True)
+    for k in range(run_rows.size):
+        if erode:  # x with the whole window [x - r, x + after] inside the run
+            lo = starts[k] + r
+            hi = stops[k] - after
+        else:  # x whose window touches the run
+            lo = max(starts[k] - after, 0)
+            hi = min(stops[k] + r, w)
+        if lo < hi:
+            rows[run_rows[k], lo:hi] = 1
+    out = np.empty((h, w), np.bool_)
+    count = np.zeros(w, np.int32)  # ones of rows[y - r .. y + after] per column
+    for y in range(min(after, h)):
+        for x in range(w):
+            count[x] += rows[y, x]
+    for y in range(h):
+        add = y + after
+        if add < h:
+            src = rows[add]
+            for x in range(w):
+                count[x] += src[x]
+        drop = y - r - 1
+        if drop >= 0:
+            src = rows[drop]
+            for x in range(w):
+                count[x] -= src[x]
+        dst = out[y]
+        if erode:
+            for x in range(w):
+                dst[x] = count[x] == side
+        else:
+            for x in range(w):
+                dst[x] = count[x] > 0
+    return out
+
+
+@_jit
+def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``scipy.ndimage.label(mask)`` (4-connectivity): ids 1..n in raster order of first pixel."""
+    h, w = mask.shape
+    rows, starts, stops, row_first = _runs(mask, True)
+    root = _union_runs(starts, stops, row_first)
+    final = np.zeros(root.size, np.int64)
+    n = 0
+    out = np.zeros((h, w), np.int32)
+    for k in range(root.size):  # runs are in raster order: a component's first run comes first
+        if root[k] == k:
+            n += 1
+            final[k] = n
+        out[rows[k], starts[k]:stops[k]] = final[root[k]]
+    return out, n
+
+
+# -- background spline, evaluated where it is needed ---------------------------
+
+
+@_jit
+def bspline_basis(t: np.ndarray, k: int, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FITPACK's B-spline basis at each of ``xs`` (``fpbisp`` + ``fpbspl``, same arithmetic).
+
+    Returns ``l`` (index of the first of the ``k + 1`` non-zero coefficients
+    along this axis) and ``w`` (``len(xs)``, ``k + 1``) basis values; a point
+    outside the knot range is clamped to it, as FITPACK does.
+    """
+    n = t.size
+    k1 = k + 1
+    nk1 = n - k1
+    tb = t[k1 - 1]
+    te = t[nk1]
+    m = xs.size
+    lidx = np.empty(m, np.int64)
+    w = np.empty((m, k1), np.float64)
+    h = np.empty(k1 + 1, np.float64)
+    hh = np.empty(k1, np.float64)
+    for i in range(m):
+        arg = np.float64(xs[i])
+        if arg < tb:
+            arg = tb
+        if arg > te:
+            arg = te
+        ll = k1  # 1-based, as in the Fortran
+        while not (arg < t[ll] or ll == nk1):
+            ll += 1
+        h[0] = 1.0
+        for j in range(1, k + 1):
+            for q in range(j):
+                hh[q] = h[q]
+            h[0] = 0.0
+            for q in range(1, j + 1):
+                li = ll + q
+                lj = li - j
+                if t[li - 1] == t[lj - 1]:
+                    h[q] = 0.0
+                    continue
+                f = hh[q - 1] / (t[li - 1] - t[lj - 1])
+                h[q - 1] = h[q - 1] + f * (t[li - 1] - arg)
+                h[q] = f * (arg - t[lj - 1])
+        lidx[i] = ll - k1
+        for q in range(k1):
+            w[i, q] = h[q]
+    return lidx, w
+
+
+@_jit
+def _spline_at(c, nky1, lx, wx, ly, wy, col, row) -> np.float32:
+    """FITPACK ``fpbisp``'s sum at one point (x = column, y = row), stored as float32.
+
+    The terms are added in FITPACK's order (x basis outer, y basis inner,
+    ``(c * wx) * wy``).
+    """
+    sp = 0.0
+    l1 = lx[col] * nky1 + ly[row]
+    for i1 in range(wx.shape[1]):
+        hx = wx[col, i1]
+        for j1 in range(wy.shape[1]):
+            sp = sp + c[l1 + j1] * hx * wy[row, j1]
+        l1 += nky1
+    return np.float32(sp)
+
+
+@_jit
+def spline_image(c, nky1, lx, wx, ly, wy) -> np.ndarray:
+    """The whole (rows, columns) float32 image of a tile spline (for tests and QC)."""
+    h = ly.size
+    w = lx.size
+    out = np.empty((h, w), np.float32)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = _spline_at(c, nky1, lx, wx, ly, wy, x, y)
+    return out
+
+
+# -- per-cell sums --------------------------------------------------------------
+
+
+@_jit
+def cell_geometry(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per label id (index = id): pixel count, sums of row and column, bounding box.
+
+    Returns ``count`` (int64), ``sums`` (2, n) float64 (rows, columns, added
+    in raster order as ``np.bincount`` does), ``lo`` and ``hi`` (2, n) int64
+    (first / last row and column). ``n = labels.max() + 1``.
+    """
+    h, w = labels.shape
+    top = 0
+    for y in range(h):
+        for x in range(w):
+            top = max(top, np.int64(labels[y, x]))
+    n = top + 1
+    count = np.zeros(n, np.int64)
+    sums = np.zeros((2, n), np.float64)
+    lo = np.full((2, n), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((2, n), -1, np.int64)
+    for y in range(h):
+        for x in range(w):
+            i = np.int64(labels[y, x])
+            if i == 0:
+                continue
+            count[i] += 1
+            sums[0, i] += y
+            sums[1, i] += x
+            lo[0, i] = min(lo[0, i], y)
+            hi[0, i] = max(hi[0, i], y)
+            lo[1, i] = min(lo[1, i], x)
+            hi[1, i] = max(hi[1, i], x)
+    return count, sums, lo, hi
+
+
+@_jit
+def cell_intensity(labels, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly, wy):
+    """Per label id: sum of intensity, of background, bad and saturated pixels.
+
+    ``bg_mode`` 0: no background; 1: ``bg_image`` (Y, X); 2: the tile spline
+    (``c, nky1, lx, wx, ly, wy`` from :func:`bspline_basis`), evaluated only
+    at cell pixels. Pixels whose intensity or background is not finite count
+    as bad and add nothing; ``top`` > 0 counts pixels equal to it as
+    saturated. Sums run in raster order in float64, as ``np.bincount`` does.
+    """
+    h, w = labels.shape
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            n = max(n, np.int64(labels[y, x]))
+    n += 1
+    total = np.zeros(n, np.float64)
+    background = np.zeros(n, np.float64)
+    bad = np.zeros(n, np.int64)
+    saturated = np.zeros(n, np.int64)
+    cubic = bg_mode == 2 and wx.shape[1] == 4 and wy.shape[1] == 4
+    for y in range(h):
+        if cubic:  # this row's y basis, for the bicubic sum written out below
+            wy0 = wy[y, 0]
+            wy1 = wy[y, 1]
+            wy2 = wy[y, 2]
+            wy3 = wy[y, 3]
+            row_offset = ly[y]
+        for x in range(w):
+            i = np.int64(labels[y, x])
+            if i == 0:
+                continue
+            raw = image[y, x]
+            if top > 0 and raw == top:
+                saturated[i] += 1
+            v = np.float64(raw)
+            b = 0.0
+            if cubic:  # = _spline_at (same terms, same order)
+                sp = 0.0
+                l1 = lx[x] * nky1 + row_offset
+                for i1 in range(4):
+                    hx = wx[x, i1]
+                    sp = sp + c[l1] * hx * wy0
+                    sp = sp + c[l1 + 1] * hx * wy1
+                    sp = sp + c[l1 + 2] * hx * wy2
+                    sp = sp + c[l1 + 3] * hx * wy3
+                    l1 += nky1
+                b = np.float64(np.float32(sp))
+            elif bg_mode == 1:
+                b = np.float64(bg_image[y, x])
+            elif bg_mode == 2:
+                b = np.float64(_spline_at(c, nky1, lx, wx, ly, wy, x, y))
+            if not (np.isfinite(v) and np.isfinite(b)):
+                bad[i] += 1
+                v = 0.0
+                b = 0.0
+            total[i] += v
+            background[i] += b
+    return total, background, bad, saturated
+
+
+# -- background tiles -----------------------------------------------------------------
+
+
+@_jit
+def tile_medians(image: np.ndarray, excluded: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> np.ndarray:
+    """Median of the non-excluded pixels of each tile of an integer image, float32.
+
+    Tile (i, j) spans rows ``ey[i]:ey[i + 2]`` and columns ``ex[j]:ex[j + 2]``;
+    its median is ``np.median`` of those values as float32 (the mean of the
+    two middle ones for an even count), from a count of each value. A tile
+    without pixels gives NaN.
+    """
+    h, w = image.shape
+    lo = np.int64(image[0, 0])
+    hi = lo
+    for y in range(h):
+        for x in range(w):
+            v = np.int64(image[y, x])
+            lo = min(lo, v)
+            hi = max(hi, v)
+    counts = np.zeros(hi - lo + 1, np.int64)
+    out = np.empty((ey.size - 2, ex.size - 2), np.float32)
+    for i in range(ey.size - 2):
+        for j in range(ex.size - 2):
+            counts[:] = 0
+            n = 0
+            for y in range(ey[i], ey[i + 2]):
+                for x in range(ex[j], ex[j + 2]):
+                    if not excluded[y, x]:
+                        counts[np.int64(image[y, x]) - lo] += 1
+                        n += 1
+            if n == 0:
+                out[i, j] = np.nan
+                continue
+            ka = (n - 1) // 2  # 0-based ranks of the two middle values
+            kb = n // 2
+            a = -1
+            b = -1
+            seen = 0
+            for v in range(counts.size):
+                seen += counts[v]
+                if a < 0 and seen > ka:
+                    a = v
+                if seen > kb:
+                    b = v
+                    break
+            out[i, j] = (np.float32(a + lo) + np.float32(b + lo)) / np.float32(2.0)
+    return out
