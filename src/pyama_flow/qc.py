@@ -95,8 +95,12 @@ def percentiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:
         return np.full(qs.shape, np.nan)
     if a.dtype.kind != "u" or a.dtype.itemsize > 2:
         return np.asarray(np.percentile(a, qs), dtype=np.float64)
-    n = a.size
-    cum = np.cumsum(np.bincount(a))
+    return _percentiles_from_cumulative(np.cumsum(np.bincount(a)), a.size, qs)
+
+
+def _percentiles_from_cumulative(cum: np.ndarray, n: int, q: Sequence[float]) -> np.ndarray:
+    """:func:`percentiles` of ``n`` integers from their cumulative histogram ``cum``."""
+    qs = np.asarray(q, dtype=np.float64)
     quant = qs / 100.0
     virtual = (n - 1) * quant  # numpy's virtual index for method="linear"
     prev = np.floor(virtual)
@@ -123,15 +127,32 @@ def frame_statistics(frame: np.ndarray, frame_index: int = 0) -> dict[str, Any]:
     (``dtype_max`` NaN). ``std`` is the population standard deviation, as numpy's.
     """
     frame = np.asarray(frame)
-    p1, p50, p99 = percentiles(frame, PERCENTILES)
     sat = saturation_value(frame.dtype)
-    n_sat = int(np.count_nonzero(frame == sat)) if sat is not None else 0
+    if frame.dtype.kind == "u" and frame.dtype.itemsize <= 2 and frame.size:
+        # one histogram gives them all: sums are exact integers, so mean is
+        # numpy's value and std the correctly rounded one (numpy's pairwise
+        # float sum may differ in the last digits, ~1e-15 relative)
+        counts = np.bincount(frame.ravel())
+        values = np.flatnonzero(counts)
+        n = frame.size
+        weights = counts[values]
+        s1 = int(np.dot(values.astype(np.int64), weights))
+        s2 = int(np.dot(values.astype(np.int64) ** 2, weights))  # < 2^32 * 2^31: no overflow
+        mean, std = s1 / n, math.sqrt((n * s2 - s1 * s1) / (n * n))
+        lo, hi = values[0], values[-1]
+        n_sat = int(counts[int(sat)]) if sat is not None and sat < counts.size else 0
+        p1, p50, p99 = _percentiles_from_cumulative(np.cumsum(counts), n, PERCENTILES)
+    else:
+        p1, p50, p99 = percentiles(frame, PERCENTILES)
+        n_sat = int(np.count_nonzero(frame == sat)) if sat is not None else 0
+        mean, std = frame.mean(dtype=np.float64), frame.std(dtype=np.float64)
+        lo, hi = frame.min(), frame.max()
     return {
         "frame": int(frame_index),
-        "mean": float(frame.mean(dtype=np.float64)),
-        "std": float(frame.std(dtype=np.float64)),
-        "min": float(frame.min()),
-        "max": float(frame.max()),
+        "mean": float(mean),
+        "std": float(std),
+        "min": float(lo),
+        "max": float(hi),
         "p1": float(p1),
         "p50": float(p50),
         "p99": float(p99),
