@@ -65,9 +65,11 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
         segs.append(segment_logstd(img))
         timings["segment"].append(time.perf_counter() - t0)
     bgs = []
+    splines = bg._SplineFactory()
     for img, seg in zip(fls, segs):
+        # the tile model and its spline; traces evaluates it at cell pixels
         t0 = time.perf_counter()
-        bgs.append(bg.evaluate(bg.fit_tiles(img, seg)))
+        bgs.append(splines(bg.fit_tiles(img, seg)))
         timings["background"].append(time.perf_counter() - t0)
     tracker = Tracker()
     tracked = []
@@ -97,25 +99,28 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
     return rows
 
 
+#: each step called as its Snakemake rule's script calls it (the same outputs)
 STEP_CODE = {
-    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, OUT + '/raw_ch0.tif')",
-    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, OUT + '/raw_ch1.tif')",
+    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, OUT + '/raw_ch0.tif', OUT + '/frame_stats_ch0.csv')",
+    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, OUT + '/raw_ch1.tif', OUT + '/frame_stats_ch1.csv')",
     "segment": "steps.segment(OUT + '/raw_ch0.tif', OUT + '/segmentation.tif', 'logstd', {})",
     "correct": "steps.correct(OUT + '/raw_ch1.tif', OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)",
     "track": "steps.track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})",
     "traces": ("steps.write_json(OUT + '/metadata.json', steps.dataset_metadata(IN, {}, 10));"
                "steps.traces(OUT + '/labels.tif', {1: OUT + '/raw_ch1.tif'}, {1: OUT + '/background_ch1.npz'},"
-               " OUT + '/metadata.json', OUT + '/traces.csv', 0, 0, 1.0, 30, 50)"),
+               " OUT + '/metadata.json', OUT + '/traces.csv', 0, 0, 1.0, 30, 50,"
+               " OUT + '/tracks.csv', OUT + '/trace_stats.json')"),
 }
 STEP_OUTPUT = {
-    "extract_pc": ["raw_ch0.tif"], "extract_fl": ["raw_ch1.tif"], "segment": ["segmentation.tif"],
-    "correct": ["background_ch1.npz"], "track": ["labels.tif", "tracks.csv"],
-    "traces": ["traces.csv", "metadata.json"],
+    "extract_pc": ["raw_ch0.tif", "frame_stats_ch0.csv"], "extract_fl": ["raw_ch1.tif", "frame_stats_ch1.csv"],
+    "segment": ["segmentation.tif"], "correct": ["background_ch1.npz"], "track": ["labels.tif", "tracks.csv"],
+    "traces": ["traces.csv", "metadata.json", "trace_stats.json"],
 }
 
 
 def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float]]:
-    """Each step in its own process: wall s, peak RSS MB, MB written.
+    """Each step in its own process: wall s (the whole process: interpreter
+    start, imports, loading the compiled kernels, work, exit), peak RSS MB, MB written.
 
     Peak RSS is the child's own high-water mark (``VmHWM``): ``ru_maxrss``
     would carry over the parent's peak across ``exec``.
@@ -124,21 +129,24 @@ def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float
     rows = {}
     for step, code in STEP_CODE.items():
         script = (
-            "import resource, sys, time, json; sys.path.insert(0, %r)\n"
+            "import resource, sys, json; sys.path.insert(0, %r)\n"
             "from pyama_flow import steps\n"
             "IN, OUT = %r, %r\n"
-            "t0 = time.perf_counter()\n%s\n"
+            "%s\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
             "rss = int(hwm[0].split()[1]) / 1024 if hwm else "
             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-            "print(json.dumps({'wall': time.perf_counter() - t0, 'rss': rss}))\n"
+            "print(json.dumps({'rss': rss}))\n"
         ) % (str(SRC), str(path), str(out), code)
+        t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
         if proc.returncode:
             raise SystemExit(f"{step} failed:\n{proc.stderr}")
         res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res["wall"] = wall
         res["written"] = sum((out / f).stat().st_size for f in STEP_OUTPUT[step]) / 1e6
-        res["ms_frame"] = 1000 * res["wall"] / n_frames
+        res["ms_frame"] = 1000 * wall / n_frames
         rows[step] = res
     return rows
 
@@ -150,7 +158,8 @@ def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1) -> None:
         "segmentation (labels)": ["segmentation.tif"],
         "background (tile models)": ["background_ch1.npz"],
         "tracked labels": ["labels.tif"],
-        "tables": ["tracks.csv", "traces.csv", "metadata.json"],
+        "tables": ["tracks.csv", "traces.csv", "metadata.json", "frame_stats_ch0.csv",
+                   "frame_stats_ch1.csv", "trace_stats.json"],
     }
     px = n_frames * size * size
     reference = {

@@ -14,15 +14,19 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from . import background as bgmod
+import numpy as np
+
 from .io import open_image
 from .io.base import InputError
 from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_stack
-from .segmentation import segment_frame
-from .traces import TraceBuilder, TraceFilter, write_traces
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Each step imports what only it needs inside the function: a job is its own
+# process, and start-up (numba, pandas, scipy.interpolate) is paid per job.
 
 log = logging.getLogger("pyama_flow")
 
@@ -88,6 +92,8 @@ def extract(
 
     ``compression`` names the lossless codec (:data:`pyama_flow.io.stacks.CODECS`);
     horizontal differencing is applied first (smaller and faster on images).
+    ``"none"`` writes the frames uncompressed: the fastest to write and to
+    read, for a raw copy that is deleted after the run (``storage.keep_raw: false``).
 
     With ``stats_path``, also write the per-frame statistics of the frames as
     they pass (mean, std, min, max, 1/50/99th percentile, saturated pixels;
@@ -140,6 +146,8 @@ def segment(
     never labelled.
     Frames without objects (blank, constant, saturated) give empty labels.
     """
+    from .segmentation import segment_frame
+
     with StackReader(raw_path) as raw:
         n, h, w = raw.shape
         nonfinite: list[int] = []
@@ -179,6 +187,8 @@ def correct(
     raw_path: str, seg_path: str, out_path: str, tile_size: int, dilation: int
 ) -> None:
     """Background tile models of one fluorescence channel (see ``background``)."""
+    from . import background as bgmod
+
     models = []
     with StackReader(raw_path) as raw, StackReader(seg_path) as seg:
         _check_same_shape(raw, seg)
@@ -226,6 +236,9 @@ def traces(
     stats_path: str | None = None,
 ) -> pd.DataFrame:
     """Per-cell features of every frame, filtered as the reference, sorted by cell, frame."""
+    from . import background as bgmod
+    from .traces import TraceBuilder, TraceFilter, write_traces
+
     with open(metadata_path) as fh:
         meta = json.load(fh)
     try:
@@ -252,7 +265,7 @@ def traces(
                 times[t],
                 labels[t],
                 {c: raws[c][t] for c in channels},
-                {c: bgs[c][t] for c in channels},
+                {c: bgs[c].spline(t) for c in channels},
             )
     finally:
         labels.close()
@@ -282,6 +295,8 @@ def traces(
                     fov, raw_table["cell"].nunique(), min_frames, border, out_path)
     if lineage_path is not None:
         from .tracking import join_lineage
+
+        import pandas as pd
 
         df = join_lineage(df, pd.read_csv(lineage_path))
     write_traces(df, out_path)
