@@ -33,14 +33,21 @@ def test_metadata_falls_back_to_config_interval_and_says_so(tmp_path, caplog):
     assert "no time stamps" in caplog.text and "frame_interval_min" in caplog.text
 
 
-def test_extract_keeps_dtype_and_values(small_experiment, tmp_path):
+@pytest.mark.parametrize("codec,stored", [("zstd", "ZSTD"), ("zlib", "ADOBE_DEFLATE"), ("none", "NONE")])
+def test_extract_keeps_dtype_and_values(small_experiment, tmp_path, codec, stored):
+    import tifffile
+
     from pyama_flow.io import open_image
 
     out = tmp_path / "raw.tif"
-    steps.extract(str(small_experiment["path"]), {}, 1, "GFP", 0, str(out))
+    steps.extract(str(small_experiment["path"]), {}, 1, "GFP", 0, str(out), compression=codec)
     with StackReader(out) as r, open_image(small_experiment["path"]) as src:
         assert r.dtype == np.uint16 and r.shape == (12, 320, 320)
-        assert np.array_equal(r[7], src.read_frame(1, 7, 1))
+        for t in (0, 7, 11):
+            assert np.array_equal(r[t], src.read_frame(1, t, 1))
+    with tifffile.TiffFile(out) as tif:
+        assert {p.compression.name for p in tif.pages} == {stored}
+        assert tif.pages[0].predictor == (1 if codec == "none" else 2)
 
 
 def test_extract_bad_fov_names_file_and_range(small_experiment, tmp_path):

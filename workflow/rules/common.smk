@@ -146,6 +146,13 @@ def fovs(dataset):
         fail(str(exc))
 
 
+def raw_compression():
+    """Codec of the raw extract: the configured one where it is kept; none where it
+    is temp() (``storage.keep_raw: false``), the input file still holding the data."""
+    storage = config["storage"]
+    return storage["compression"] if storage["keep_raw"] else "none"
+
+
 def raw_output(path):
     """The raw extract: kept, or ``temp()`` (deleted once every job reading it
     is done) with ``storage.keep_raw: false``."""

@@ -39,6 +39,6 @@ rule extract:
     params:
         reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
         z=lambda wc: config["datasets"][wc.dataset]["z"],
-        compression=config["storage"]["compression"],
+        compression=raw_compression(),
     script:
         "../../scripts/extract.py"

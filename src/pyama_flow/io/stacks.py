@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import tifffile
 
-#: Lossless codecs by config name (``storage.compression``): (tifffile codec, level).
-CODECS: dict[str, tuple[str, int]] = {"zstd": ("zstd", 1), "zlib": ("zlib", 1)}
+#: Lossless codecs by config name (``storage.compression``): (tifffile codec, level);
+#: "none" stores pages uncompressed (scratch stacks that are deleted after the run).
+CODECS: dict[str, tuple[str, int] | None] = {"zstd": ("zstd", 1), "zlib": ("zlib", 1), "none": None}
 #: Labels and masks compress > 20x with either; raw frames ~2x.
 DEFAULT_CODEC = "zstd"
 DEFAULT_COMPRESSION = CODECS[DEFAULT_CODEC]
@@ -97,6 +98,8 @@ def write_stack(
 
     if isinstance(compression, str) and compression in CODECS:
         compression = CODECS[compression]
+    if compression is None:
+        predictor = False  # differencing only serves a codec
     if isinstance(compression, tuple):
         codec, level = compression
         comp_args: dict[str, Any] | None = {"level": level}
