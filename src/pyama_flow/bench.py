@@ -99,10 +99,13 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
     return rows
 
 
-#: each step called as its Snakemake rule's script calls it (the same outputs)
+#: each step called as its Snakemake rule's script calls it (the same outputs);
+#: RAW is the raw extract's codec: "zstd" where it is kept (storage.keep_raw:
+#: true, the default), "none" where it is temp() (keep_raw: false)
+RAW_MODES = {"raw kept (zstd)": "zstd", "raw temp (keep_raw: false)": "none"}
 STEP_CODE = {
-    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, OUT + '/raw_ch0.tif', OUT + '/frame_stats_ch0.csv')",
-    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, OUT + '/raw_ch1.tif', OUT + '/frame_stats_ch1.csv')",
+    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, OUT + '/raw_ch0.tif', OUT + '/frame_stats_ch0.csv', RAW)",
+    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, OUT + '/raw_ch1.tif', OUT + '/frame_stats_ch1.csv', RAW)",
     "segment": "steps.segment(OUT + '/raw_ch0.tif', OUT + '/segmentation.tif', 'logstd', {})",
     "correct": "steps.correct(OUT + '/raw_ch1.tif', OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)",
     "track": "steps.track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})",
@@ -118,7 +121,7 @@ STEP_OUTPUT = {
 }
 
 
-def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float]]:
+def job_table(path: Path, out: Path, n_frames: int, raw_codec: str) -> dict[str, dict[str, float]]:
     """Each step in its own process: wall s (the whole process: interpreter
     start, imports, loading the compiled kernels, work, exit), peak RSS MB, MB written.
 
@@ -131,13 +134,13 @@ def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float
         script = (
             "import resource, sys, json; sys.path.insert(0, %r)\n"
             "from pyama_flow import steps\n"
-            "IN, OUT = %r, %r\n"
+            "IN, OUT, RAW = %r, %r, %r\n"
             "%s\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
             "rss = int(hwm[0].split()[1]) / 1024 if hwm else "
             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
             "print(json.dumps({'rss': rss}))\n"
-        ) % (str(SRC), str(path), str(out), code)
+        ) % (str(SRC), str(path), str(out), raw_codec, code)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -151,10 +154,10 @@ def job_table(path: Path, out: Path, n_frames: int) -> dict[str, dict[str, float
     return rows
 
 
-def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1) -> None:
+def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1, keep_raw: bool = True) -> None:
     """What one FOV keeps on disk against PyAMA's uncompressed layout."""
     kept = {
-        "raw (phase + fluorescence)": ["raw_ch0.tif", "raw_ch1.tif"],
+        "raw (phase + fluorescence)": ["raw_ch0.tif", "raw_ch1.tif"] if keep_raw else [],
         "segmentation (labels)": ["segmentation.tif"],
         "background (tile models)": ["background_ch1.npz"],
         "tracked labels": ["labels.tif"],
@@ -169,7 +172,8 @@ def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1) -> None:
         "tracked labels": px * 2,  # uint16
         "tables": 0,
     }
-    print(f"\nStorage of one FOV ({n_frames} frames, {size}x{size}) vs the reference layout")
+    print(f"\nStorage of one FOV ({n_frames} frames, {size}x{size}) vs the reference layout, "
+          f"{'raw kept' if keep_raw else 'raw temp (deleted after the run)'}")
     print(f"{'output':<30}{'ours MB':>10}{'reference MB':>14}")
     total = ref_total = 0.0
     for name, files in kept.items():
@@ -177,7 +181,8 @@ def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1) -> None:
         total += mb
         ref_total += reference[name] / 1e6
         print(f"{name:<30}{mb:>10.1f}{reference[name] / 1e6:>14.1f}")
-    print(f"{'total':<30}{total:>10.1f}{ref_total:>14.1f}   ({100 * total / ref_total:.0f} % of the reference)")
+    share = 100 * total / ref_total
+    print(f"{'total':<30}{total:>10.1f}{ref_total:>14.1f}   ({share:.{0 if share >= 1 else 1}f} % of the reference)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,44 +210,57 @@ def run(args: argparse.Namespace) -> None:
           f"{os.cpu_count()} CPUs visible, one thread per process")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        results = {}
+        results: dict[str, dict[int, dict[str, dict[str, float]]]] = {mode: {} for mode in RAW_MODES}
         for n in args.frames:
             t0 = time.perf_counter()
             path = simulate(tmp / f"sim{n}", args.size, n, args.cells)
             print(f"simulated {n} frames in {time.perf_counter() - t0:.0f} s")
             if n == args.frames[0]:
                 kernel_table(path, repeats=min(n, 20))
-            results[n] = job_table(path, tmp / f"out{n}", n)
+            for i, (mode, codec) in enumerate(RAW_MODES.items()):
+                results[mode][n] = job_table(path, tmp / f"out{n}_{i}", n, codec)
             if n != args.frames[-1]:
                 (tmp / f"sim{n}" / "bench.ome.tif").unlink()
-        print(f"\nPer-FOV jobs, each its own process, {args.size}x{args.size}, 2 channels")
-        head = f"{'step':<12}" + "".join(
-            f"{f'T={n} s':>9}{'ms/frame':>9}{'RSS MB':>8}{'MB out':>8}" for n in args.frames
-        )
-        print(head)
-        totals = {n: [0.0, 0.0, 0.0] for n in args.frames}
-        for step in STEP_CODE:
-            line = f"{step:<12}"
-            for n in args.frames:
-                r = results[n][step]
-                totals[n][0] += r["wall"]
-                totals[n][1] = max(totals[n][1], r["rss"])
-                totals[n][2] += r["written"]
-                line += f"{r['wall']:>9.2f}{r['ms_frame']:>9.1f}{r['rss']:>8.0f}{r['written']:>8.1f}"
-            print(line)
-        line = f"{'whole FOV':<12}"
-        for n in args.frames:
-            wall, rss, written = totals[n]
-            line += f"{wall:>9.2f}{1000 * wall / n:>9.1f}{rss:>8.0f}{written:>8.1f}"
-        print(line + "   (RSS: the largest job)")
         ref_ms = sum(REFERENCE_MS.values()) * args.size**2 / 1024**2
-        for n in args.frames:
-            ms = 1000 * totals[n][0] / n
-            print(f"whole FOV, T={n}: {ms:.0f} ms per frame, every job's start-up and I/O included; "
-                  f"the reference's steps add up to {ref_ms:.0f} ms per {args.size}^2 frame "
-                  f"(SPEC, scaled by area): {ref_ms / ms:.1f}x faster (issue target 15x)")
-        storage_table(tmp / f"out{args.frames[-1]}", args.frames[-1], args.size)
+        for mode, res in results.items():
+            job_summary(mode, res, args.frames, args.size, ref_ms)
+        for i, mode in enumerate(RAW_MODES):
+            storage_table(tmp / f"out{args.frames[-1]}_{i}", args.frames[-1], args.size,
+                          keep_raw=RAW_MODES[mode] != "none")
 
+
+def job_summary(mode: str, results: dict[int, dict[str, dict[str, float]]], frames: list[int],
+                size: int, ref_ms: float) -> None:
+    """Print one raw mode's job table and its whole-FOV figures against the reference."""
+    print(f"\nPer-FOV jobs, each its own process, {size}x{size}, 2 channels, {mode}")
+    print(f"{'step':<12}" + "".join(f"{f'T={n} s':>9}{'ms/frame':>9}{'RSS MB':>8}{'MB out':>8}" for n in frames))
+    totals = {n: [0.0, 0.0, 0.0] for n in frames}
+    for step in STEP_CODE:
+        line = f"{step:<12}"
+        for n in frames:
+            r = results[n][step]
+            totals[n][0] += r["wall"]
+            totals[n][1] = max(totals[n][1], r["rss"])
+            totals[n][2] += r["written"]
+            line += f"{r['wall']:>9.2f}{r['ms_frame']:>9.1f}{r['rss']:>8.0f}{r['written']:>8.1f}"
+        print(line)
+    line = f"{'whole FOV':<12}"
+    for n in frames:
+        wall, rss, written = totals[n]
+        line += f"{wall:>9.2f}{1000 * wall / n:>9.1f}{rss:>8.0f}{written:>8.1f}"
+    print(line + "   (RSS: the largest job)")
+    for n in frames:
+        ms = 1000 * totals[n][0] / n
+        print(f"whole FOV, T={n}: {ms:.0f} ms per frame, every job's start-up and I/O included; "
+              f"the reference's steps add up to {ref_ms:.0f} ms per {size}^2 frame "
+              f"(SPEC, scaled by area): {ref_ms / ms:.1f}x faster (issue target 15x)")
+    if len(frames) > 1:
+        a, b = frames[0], frames[-1]
+        per_frame = 1000 * (totals[b][0] - totals[a][0]) / (b - a)
+        fixed = totals[a][0] - per_frame * a / 1000
+        if per_frame > 0:  # else too few frames to tell the per-frame cost from the noise
+            print(f"each further frame: {per_frame:.0f} ms ({ref_ms / per_frame:.1f}x faster than the "
+                  f"reference); fixed cost per FOV (6 job start-ups): {fixed:.1f} s")
 
 if __name__ == "__main__":
     sys.exit(main())
