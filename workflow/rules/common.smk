@@ -149,8 +149,8 @@ def fovs(dataset):
 def raw_compression():
     """Codec of the raw extract: the configured one where it is kept; none where it
     is temp() (``storage.keep_raw: false``), the input file still holding the data."""
-    storage = config["storage"]
-    return storage["compression"] if storage["keep_raw"] else "none"
+    opts = config["storage"]
+    return opts["compression"] if opts["keep_raw"] else "none"
 
 
 def raw_output(path):
