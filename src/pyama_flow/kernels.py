@@ -467,10 +467,12 @@ def cell_intensity(labels, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly, w
 def tile_medians(image: np.ndarray, excluded: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> np.ndarray:
     """Median of the non-excluded pixels of each tile of an integer image, float32.
 
-    Tile (i, j) spans rows ``ey[i]:ey[i + 2]`` and columns ``ex[j]:ex[j + 2]``;
-    its median is ``np.median`` of those values as float32 (the mean of the
-    two middle ones for an even count), from a count of each value. A tile
-    without pixels gives NaN.
+    Tile (i, j) spans rows ``ey[i]:ey[i + 2]`` and columns ``ex[j]:ex[j + 2]``,
+    i.e. 2 x 2 of the blocks between consecutive edges; its median is
+    ``np.median`` of those values as float32 (the mean of the two middle ones
+    for an even count), read off a count of each value. The counts are kept
+    per block (every pixel counted once) where the value range allows,
+    else per tile. A tile without pixels gives NaN.
     """
     h, w = image.shape
     lo = np.int64(image[0, 0])
@@ -480,8 +482,33 @@ def tile_medians(image: np.ndarray, excluded: np.ndarray, ey: np.ndarray, ex: np
             v = np.int64(image[y, x])
             lo = min(lo, v)
             hi = max(hi, v)
-    counts = np.zeros(hi - lo + 1, np.int64)
+    r = hi - lo + 1
+    nby = ey.size - 1
+    nbx = ex.size - 1
     out = np.empty((ey.size - 2, ex.size - 2), np.float32)
+    if r * nby * nbx <= 2**25:  # per-block counts: at most 128 MB
+        hist = np.zeros((nby * nbx, r), np.int32)
+        total = np.zeros(nby * nbx, np.int64)
+        for by in range(nby):
+            for y in range(ey[by], ey[by + 1]):
+                for bx in range(nbx):
+                    b = by * nbx + bx
+                    for x in range(ex[bx], ex[bx + 1]):
+                        if not excluded[y, x]:
+                            hist[b, np.int64(image[y, x]) - lo] += 1
+                            total[b] += 1
+        for i in range(ey.size - 2):
+            for j in range(ex.size - 2):
+                b = i * nbx + j
+                n = total[b] + total[b + 1] + total[b + nbx] + total[b + nbx + 1]
+                if n == 0:
+                    out[i, j] = np.nan
+                    continue
+                counts = hist[b] + hist[b + 1] + hist[b + nbx] + hist[b + nbx + 1]
+                a, c = _middle(counts, n)
+                out[i, j] = (np.float32(a + lo) + np.float32(c + lo)) / np.float32(2.0)
+        return out
+    counts = np.zeros(r, np.int64)
     for i in range(ey.size - 2):
         for j in range(ex.size - 2):
             counts[:] = 0
@@ -494,17 +521,22 @@ def tile_medians(image: np.ndarray, excluded: np.ndarray, ey: np.ndarray, ex: np
             if n == 0:
                 out[i, j] = np.nan
                 continue
-            ka = (n - 1) // 2  # 0-based ranks of the two middle values
-            kb = n // 2
-            a = -1
-            b = -1
-            seen = 0
-            for v in range(counts.size):
-                seen += counts[v]
-                if a < 0 and seen > ka:
-                    a = v
-                if seen > kb:
-                    b = v
-                    break
-            out[i, j] = (np.float32(a + lo) + np.float32(b + lo)) / np.float32(2.0)
+            a, c = _middle(counts, n)
+            out[i, j] = (np.float32(a + lo) + np.float32(c + lo)) / np.float32(2.0)
     return out
+
+
+@_jit
+def _middle(counts: np.ndarray, n: int) -> tuple[int, int]:
+    """Bins holding ranks ``(n - 1) // 2`` and ``n // 2`` (0-based) of a histogram of ``n`` values."""
+    ka = (n - 1) // 2
+    kb = n // 2
+    a = -1
+    seen = 0
+    for v in range(counts.size):
+        seen += counts[v]
+        if a < 0 and seen > ka:
+            a = v
+        if seen > kb:
+            return a, v
+    return a, counts.size - 1
