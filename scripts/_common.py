@@ -94,7 +94,9 @@ def run(main, snakemake) -> None:
     only); anything else keeps its traceback on stderr and in the log.
     """
     from pyama_flow.io.base import InputError
+    from pyama_flow.memory import reuse_large_blocks
 
+    reuse_large_blocks()  # frame-sized arrays are reused from frame to frame, not re-faulted
     log_file = snakemake.log[0] if len(snakemake.log) else None
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO)

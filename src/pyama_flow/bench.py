@@ -134,6 +134,7 @@ def job_table(path: Path, out: Path, n_frames: int, raw_codec: str) -> dict[str,
         script = (
             "import resource, sys, json; sys.path.insert(0, %r)\n"
             "from pyama_flow import steps\n"
+            "from pyama_flow.memory import reuse_large_blocks; reuse_large_blocks()  # as the rule scripts\n"
             "IN, OUT, RAW = %r, %r, %r\n"
             "%s\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
