@@ -33,24 +33,25 @@ def _column_means(img: np.ndarray, y: int, cm: np.ndarray, cq: np.ndarray) -> No
     elif y == h - 1:  # row h is row h - 1 -> (a + b) + b
         c = b
     for x in range(w):
-        fa = np.float64(a[x])
-        fb = np.float64(b[x])
-        fc = np.float64(c[x])
-        cm[x] = np.float64(np.float32(((fa + fb) + fc) / 3.0))
-        qa = np.float64(a[x] * a[x])
-        qb = np.float64(b[x] * b[x])
-        qc = np.float64(c[x] * c[x])
+        va = np.float32(a[x])
+        vb = np.float32(b[x])
+        vc = np.float32(c[x])
+        cm[x] = np.float64(np.float32(((np.float64(va) + np.float64(vb)) + np.float64(vc)) / 3.0))
+        qa = np.float64(va * va)
+        qb = np.float64(vb * vb)
+        qc = np.float64(vc * vc)
         cq[x] = np.float64(np.float32(((qa + qb) + qc) / 3.0))
 
 
 @_jit
-def local_variance3(img: np.ndarray) -> np.ndarray:
-    """``E[x^2] - E[x]^2`` over a 3x3 window (reflect border) of a float32 image, float32.
+def local_variance3(img: np.ndarray, nonpositive: float) -> np.ndarray:
+    """``E[x^2] - E[x]^2`` over a 3x3 window (reflect border) of ``img`` as float32.
 
-    The window means are ``scipy.ndimage.uniform_filter(img, 3)`` exactly:
-    axis 0 then axis 1, each a float64 3-term sum divided by 3 and stored as
-    float32 (the same sums in the same order as the blocked numpy version
-    this replaced).
+    The window means are ``scipy.ndimage.uniform_filter(img.astype(float32), 3)``
+    exactly: axis 0 then axis 1, each a float64 3-term sum divided by 3 and
+    stored as float32 (the same sums in the same order as the blocked numpy
+    version this replaced). A variance <= 0 is replaced by ``nonpositive``
+    (1.0 lets the caller take the log of the whole image: ln 1 = 0).
     """
     h, w = img.shape
     out = np.empty((h, w), np.float32)
@@ -62,15 +63,19 @@ def local_variance3(img: np.ndarray) -> np.ndarray:
         if w == 1:
             m = np.float32(cm[0])
             o[0] = np.float32(cq[0]) - m * m
-            continue
-        for x in range(1, w - 1):
-            m = np.float32(((cm[x - 1] + cm[x]) + cm[x + 1]) / 3.0)
-            mq = np.float32(((cq[x - 1] + cq[x]) + cq[x + 1]) / 3.0)
-            o[x] = mq - m * m
-        m = np.float32((cm[0] * 2.0 + cm[1]) / 3.0)
-        o[0] = np.float32((cq[0] * 2.0 + cq[1]) / 3.0) - m * m
-        m = np.float32((cm[w - 1] * 2.0 + cm[w - 2]) / 3.0)
-        o[w - 1] = np.float32((cq[w - 1] * 2.0 + cq[w - 2]) / 3.0) - m * m
+        else:
+            for x in range(1, w - 1):
+                m = np.float32(((cm[x - 1] + cm[x]) + cm[x + 1]) / 3.0)
+                mq = np.float32(((cq[x - 1] + cq[x]) + cq[x + 1]) / 3.0)
+                o[x] = mq - m * m
+            m = np.float32((cm[0] * 2.0 + cm[1]) / 3.0)
+            o[0] = np.float32((cq[0] * 2.0 + cq[1]) / 3.0) - m * m
+            m = np.float32((cm[w - 1] * 2.0 + cm[w - 2]) / 3.0)
+            o[w - 1] = np.float32((cq[w - 1] * 2.0 + cq[w - 2]) / 3.0) - m * m
+        fill = np.float32(nonpositive)
+        for x in range(w):
+            if not o[x] > 0:
+                o[x] = fill
     return out
 
 

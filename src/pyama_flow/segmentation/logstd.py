@@ -21,6 +21,10 @@ import numpy as np
 from .. import kernels
 
 
+#: pixel types the variance kernel converts to float32 itself (exactly, as astype does)
+_KERNEL_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int8, np.int16, np.float32)}
+
+
 def logstd_image(image: np.ndarray, size: int = 3) -> np.ndarray:
     """Log of the local standard deviation, float32, as the reference computes it.
 
@@ -36,18 +40,21 @@ def logstd_image(image: np.ndarray, size: int = 3) -> np.ndarray:
     (Y, X) float32 array: ``0.5 * ln(var)`` where ``var > 0``, else 0, with
     ``var = E[x^2] - E[x]^2`` over the window in float32 (reference).
     """
-    img = np.ascontiguousarray(image, dtype=np.float32)
+    img = np.ascontiguousarray(image)
+    if img.dtype not in _KERNEL_DTYPES:
+        img = img.astype(np.float32)
     if size == 3:
-        var = kernels.local_variance3(img)
+        # var <= 0 comes back as 1, so one log over the contiguous image gives 0 there
+        out = kernels.local_variance3(img, 1.0)
     else:
         from scipy import ndimage as ndi
 
+        img = img.astype(np.float32, copy=False)
         mean = ndi.uniform_filter(img, size=size)
-        var = ndi.uniform_filter(img * img, size=size) - mean * mean
-    positive = var > 0
-    out = np.zeros_like(img)
-    np.log(var, out=out, where=positive)
-    np.multiply(out, np.float32(0.5), out=out, where=positive)
+        out = ndi.uniform_filter(img * img, size=size) - mean * mean
+        out[~(out > 0)] = 1
+    np.log(out, out=out)
+    out *= np.float32(0.5)
     return out
 
 
