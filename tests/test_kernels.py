@@ -90,14 +90,14 @@ def tile_model(shape, tile, seed):
                                         ((300, 200), 128), ((300, 900), 256)])
 def test_tile_spline_bit_identical_to_fitpack_grid(shape, tile):
     model = tile_model(shape, tile, sum(shape))
-    spline = bg._SplineFactory()(model)
+    spline = bg.SplineFactory()(model)
     assert spline is not None
     assert np.array_equal(spline.image(), bg.evaluate(model))
 
 
 def test_spline_factory_declines_low_order_grids():
     # one tile centre along y: evaluate() uses a 1-D spline, no bicubic one
-    assert bg._SplineFactory()(tile_model((200, 900), 256, 0)) is None
+    assert bg.SplineFactory()(tile_model((200, 900), 256, 0)) is None
 
 
 @pytest.mark.parametrize("h,w", [(600, 640), (300, 900)])  # bicubic; quadratic along y
@@ -112,7 +112,7 @@ def test_frame_features_with_spline_equal_those_with_the_image(h, w):
     image[labels == 3][:5] = 65535
     image[np.nonzero(labels == 9)[0][:4], np.nonzero(labels == 9)[1][:4]] = 65535  # saturated
     model = tile_model((h, w), 256, 3)
-    spline = bg._SplineFactory()(model)
+    spline = bg.SplineFactory()(model)
     with_image = frame_features(labels, {1: image}, {1: bg.evaluate(model)}, 0.8)
     with_spline = frame_features(labels, {1: image}, {1: spline}, 0.8)
     assert with_image.keys() == with_spline.keys()
@@ -160,3 +160,10 @@ def test_tile_medians_equal_numpy_median(dtype, top):
             else:
                 assert got[i, j] == np.median(values), (i, j)
     assert np.isnan(got).sum() == 1
+
+
+def test_frame_features_refuse_negative_labels():
+    labels = np.zeros((4, 4), np.int32)
+    labels[1, 1] = -2
+    with pytest.raises(ValueError, match="non-negative"):
+        frame_features(labels)

@@ -195,7 +195,7 @@ class TileSpline:
         return kernels.spline_image(self.c, self.nky1, self.lx, self.wx, self.ly, self.wy)
 
 
-class _SplineFactory:
+class SplineFactory:
     """Tile models -> :class:`TileSpline`, reusing the basis while the knots stay the same."""
 
     def __init__(self) -> None:
@@ -264,7 +264,7 @@ class BackgroundModels:
             self.centers_y = data["centers_y"]
             self.centers_x = data["centers_x"]
             self.shape = tuple(int(v) for v in data["shape"])
-        self._splines = _SplineFactory()
+        self._splines = SplineFactory()
 
     def __len__(self) -> int:
         return int(self.support.shape[0])

@@ -65,7 +65,7 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
         segs.append(segment_logstd(img))
         timings["segment"].append(time.perf_counter() - t0)
     bgs = []
-    splines = bg._SplineFactory()
+    splines = bg.SplineFactory()
     for img, seg in zip(fls, segs):
         # the tile model and its spline; traces evaluates it at cell pixels
         t0 = time.perf_counter()

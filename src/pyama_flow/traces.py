@@ -83,6 +83,8 @@ def frame_features(
     labels = np.ascontiguousarray(labels)
     if labels.dtype.kind not in "ui":
         labels = labels.astype(np.int64)
+    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise ValueError("labels must be non-negative")
     count, sums, lo, hi = kernels.cell_geometry(labels)
     ids = np.flatnonzero(count)
     out: dict[str, np.ndarray] = {"cell": ids.astype(np.int64)}
