@@ -8,6 +8,7 @@ rule correct:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/correct_ch{{c}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/correct_ch{{c}}.tsv"
+    priority: 10
     conda:
         "../../envs/imaging.yaml"
     threads: 1

@@ -7,6 +7,7 @@ rule metadata:
         f"{RESULTS}/logs/{{dataset}}/metadata.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/metadata.tsv"
+    priority: 10
     conda:
         "../../envs/io.yaml"
     threads: 1
@@ -30,6 +31,7 @@ rule extract:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.tsv"
+    priority: 10
     conda:
         "../../envs/io.yaml"
     threads: 1

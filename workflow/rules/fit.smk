@@ -7,6 +7,7 @@ rule fit:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/fit_{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/fit_{{model}}.tsv"
+    priority: 10
     conda:
         "../../envs/fitting.yaml"
     threads: 1
@@ -32,6 +33,7 @@ rule model_choice:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/model_choice.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/model_choice.tsv"
+    priority: 10
     conda:
         "../../envs/fitting.yaml"
     threads: 1
@@ -62,6 +64,7 @@ rule analysis:
         f"{RESULTS}/logs/analysis_{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/analysis_{{model}}.tsv"
+    priority: 10
     conda:
         "../../envs/fitting.yaml"
     threads: 1

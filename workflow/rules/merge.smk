@@ -7,6 +7,7 @@ rule merge:
         f"{RESULTS}/logs/samples/{{sample}}/merge_{{column}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/samples/{{sample}}/merge_{{column}}.tsv"
+    priority: 10
     conda:
         "../../envs/fitting.yaml"
     threads: 1
@@ -26,6 +27,7 @@ rule tidy:
         f"{RESULTS}/logs/tidy.log",
     benchmark:
         f"{RESULTS}/benchmarks/tidy.tsv"
+    priority: 10
     conda:
         "../../envs/fitting.yaml"
     threads: 1

@@ -227,6 +227,7 @@ rule qc_sample:
         f"{RESULTS}/logs/samples/{{sample}}/qc_sample_{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/samples/{{sample}}/qc_sample_{{model}}.tsv"
+    priority: 10
     conda:
         "../../envs/fitting.yaml"
     threads: 1

@@ -7,6 +7,7 @@ rule segment:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/segment.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/segment.tsv"
+    priority: 10
     conda:
         "../../envs/imaging.yaml"
     threads: 1

@@ -8,6 +8,7 @@ rule traces:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/traces.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/traces.tsv"
+    priority: 10
     conda:
         "../../envs/imaging.yaml"
     threads: 1

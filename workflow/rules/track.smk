@@ -8,6 +8,7 @@ rule track:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/track.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/fov_{{fov}}/track.tsv"
+    priority: 10
     conda:
         "../../envs/imaging.yaml"
     threads: 1
