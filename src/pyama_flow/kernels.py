@@ -405,8 +405,10 @@ def cell_geometry(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 @_jit
-def cell_intensity(labels, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly, wy):
-    """Per label id: sum of intensity, of background, bad and saturated pixels.
+def cell_intensity(labels, n, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly, wy):
+    """Per label id (``n`` > the largest, e.g. the size of
+    :func:`cell_geometry`'s arrays): sum of intensity, of background, bad and
+    saturated pixels.
 
     ``bg_mode`` 0: no background; 1: ``bg_image`` (Y, X); 2: the tile spline
     (``c, nky1, lx, wx, ly, wy`` from :func:`bspline_basis`), evaluated only
@@ -415,11 +417,6 @@ def cell_intensity(labels, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly, w
     saturated. Sums run in raster order in float64, as ``np.bincount`` does.
     """
     h, w = labels.shape
-    n = 0
-    for y in range(h):
-        for x in range(w):
-            n = max(n, np.int64(labels[y, x]))
-    n += 1
     total = np.zeros(n, np.float64)
     background = np.zeros(n, np.float64)
     bad = np.zeros(n, np.int64)
@@ -508,10 +505,9 @@ def tile_medians(image: np.ndarray, excluded: np.ndarray, ey: np.ndarray, ex: np
                 n = total[b] + total[b + 1] + total[b + nbx] + total[b + nbx + 1]
                 if n == 0:
                     out[i, j] = np.nan
-                    continue
-                counts = hist[b] + hist[b + 1] + hist[b + nbx] + hist[b + nbx + 1]
-                a, c = _middle(counts, n)
-                out[i, j] = (np.float32(a + lo) + np.float32(c + lo)) / np.float32(2.0)
+                else:
+                    counts = hist[b] + hist[b + 1] + hist[b + nbx] + hist[b + nbx + 1]
+                    out[i, j] = _median_of_counts(counts, n, lo)
         return out
     counts = np.zeros(r, np.int64)
     for i in range(ey.size - 2):
@@ -523,17 +519,14 @@ def tile_medians(image: np.ndarray, excluded: np.ndarray, ey: np.ndarray, ex: np
                     if not excluded[y, x]:
                         counts[np.int64(image[y, x]) - lo] += 1
                         n += 1
-            if n == 0:
-                out[i, j] = np.nan
-                continue
-            a, c = _middle(counts, n)
-            out[i, j] = (np.float32(a + lo) + np.float32(c + lo)) / np.float32(2.0)
+            out[i, j] = _median_of_counts(counts, n, lo) if n else np.nan
     return out
 
 
 @_jit
-def _middle(counts: np.ndarray, n: int) -> tuple[int, int]:
-    """Bins holding ranks ``(n - 1) // 2`` and ``n // 2`` (0-based) of a histogram of ``n`` values."""
+def _median_of_counts(counts: np.ndarray, n: int, lo: int) -> np.float32:
+    """``np.median`` (float32) of ``n`` > 0 integers counted per value from ``lo`` up:
+    the mean of the values of ranks ``(n - 1) // 2`` and ``n // 2``."""
     ka = (n - 1) // 2
     kb = n // 2
     a = -1
@@ -543,5 +536,5 @@ def _middle(counts: np.ndarray, n: int) -> tuple[int, int]:
         if a < 0 and seen > ka:
             a = v
         if seen > kb:
-            return a, v
-    return a, counts.size - 1
+            return (np.float32(a + lo) + np.float32(v + lo)) / np.float32(2.0)
+    return np.float32(np.nan)  # fewer than n values counted: not reached

@@ -128,7 +128,7 @@ def frame_features(
                 mode, spline = 2, (bg.c, bg.nky1, bg.lx, bg.wx, bg.ly, bg.wy)
             else:
                 mode, bg_image = 1, np.ascontiguousarray(bg)
-        total, bg_sum, bad, sat = kernels.cell_intensity(labels, image, top, mode, bg_image, *spline)
+        total, bg_sum, bad, sat = kernels.cell_intensity(labels, count.size, image, top, mode, bg_image, *spline)
         saturated += sat[ids]
         invalid += bad[ids]
         total = total[ids]
