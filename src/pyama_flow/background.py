@@ -143,6 +143,23 @@ def fit_tiles(
     )
 
 
+def _orders(model: TileModel) -> tuple[int, int]:
+    """Spline order along y and x: cubic, lowered to ``n - 1`` for ``n`` < 4 centres."""
+    return min(3, model.centers_y.size - 1), min(3, model.centers_x.size - 1)
+
+
+def _bicubic(model: TileModel):
+    """The reference's spline call (x first; evaluate then transposes), or None where
+    an axis has a single centre. The tile medians must be finite."""
+    from scipy.interpolate import RectBivariateSpline
+
+    ky, kx = _orders(model)
+    if ky < 1 or kx < 1:
+        return None
+    return RectBivariateSpline(model.centers_x, model.centers_y, model.support.astype(np.float64).T,
+                               kx=kx, ky=ky)
+
+
 def evaluate(model: TileModel) -> np.ndarray:
     """Background image (float32) of a tile model: bicubic spline through the centres.
 
@@ -154,15 +171,14 @@ def evaluate(model: TileModel) -> np.ndarray:
     if sup.size and not np.isfinite(sup).all():
         # only a frame without any finite pixel has NaN tile medians (all of them)
         return np.full((height, width), np.nan, dtype=np.float32)
-    from scipy.interpolate import RectBivariateSpline, make_interp_spline
+    from scipy.interpolate import make_interp_spline
 
-    ky, kx = min(3, cy.size - 1), min(3, cx.size - 1)
     ys = np.arange(height)
     xs = np.arange(width)
-    if ky >= 1 and kx >= 1:
-        # the reference's call, x first, then transposed
-        spline = RectBivariateSpline(cx, cy, sup.T, kx=kx, ky=ky)
+    spline = _bicubic(model)
+    if spline is not None:
         return spline(xs, ys).astype(np.float32, copy=False).T
+    ky, kx = _orders(model)
     if ky == 0 and kx == 0:
         return np.full((height, width), sup[0, 0], dtype=np.float32)
     if ky == 0:
@@ -205,13 +221,10 @@ class SplineFactory:
     def __call__(self, model: TileModel) -> TileSpline | None:
         """The spline of ``model``; None where :func:`evaluate` does not use the bicubic spline
         (fewer than 2 centres along an axis, or no finite medians)."""
-        from scipy.interpolate import RectBivariateSpline
-
-        cy, cx, sup = model.centers_y, model.centers_x, model.support.astype(np.float64)
-        ky, kx = min(3, cy.size - 1), min(3, cx.size - 1)
-        if ky < 1 or kx < 1 or not np.isfinite(sup).all():
+        spline = _bicubic(model) if np.isfinite(model.support).all() else None
+        if spline is None:
             return None
-        tx, ty, c = RectBivariateSpline(cx, cy, sup.T, kx=kx, ky=ky).tck
+        (tx, ty, c), (kx, ky) = spline.tck, spline.degrees
         key = (tx.tobytes(), ty.tobytes(), kx, ky)
         if key != self._key:
             height, width = model.shape
