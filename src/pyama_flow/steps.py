@@ -12,9 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -294,9 +292,9 @@ def traces(
                     "%s has the columns and no rows",
                     fov, raw_table["cell"].nunique(), min_frames, border, out_path)
     if lineage_path is not None:
-        from .tracking import join_lineage
-
         import pandas as pd
+
+        from .tracking import join_lineage
 
         df = join_lineage(df, pd.read_csv(lineage_path))
     write_traces(df, out_path)
