@@ -84,6 +84,21 @@ def test_statistics_table_roundtrip(tmp_path):
     assert back["saturated"].tolist() == [False, False, True]
 
 
+def test_statistics_csv_without_pandas_has_the_same_bytes(tmp_path):
+    """The extract step writes the table with ``framestats`` (no pandas import):
+    byte for byte what pandas writes, NaN, booleans and rounding included."""
+    from pyama_flow import framestats
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 4000, (9, 13)).astype(np.uint16), np.full((3, 3), 65535, np.uint16),
+              rng.gamma(2.0, 40.0, (5, 7)).astype(np.float32), np.array([[0.1234565, 2.5e-7]], np.float64)]
+    rows = [qc.frame_statistics(f, t) for t, f in enumerate(frames)]
+    qc.write_statistics(qc.statistics_table(rows), str(tmp_path / "pandas.csv"))
+    framestats.write_statistics_rows(rows, str(tmp_path / "plain.csv"))
+    assert (tmp_path / "plain.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+    assert ",True," in (tmp_path / "plain.csv").read_text() and ",\n" in (tmp_path / "plain.csv").read_text()
+
+
 # -- stretch, outlines, composite ---------------------------------------------
 
 

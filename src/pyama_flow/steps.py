@@ -95,9 +95,9 @@ def extract(
 
     With ``stats_path``, also write the per-frame statistics of the frames as
     they pass (mean, std, min, max, 1/50/99th percentile, saturated pixels;
-    see :func:`pyama_flow.qc.frame_statistics`), one row per frame.
+    see :func:`pyama_flow.framestats.frame_statistics`), one row per frame.
     """
-    from .qc import frame_statistics, statistics_table, write_statistics
+    from .framestats import frame_statistics, write_statistics_rows
 
     stats: list[dict[str, Any]] = []
     with open_image(path, **reader_options) as reader:
@@ -123,11 +123,10 @@ def extract(
             metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
         )
     if stats_path is not None:
-        table = statistics_table(stats)
-        write_statistics(table, stats_path)
-        if table["saturated"].any():
-            log.warning("FOV %d channel %d: %d frames have saturated pixels",
-                        fov, c, int(table["saturated"].sum()))
+        write_statistics_rows(stats, stats_path)
+        saturated = sum(row["saturated"] for row in stats)
+        if saturated:
+            log.warning("FOV %d channel %d: %d frames have saturated pixels", fov, c, saturated)
     log.info("extracted FOV %d channel %d: %d frames of %dx%d %s",
              fov, c, m.n_frames, m.height, m.width, m.dtype)
 
