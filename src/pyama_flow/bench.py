@@ -36,11 +36,15 @@ TARGET_MS = {"segment": 70.0, "background": 80.0, "tracking": 8.0, "traces": 90.
 
 
 def simulate(folder: Path, size: int, frames: int, cells: int, seed: int = 0, n_fovs: int = 1) -> Path:
-    """``folder/bench.ome.tif``: ``n_fovs`` simulated FOVs (truth in ``folder/truth``)."""
+    """``folder/bench.ome.tif``: ``n_fovs`` simulated FOVs (truth in ``folder/truth``).
+
+    The planes are uncompressed, as a microscope writes them (an ND2 or a
+    Micro-Manager OME-TIFF: 1.5 GB per channel of a 2048^2 x 180 FOV).
+    """
     from pyama_flow.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(n_fovs=n_fovs, n_frames=frames, height=size, width=size, n_cells=cells,
-                           margin=40, min_gap=22.0, seed=seed)
+                           margin=40, min_gap=22.0, seed=seed, compression=None)
     path = folder / "bench.ome.tif"
     simulate_experiment(path, folder / "truth", cfg)
     return path

@@ -72,6 +72,9 @@ class SimulationConfig:
     speed: float = 0.8  # px per frame
     pixel_size_um: float = 0.65
     seed: int = 0
+    #: codec of the OME-TIFF planes: "zlib" (deflate level 1, a small file) or
+    #: None (uncompressed, as microscopes write their files)
+    compression: str | None = "zlib"
     # phase contrast
     pc_background: float = 1000.0
     pc_noise: float = 4.0
@@ -244,8 +247,8 @@ def simulate_experiment(out_path: str | os.PathLike, truth_dir: str | os.PathLik
                     channel_planes(),
                     shape=(cfg.n_frames, 2, *shape),
                     dtype=np.uint16,
-                    compression="zlib",
-                    compressionargs={"level": 1},
+                    compression=cfg.compression,
+                    compressionargs={"level": 1} if cfg.compression == "zlib" else None,
                     metadata={
                         "axes": "TCYX",
                         "Name": f"FOV {fov}",
