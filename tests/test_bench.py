@@ -19,7 +19,9 @@ def test_bench_quick_prints_every_table():
         assert re.search(rf"^{step}\s+[\d.]+\s+\d+\s+[\d.]+x", out, re.M), step
     for job in ("extract_pc", "extract_fl", "segment", "correct", "track", "traces", "whole FOV"):
         assert re.search(rf"^{job}\s+[\d.]+\s+[\d.]+\s+\d+\s+[\d.]+", out, re.M), job
-    assert len(re.findall(r"^whole FOV, T=30: \d+ ms per frame.*: [\d.]+x faster", out, re.M)) == 2
-    assert "raw kept (zstd)" in out and "raw temp (keep_raw: false)" in out
-    share = int(re.search(r"\((\d+) % of the reference\)", out).group(1))
-    assert 0 < share <= 40  # lossless compression + tile models
+    assert len(re.findall(r"^whole FOV, T=30: \d+ ms per frame.*: [\d.]+x faster", out, re.M)) == 3
+    for mode in ("raw: keep", "raw: temp", "raw: source"):
+        assert f"Per-FOV jobs, each its own process, 512x512, 2 channels, {mode}" in out, mode
+    shares = [float(s) for s in re.findall(r"\(([\d.]+) % of the reference\)", out)]
+    assert len(shares) == 3 and 0 < shares[0] <= 40  # lossless compression + tile models
+    assert shares[1] < 5 and shares[2] < 5  # no raw copy kept

@@ -143,7 +143,7 @@ def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_pa
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["storage"] = {"compression": "zlib", "keep_raw": False}
+    cfg["storage"] = {"compression": "zlib", "raw": "temp"}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
     outputs = sorted(p.relative_to(demo_run) for p in (demo_run / "results").rglob("*.csv")
@@ -159,6 +159,28 @@ def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_pa
             with tifffile.TiffFile(run / fov / name) as tif:
                 assert tif.pages[0].compression.name == codec
     # the deleted temporaries do not make the next run redo anything
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_raw_source_reads_the_input_and_gives_byte_identical_results(demo_run, tmp_path):
+    """storage.raw: source: no raw copy at all (raw_ch{c}.json points into the
+    input), the same tables as the run with kept raw stacks, nothing left to do."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["storage"] = {"raw": "source"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "c.yaml"))
+    outputs = sorted(p.relative_to(demo_run) for p in (demo_run / "results").rglob("*.csv")
+                     if "benchmarks" not in p.parts)
+    assert len(outputs) >= 10
+    for rel in outputs:
+        assert (tmp_path / rel).read_bytes() == (demo_run / rel).read_bytes(), f"{rel} differs"
+    assert not list((tmp_path / "results").rglob("raw_ch*.tif"))
+    refs = sorted((tmp_path / "results").rglob("raw_ch*.json"))
+    assert len(refs) == len(list((demo_run / "results").rglob("raw_ch*.tif"))) >= 4
+    assert all(p.stat().st_size < 1000 for p in refs)
     proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 

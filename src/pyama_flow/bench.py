@@ -9,7 +9,7 @@ Prints three tables:
 3. storage of one FOV against the reference layout (uint16 raw copies, bool
    mask, float32 background, uint16 labels, uncompressed).
 
-Presets: default 1024^2 at 40 and 160 frames with 120 cells; ``--scale``
+Presets: default 1024^2 at 40 and 180 frames with 120 cells; ``--scale``
 2048^2 x 180 frames with 300 cells (a real FOV); ``--quick`` 512^2 for CI.
 """
 
@@ -104,25 +104,32 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
 
 
 #: each step called as its Snakemake rule's script calls it (the same outputs);
-#: RAW is the raw extract's codec: "zstd" where it is kept (storage.keep_raw:
-#: true, the default), "none" where it is temp() (keep_raw: false)
-RAW_MODES = {"raw kept (zstd)": "zstd", "raw temp (keep_raw: false)": "none"}
+#: RAW is the raw extract's codec by ``storage.raw``: "zstd" where the copy is
+#: kept (keep, the default), "none" where it is temp(), "source" where there is
+#: no copy (RAW0 / RAW1 are then ``.json`` references into the input)
+RAW_MODES = {"raw: keep (zstd copy, the default)": "zstd", "raw: temp (uncompressed copy)": "none",
+             "raw: source (no copy)": "source"}
 STEP_CODE = {
-    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, OUT + '/raw_ch0.tif', OUT + '/frame_stats_ch0.csv', RAW)",
-    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, OUT + '/raw_ch1.tif', OUT + '/frame_stats_ch1.csv', RAW)",
-    "segment": "steps.segment(OUT + '/raw_ch0.tif', OUT + '/segmentation.tif', 'logstd', {})",
-    "correct": "steps.correct(OUT + '/raw_ch1.tif', OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)",
+    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, RAW0, OUT + '/frame_stats_ch0.csv', RAW)",
+    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, RAW1, OUT + '/frame_stats_ch1.csv', RAW)",
+    "segment": "steps.segment(RAW0, OUT + '/segmentation.tif', 'logstd', {})",
+    "correct": "steps.correct(RAW1, OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)",
     "track": "steps.track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})",
     "traces": ("steps.write_json(OUT + '/metadata.json', steps.dataset_metadata(IN, {}, 10));"
-               "steps.traces(OUT + '/labels.tif', {1: OUT + '/raw_ch1.tif'}, {1: OUT + '/background_ch1.npz'},"
+               "steps.traces(OUT + '/labels.tif', {1: RAW1}, {1: OUT + '/background_ch1.npz'},"
                " OUT + '/metadata.json', OUT + '/traces.csv', 0, 0, 1.0, 30, 50,"
                " OUT + '/tracks.csv', OUT + '/trace_stats.json')"),
 }
 STEP_OUTPUT = {
-    "extract_pc": ["raw_ch0.tif", "frame_stats_ch0.csv"], "extract_fl": ["raw_ch1.tif", "frame_stats_ch1.csv"],
+    "extract_pc": ["raw_ch0.{ext}", "frame_stats_ch0.csv"], "extract_fl": ["raw_ch1.{ext}", "frame_stats_ch1.csv"],
     "segment": ["segmentation.tif"], "correct": ["background_ch1.npz"], "track": ["labels.tif", "tracks.csv"],
     "traces": ["traces.csv", "metadata.json", "trace_stats.json"],
 }
+
+
+def raw_ext(codec: str) -> str:
+    """File ending of the raw extract for a :data:`RAW_MODES` codec."""
+    return "json" if codec == "source" else "tif"
 
 
 def job_table(path: Path, out: Path, n_frames: int, raw_codec: str) -> dict[str, dict[str, float]]:
@@ -140,12 +147,13 @@ def job_table(path: Path, out: Path, n_frames: int, raw_codec: str) -> dict[str,
             "from pyama_flow import steps\n"
             "from pyama_flow.memory import reuse_large_blocks; reuse_large_blocks()  # as the rule scripts\n"
             "IN, OUT, RAW = %r, %r, %r\n"
+            "RAW0, RAW1 = OUT + '/raw_ch0.%s', OUT + '/raw_ch1.%s'\n"
             "%s\n"
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
             "rss = int(hwm[0].split()[1]) / 1024 if hwm else "
             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
             "print(json.dumps({'rss': rss}))\n"
-        ) % (str(SRC), str(path), str(out), raw_codec, code)
+        ) % (str(SRC), str(path), str(out), raw_codec, raw_ext(raw_codec), raw_ext(raw_codec), code)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -153,16 +161,19 @@ def job_table(path: Path, out: Path, n_frames: int, raw_codec: str) -> dict[str,
             raise SystemExit(f"{step} failed:\n{proc.stderr}")
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["wall"] = wall
-        res["written"] = sum((out / f).stat().st_size for f in STEP_OUTPUT[step]) / 1e6
+        res["written"] = sum((out / f.format(ext=raw_ext(raw_codec))).stat().st_size
+                             for f in STEP_OUTPUT[step]) / 1e6
         res["ms_frame"] = 1000 * wall / n_frames
         rows[step] = res
     return rows
 
 
-def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1, keep_raw: bool = True) -> None:
-    """What one FOV keeps on disk against PyAMA's uncompressed layout."""
+def storage_table(out: Path, n_frames: int, size: int, mode: str, n_fl: int = 1) -> None:
+    """What one FOV keeps on disk against PyAMA's uncompressed layout (``mode``: a :data:`RAW_MODES` key)."""
+    codec = RAW_MODES[mode]
+    ext = raw_ext(codec)
     kept = {
-        "raw (phase + fluorescence)": ["raw_ch0.tif", "raw_ch1.tif"] if keep_raw else [],
+        "raw (phase + fluorescence)": [] if codec == "none" else [f"raw_ch0.{ext}", f"raw_ch1.{ext}"],
         "segmentation (labels)": ["segmentation.tif"],
         "background (tile models)": ["background_ch1.npz"],
         "tracked labels": ["labels.tif"],
@@ -177,8 +188,8 @@ def storage_table(out: Path, n_frames: int, size: int, n_fl: int = 1, keep_raw: 
         "tracked labels": px * 2,  # uint16
         "tables": 0,
     }
-    print(f"\nStorage of one FOV ({n_frames} frames, {size}x{size}) vs the reference layout, "
-          f"{'raw kept' if keep_raw else 'raw temp (deleted after the run)'}")
+    print(f"\nStorage of one FOV ({n_frames} frames, {size}x{size}) vs the reference layout, {mode}"
+          f"{' (deleted after the run)' if codec == 'none' else ''}")
     print(f"{'output':<30}{'ours MB':>10}{'reference MB':>14}")
     total = ref_total = 0.0
     for name, files in kept.items():
@@ -200,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--size", type=int, default=1024, help="frame side in px (default 1024)")
     ap.add_argument("--cells", type=int, default=120, help="cells per FOV (default 120)")
-    ap.add_argument("--frames", type=int, nargs="+", default=[40, 160],
-                    help="frame counts to run (default 40 160)")
+    ap.add_argument("--frames", type=int, nargs="+", default=[40, 180],
+                    help="frame counts to run (default 40 180)")
     ap.add_argument("--quick", action="store_true", help="512 px, 10 and 30 frames, 40 cells (CI)")
     ap.add_argument("--scale", action="store_true", help="a full-size FOV: 2048 px, 180 frames, 300 cells")
 
@@ -230,8 +241,7 @@ def run(args: argparse.Namespace) -> None:
         for mode, res in results.items():
             job_summary(mode, res, args.frames, args.size, ref_ms)
         for i, mode in enumerate(RAW_MODES):
-            storage_table(tmp / f"out{args.frames[-1]}_{i}", args.frames[-1], args.size,
-                          keep_raw=RAW_MODES[mode] != "none")
+            storage_table(tmp / f"out{args.frames[-1]}_{i}", args.frames[-1], args.size, mode)
 
 
 def job_summary(mode: str, results: dict[int, dict[str, dict[str, float]]], frames: list[int],

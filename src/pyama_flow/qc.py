@@ -33,6 +33,7 @@ from .framestats import (  # noqa: F401  (re-exported: qc's statistics API)
     percentiles,
     saturation_value,
 )
+from .io.source import open_frames
 from .io.stacks import StackReader, atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -756,7 +757,7 @@ def render_frames(
     meta = read_json(metadata_path)
     names = meta.get("channel_names", [])
     channels = sorted(raw_paths)
-    readers = {c: StackReader(raw_paths[c]) for c in channels}
+    readers = {c: open_frames(raw_paths[c]) for c in channels}
     try:
         n = len(readers[channels[0]])
         idx = select_frames(n)
@@ -804,7 +805,7 @@ def render_outlines(
 ) -> list[int]:
     """Tracked cell outlines and ids over phase contrast at the first, middle and last frame."""
     meta = read_json(metadata_path)
-    with StackReader(phase_path) as ph, StackReader(labels_path) as lab:
+    with open_frames(phase_path) as ph, StackReader(labels_path) as lab:
         n = len(lab)
         idx = select_frames(n)
         factor = thumbnail_factor(lab.shape, max_side)
@@ -840,7 +841,7 @@ def render_background(
 
     meta = read_json(metadata_path)
     bgs = BackgroundModels(background_path)
-    with StackReader(raw_path) as raw:
+    with open_frames(raw_path) as raw:
         n = len(raw)
         idx = select_frames(n)
         factor = thumbnail_factor(raw.shape, max_side)

@@ -18,6 +18,8 @@ import numpy as np
 
 from .io import open_image
 from .io.base import InputError
+from .io.source import SUFFIX as SOURCE_SUFFIX
+from .io.source import open_frames, write_source
 from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_stack
 
 if TYPE_CHECKING:
@@ -91,7 +93,10 @@ def extract(
     ``compression`` names the lossless codec (:data:`pyama_flow.io.stacks.CODECS`);
     horizontal differencing is applied first (smaller and faster on images).
     ``"none"`` writes the frames uncompressed: the fastest to write and to
-    read, for a raw copy that is deleted after the run (``storage.keep_raw: false``).
+    read, for a raw copy that is deleted after the run (``storage.raw: temp``).
+    An ``out_path`` ending in ``.json`` gets no copy but a reference to the
+    input (``storage.raw: source``, :mod:`pyama_flow.io.source`); every frame
+    is still read once, for the statistics and to find unreadable frames now.
 
     With ``stats_path``, also write the per-frame statistics of the frames as
     they pass (mean, std, min, max, 1/50/99th percentile, saturated pixels;
@@ -112,16 +117,22 @@ def extract(
                     stats.append(frame_statistics(frame, t))
                 yield frame
 
-        write_stack(
-            out_path,
-            frames(),
-            m.n_frames,
-            (m.height, m.width),
-            np.dtype(m.dtype),
-            compression=compression,
-            predictor=True,
-            metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
-        )
+        if out_path.endswith(SOURCE_SUFFIX):
+            for _frame in frames():
+                pass
+            write_source(out_path, path, reader_options, fov, c, z,
+                         (m.n_frames, m.height, m.width), m.dtype)
+        else:
+            write_stack(
+                out_path,
+                frames(),
+                m.n_frames,
+                (m.height, m.width),
+                np.dtype(m.dtype),
+                compression=compression,
+                predictor=True,
+                metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
+            )
     if stats_path is not None:
         write_statistics_rows(stats, stats_path)
         saturated = sum(row["saturated"] for row in stats)
@@ -145,7 +156,7 @@ def segment(
     """
     from .segmentation import segment_frame
 
-    with StackReader(raw_path) as raw:
+    with open_frames(raw_path) as raw:
         n, h, w = raw.shape
         nonfinite: list[int] = []
         empty: list[int] = []
@@ -187,7 +198,7 @@ def correct(
     from . import background as bgmod
 
     models = []
-    with StackReader(raw_path) as raw, StackReader(seg_path) as seg:
+    with open_frames(raw_path) as raw, StackReader(seg_path) as seg:
         _check_same_shape(raw, seg)
         for t in range(len(raw)):
             models.append(bgmod.fit_tiles(raw[t], seg[t], tile_size=tile_size, dilation=dilation))
@@ -245,7 +256,7 @@ def traces(
     channels = sorted(raw_paths)
     builder = TraceBuilder(fov, pc_channel, channels, background_weight)
     labels = StackReader(labels_path)
-    raws = {c: StackReader(raw_paths[c]) for c in channels}
+    raws = {c: open_frames(raw_paths[c]) for c in channels}
     bgs = {c: bgmod.BackgroundModels(background_paths[c]) for c in channels}
     try:
         for c in channels:

@@ -146,17 +146,27 @@ def fovs(dataset):
         fail(str(exc))
 
 
+#: the raw extract of a FOV channel: a stack (storage.raw keep / temp) or a
+#: reference into the input file (storage.raw: source, nothing copied)
+RAW_SUFFIX = "json" if config["storage"]["raw"] == "source" else "tif"
+
+
 def raw_compression():
     """Codec of the raw extract: the configured one where it is kept; none where it
-    is temp() (``storage.keep_raw: false``), the input file still holding the data."""
+    is temp() (``storage.raw: temp``), the input file still holding the data."""
     opts = config["storage"]
-    return opts["compression"] if opts["keep_raw"] else "none"
+    return opts["compression"] if opts["raw"] == "keep" else "none"
 
 
 def raw_output(path):
     """The raw extract: kept, or ``temp()`` (deleted once every job reading it
-    is done) with ``storage.keep_raw: false``."""
-    return path if config["storage"]["keep_raw"] else temp(path)
+    is done) with ``storage.raw: temp``."""
+    return temp(path) if config["storage"]["raw"] == "temp" else path
+
+
+def raw_file(dataset, fov, c):
+    """The raw extract of channel ``c`` of a FOV."""
+    return f"{fov_dir(dataset, fov)}/raw_ch{c}.{RAW_SUFFIX}"
 
 
 def fov_dir(dataset, fov):
@@ -304,7 +314,7 @@ def traces_input(wc):
         "labels": f"{d}/labels.tif",
         "lineage": f"{d}/tracks.csv",
         "metadata": f"{RESULTS}/{wc.dataset}/metadata.json",
-        "raw": [f"{d}/raw_ch{c}.tif" for c in fl],
+        "raw": [raw_file(wc.dataset, wc.fov, c) for c in fl],
         "background": [f"{d}/background_ch{c}.npz" for c in fl],
     }
 
@@ -369,13 +379,11 @@ def qc_subcategory(wc):
 
 
 def qc_raw_input(wc):
-    return [
-        f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{c}.tif" for c in qc_channels(wc.dataset)
-    ]
+    return [raw_file(wc.dataset, wc.fov, c) for c in qc_channels(wc.dataset)]
 
 
 def qc_phase_input(wc):
-    return f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{channels(wc.dataset)[0]}.tif"
+    return raw_file(wc.dataset, wc.fov, channels(wc.dataset)[0])
 
 
 def sample_fits(wc):

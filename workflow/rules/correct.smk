@@ -1,6 +1,6 @@
 rule correct:
     input:
-        raw=f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif",
+        raw=f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.{RAW_SUFFIX}",
         seg=f"{RESULTS}/{{dataset}}/fov_{{fov}}/segmentation.tif",
     output:
         f"{RESULTS}/{{dataset}}/fov_{{fov}}/background_ch{{c}}.npz",

@@ -25,7 +25,7 @@ rule extract:
     input:
         dataset_input,
     output:
-        raw=raw_output(f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.tif"),
+        raw=raw_output(f"{RESULTS}/{{dataset}}/fov_{{fov}}/raw_ch{{c}}.{RAW_SUFFIX}"),
         stats=f"{RESULTS}/{{dataset}}/fov_{{fov}}/frame_stats_ch{{c}}.csv",
     log:
         f"{RESULTS}/logs/{{dataset}}/fov_{{fov}}/extract_ch{{c}}.log",

@@ -116,7 +116,7 @@ rule qc_outlines:
 
 rule qc_background:
     input:
-        raw=f"{QC_FOV}/raw_ch{{c}}.tif",
+        raw=f"{QC_FOV}/raw_ch{{c}}.{RAW_SUFFIX}",
         background=f"{QC_FOV}/background_ch{{c}}.npz",
         metadata=f"{RESULTS}/{{dataset}}/metadata.json",
     output:

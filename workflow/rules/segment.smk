@@ -1,6 +1,6 @@
 rule segment:
     input:
-        lambda wc: f"{fov_dir(wc.dataset, wc.fov)}/raw_ch{channels(wc.dataset)[0]}.tif",
+        lambda wc: raw_file(wc.dataset, wc.fov, channels(wc.dataset)[0]),
     output:
         f"{RESULTS}/{{dataset}}/fov_{{fov}}/segmentation.tif",
     log:

@@ -1,0 +1,114 @@
+"""One FOV channel read straight from the input file, in place of a raw copy.
+
+With ``storage.raw: source`` the extract step writes no copy of the frames:
+its ``raw_ch{c}.json`` names the input file, the reader options, the FOV,
+channel and Z plane, and the stack's shape and dtype. The steps that read
+raw frames open it with :func:`open_frames`, which gives the same interface
+as :class:`~pyama_flow.io.stacks.StackReader` (``shape``, ``dtype``,
+``len``, ``[t]``, ``close``) for either kind of file. Nothing of the FOV's
+1.5 GB per channel (2048^2 x 180 frames) is written again; each step reads
+the frames it needs from the input, which must stay where it is until the
+run is over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import open_image
+from .base import InputError
+from .stacks import StackReader, atomic_path
+
+#: file name ending of a source reference (a raw extract that is no copy)
+SUFFIX = ".json"
+
+
+def write_source(
+    path: str | os.PathLike,
+    input_path: str,
+    reader_options: Mapping[str, Any],
+    fov: int,
+    channel: int,
+    z: int | str,
+    shape: tuple[int, int, int],
+    dtype: Any,
+) -> None:
+    """Write the reference to one FOV channel of ``input_path`` (JSON, sorted keys)."""
+    ref = {
+        "source": os.fspath(input_path),
+        "reader": dict(reader_options),
+        "fov": int(fov),
+        "channel": int(channel),
+        "z": z if z == "max" else int(z),
+        "shape": [int(s) for s in shape],
+        "dtype": np.dtype(dtype).str,
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+
+
+class SourceFrames:
+    """Frames of one FOV channel of an input file, as a :class:`StackReader` gives them.
+
+    Raises :class:`InputError` where the reference cannot be read or the input
+    no longer has the recorded shape and dtype (it changed after extraction).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        try:
+            with open(self.path) as fh:
+                ref = json.load(fh)
+            self.source = ref["source"]
+            self.fov, self.channel, self.z = int(ref["fov"]), int(ref["channel"]), ref["z"]
+            self.shape: tuple[int, int, int] = tuple(int(s) for s in ref["shape"])  # type: ignore[assignment]
+            self.dtype = np.dtype(ref["dtype"])
+            options = dict(ref["reader"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{self.path}: not a raw source reference ({exc}); "
+                             "delete it and rerun its extract job") from None
+        self._reader = open_image(self.source, **options)
+        m = self._reader.metadata
+        found = (m.n_frames, m.height, m.width)
+        if found != self.shape or np.dtype(m.dtype) != self.dtype or not (
+                0 <= self.fov < m.n_fovs and 0 <= self.channel < m.n_channels):
+            self._reader.close()
+            raise InputError(
+                f"{self.path}: {self.source} changed since extraction (now {found} {np.dtype(m.dtype)}, "
+                f"{m.n_fovs} FOVs, {m.n_channels} channels; recorded {self.shape} {self.dtype}, "
+                f"FOV {self.fov}, channel {self.channel}): rerun the extract jobs of this FOV"
+            )
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if not -len(self) <= t < len(self):
+            raise IndexError(f"{self.path}: frame {t} out of range (0-{len(self) - 1})")
+        return self._reader.read_frame(self.fov, t % len(self), self.channel, self.z)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(len(self)):
+            yield self[t]
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> SourceFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_frames(path: str | os.PathLike) -> StackReader | SourceFrames:
+    """The raw frames of a FOV channel: a result stack (``.tif``), or the input
+    file itself through a source reference (``.json``, :func:`write_source`)."""
+    if os.fspath(path).endswith(SUFFIX):
+        return SourceFrames(path)
+    return StackReader(path)
