@@ -95,6 +95,23 @@ def test_tile_spline_bit_identical_to_fitpack_grid(shape, tile):
     assert np.array_equal(spline.image(), bg.evaluate(model))
 
 
+@pytest.mark.parametrize("mx,my", [(2, 2), (2, 7), (3, 3), (3, 9), (4, 4), (5, 8), (9, 6), (12, 17)])
+def test_interpolating_spline_coefficients_bit_identical_to_fitpack(mx, my):
+    """FITPACK regrid (s = 0) redone: knots and coefficients equal RectBivariateSpline's
+    bit for bit, for cubic, quadratic and linear orders and uneven spacing."""
+    from scipy.interpolate import RectBivariateSpline
+
+    rng = np.random.default_rng(mx * 100 + my)
+    for x, y in (((np.arange(mx) + 1) * 128.0, (np.arange(my) + 1) * 128.0),
+                 (np.sort(rng.uniform(0, 2000, mx)), np.sort(rng.uniform(0, 2000, my)))):
+        z = rng.normal(300, 30, (mx, my)).astype(np.float32).astype(np.float64)
+        kx, ky = min(3, mx - 1), min(3, my - 1)
+        want = RectBivariateSpline(x, y, z, kx=kx, ky=ky).tck
+        got = kernels.interpolating_spline(x, y, z, kx, ky)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and np.array_equal(a, b)
+
+
 def test_spline_factory_declines_low_order_grids():
     # one tile centre along y: evaluate() uses a 1-D spline, no bicubic one
     assert bg.SplineFactory()(tile_model((200, 900), 256, 0)) is None

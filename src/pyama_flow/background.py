@@ -221,10 +221,12 @@ class SplineFactory:
     def __call__(self, model: TileModel) -> TileSpline | None:
         """The spline of ``model``; None where :func:`evaluate` does not use the bicubic spline
         (fewer than 2 centres along an axis, or no finite medians)."""
-        spline = _bicubic(model) if np.isfinite(model.support).all() else None
-        if spline is None:
+        ky, kx = _orders(model)
+        if ky < 1 or kx < 1 or not np.isfinite(model.support).all():
             return None
-        (tx, ty, c), (kx, ky) = spline.tck, spline.degrees
+        # the reference's RectBivariateSpline(cx, cy, support.T, kx, ky).tck, without scipy.interpolate
+        tx, ty, c = kernels.interpolating_spline(
+            model.centers_x, model.centers_y, np.ascontiguousarray(model.support.astype(np.float64).T), kx, ky)
         key = (tx.tobytes(), ty.tobytes(), kx, ky)
         if key != self._key:
             height, width = model.shape

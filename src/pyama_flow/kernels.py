@@ -293,6 +293,26 @@ def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 @_jit
+def _fpbspl(t: np.ndarray, k: int, arg: float, ll: int, h: np.ndarray, hh: np.ndarray) -> None:
+    """FITPACK ``fpbspl``: the ``k + 1`` non-zero B-splines at ``arg`` in ``h``
+    (``t[ll - 1] <= arg < t[ll]``, ``ll`` 1-based as in the Fortran; ``hh`` scratch)."""
+    h[0] = 1.0
+    for j in range(1, k + 1):
+        for q in range(j):
+            hh[q] = h[q]
+        h[0] = 0.0
+        for q in range(1, j + 1):
+            li = ll + q
+            lj = li - j
+            if t[li - 1] == t[lj - 1]:
+                h[q] = 0.0
+                continue
+            f = hh[q - 1] / (t[li - 1] - t[lj - 1])
+            h[q - 1] = h[q - 1] + f * (t[li - 1] - arg)
+            h[q] = f * (arg - t[lj - 1])
+
+
+@_jit
 def bspline_basis(t: np.ndarray, k: int, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """FITPACK's B-spline basis at each of ``xs`` (``fpbisp`` + ``fpbspl``, same arithmetic).
 
@@ -319,24 +339,169 @@ def bspline_basis(t: np.ndarray, k: int, xs: np.ndarray) -> tuple[np.ndarray, np
         ll = k1  # 1-based, as in the Fortran
         while not (arg < t[ll] or ll == nk1):
             ll += 1
-        h[0] = 1.0
-        for j in range(1, k + 1):
-            for q in range(j):
-                hh[q] = h[q]
-            h[0] = 0.0
-            for q in range(1, j + 1):
-                li = ll + q
-                lj = li - j
-                if t[li - 1] == t[lj - 1]:
-                    h[q] = 0.0
-                    continue
-                f = hh[q - 1] / (t[li - 1] - t[lj - 1])
-                h[q - 1] = h[q - 1] + f * (t[li - 1] - arg)
-                h[q] = f * (arg - t[lj - 1])
+        _fpbspl(t, k, arg, ll, h, hh)
         lidx[i] = ll - k1
         for q in range(k1):
             w[i, q] = h[q]
     return lidx, w
+
+
+@_jit
+def _interpolation_knots(x: np.ndarray, k: int) -> np.ndarray:
+    """FITPACK ``fpregr``'s knots for ``s = 0``: ``k + 1`` at each end, the interior
+    at the data points (odd ``k``) or midway between them (even ``k``)."""
+    m = x.size
+    k1 = k + 1
+    n = m + k1
+    t = np.empty(n, np.float64)
+    half = k // 2
+    j = half + 1
+    for i in range(k1, m):
+        t[i] = (x[j] + x[j - 1]) * 0.5 if half * 2 == k else x[j]
+        j += 1
+    for i in range(k1):
+        t[i] = x[0]
+        t[n - 1 - i] = x[m - 1]
+    return t
+
+
+@_jit
+def _observation_matrix(x: np.ndarray, t: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fpgrre``'s (spx, nrx): each point's ``k + 1`` B-spline values and knot interval."""
+    m = x.size
+    k1 = k + 1
+    nk1 = t.size - k1
+    sp = np.empty((m, k1), np.float64)
+    nr = np.empty(m, np.int64)
+    h = np.empty(k1 + 1, np.float64)
+    hh = np.empty(k1, np.float64)
+    ll = k1
+    number = 0
+    for it in range(m):
+        arg = x[it]
+        while not (arg < t[ll] or ll == nk1):
+            ll += 1
+            number += 1
+        _fpbspl(t, k, arg, ll, h, hh)
+        for i in range(k1):
+            sp[it, i] = h[i]
+        nr[it] = number
+    return sp, nr
+
+
+@_jit
+def _givens_row(band: np.ndarray, irot: int, h: np.ndarray, nband: int,
+                right: np.ndarray, target: np.ndarray, row_stride: int, step: int) -> None:
+    """Rotate a new observation row ``h`` into the band triangle ``band`` from row
+    ``irot`` on, as ``fpgrre`` does (``fpgivs`` and ``fprota``, the same arithmetic).
+    The rotations also act on the row's right-hand side ``right`` and on the rows
+    of the transformed right-hand side: element ``j`` of row ``r`` is
+    ``target[r * row_stride + j * step]``."""
+    for i in range(nband):
+        piv = h[i]
+        row = irot + i
+        if piv == 0.0:
+            continue
+        ww = band[row, 0]
+        store = abs(piv)
+        if store >= ww:
+            r = ww / piv
+            dd = store * np.sqrt(1.0 + r * r)
+        else:
+            r = piv / ww
+            dd = ww * np.sqrt(1.0 + r * r)
+        cos = ww / dd
+        sin = piv / dd
+        band[row, 0] = dd
+        base = row * row_stride
+        for j in range(right.size):
+            a = right[j]
+            b = target[base + j * step]
+            target[base + j * step] = cos * b + sin * a
+            right[j] = cos * a - sin * b
+        if i == nband - 1:
+            break
+        i2 = 0
+        for j in range(i + 1, nband):
+            i2 += 1
+            a = h[j]
+            b = band[row, i2]
+            band[row, i2] = cos * b + sin * a
+            h[j] = cos * a - sin * b
+
+
+@_jit
+def _fpback(a: np.ndarray, z: np.ndarray, n: int, k: int, c: np.ndarray) -> None:
+    """FITPACK ``fpback``: solve the upper triangular band system ``a c = z`` (``c`` may be ``z``)."""
+    k1 = k - 1
+    c[n - 1] = z[n - 1] / a[n - 1, 0]
+    i = n - 2
+    for j in range(2, n + 1):
+        store = z[i]
+        i1 = k1
+        if j <= k1:
+            i1 = j - 1
+        m = i
+        for q in range(1, i1 + 1):
+            m += 1
+            store = store - c[m] * a[i, q]
+        c[i] = store / a[i, 0]
+        i -= 1
+
+
+@_jit
+def interpolating_spline(x: np.ndarray, y: np.ndarray, z: np.ndarray, kx: int, ky: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``RectBivariateSpline(x, y, z, kx=kx, ky=ky, s=0).tck``, the same bits.
+
+    FITPACK's ``regrid`` with ``s = 0``: knots at the data (``fpregr``), then
+    one least-squares solve (``fpgrre`` with ``p < 0``): Givens rotations of
+    the x then the y observation rows, and two band back-substitutions.
+    ``z`` is (len(x), len(y)); the coefficients come ``len(ty) - ky - 1`` per
+    column of the x basis, as ``tck[2]``.
+    """
+    mx = x.size
+    my = y.size
+    tx = _interpolation_knots(x, kx)
+    ty = _interpolation_knots(y, ky)
+    kx1 = kx + 1
+    ky1 = ky + 1
+    nk1x = tx.size - kx1
+    nk1y = ty.size - ky1
+    spx, nrx = _observation_matrix(x, tx, kx)
+    spy, nry = _observation_matrix(y, ty, ky)
+    h = np.zeros(max(kx1, ky1) + 1, np.float64)
+    # x direction: (ax) to triangle, the same rotations on the rows of q (my per row)
+    q = np.zeros(my * nk1x, np.float64)
+    ax = np.zeros((nk1x, kx1 + 1), np.float64)
+    right = np.empty(my, np.float64)
+    for it in range(mx):
+        for i in range(kx1):
+            h[i] = spx[it, i]
+        for j in range(my):
+            right[j] = z[it, j]
+        _givens_row(ax, nrx[it], h, kx1, right, q, my, 1)
+    # y direction: (ay) to triangle, the same rotations on the columns of g into c
+    c = np.zeros(nk1x * nk1y, np.float64)
+    ay = np.zeros((nk1y, ky1 + 1), np.float64)
+    right = np.empty(nk1x, np.float64)
+    for it in range(my):
+        for i in range(ky1):
+            h[i] = spy[it, i]
+        for j in range(nk1x):
+            right[j] = q[it + j * my]
+        _givens_row(ay, nry[it], h, ky1, right, c, 1, nk1y)
+    for i in range(nk1x):
+        col = c[i * nk1y:(i + 1) * nk1y]
+        _fpback(ay, col, nk1y, ky1, col)
+    row = np.empty(nk1x, np.float64)
+    for j in range(nk1y):
+        for i in range(nk1x):
+            row[i] = c[j + i * nk1y]
+        _fpback(ax, row, nk1x, kx1, row)
+        for i in range(nk1x):
+            c[j + i * nk1y] = row[i]
+    return tx, ty, c
 
 
 @_jit
