@@ -12,8 +12,34 @@ in ``NUMBA_CACHE_DIR``), so a job pays the compilation once per install.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from numba import njit
+
+
+def _import_numba_without_blas_probe() -> None:
+    """Import numba's array implementations with SciPy's BLAS reported absent.
+
+    Loading a cached kernel imports ``numba.np.arraymath``, which probes for
+    BLAS by importing ``scipy.linalg`` (~0.2 s, paid by every job that runs a
+    kernel). No kernel here calls BLAS, so the probe is answered "absent" and
+    the module entry removed again at once: ``scipy.linalg`` itself stays
+    importable for everything else in the process.
+    """
+    probe = "scipy.linalg.cython_blas"
+    if probe in sys.modules:
+        return
+    sys.modules[probe] = None  # type: ignore[assignment]  # makes its import raise ImportError
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if sys.modules.get(probe, 0) is None:
+            del sys.modules[probe]
+
+
+_import_numba_without_blas_probe()
+
+from numba import njit  # noqa: E402
 
 _jit = njit(cache=True, nogil=True)
 
