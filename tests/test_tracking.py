@@ -183,6 +183,23 @@ def test_division_records_both_daughters():
     assert sorted([ids_of(out_ref[2], d1)[0], ids_of(out_ref[2], d2)[0]]) == [1, 3]
 
 
+def test_lineage_csv_without_pandas_has_the_same_bytes(tmp_path):
+    """The track job writes tracks.csv with write_lineage (no pandas import): the
+    bytes pandas' to_csv writes, for a lineage with a division and an empty one."""
+    from pyama_flow.tracking import Tracker, write_lineage
+
+    mother = disc(32, 40, 10)
+    d1, d2 = disc(32, 33, 6), disc(32, 47, 6)
+    tracker = Tracker()
+    for f in (frame(mother), frame(mother), frame(d1, d2)):
+        tracker.update(f)
+    for name, t in (("div", tracker), ("empty", Tracker())):
+        write_lineage(t.lineage_columns(), str(tmp_path / f"{name}.csv"))
+        t.lineage().to_csv(tmp_path / f"{name}_pd.csv", index=False)
+        assert (tmp_path / f"{name}.csv").read_bytes() == (tmp_path / f"{name}_pd.csv").read_bytes()
+    assert (tmp_path / "div.csv").read_text().splitlines()[1:] == ["1,0,0,1", "2,1,2,2", "3,1,2,2"]
+
+
 def test_division_after_the_mother_moved():
     # the second daughter lies mostly outside the mother's previous mask
     mother = disc(32, 30, 10)

@@ -216,17 +216,16 @@ def track(
     compression: str = DEFAULT_CODEC,
 ) -> None:
     """Link per-frame labels into tracks; write the label stack and the lineage table."""
-    from .tracking import Tracker
+    from .tracking import Tracker, write_lineage
 
     tracker = Tracker(**params)
     with StackReader(seg_path) as seg:
         n, h, w = seg.shape
         frames = (tracker.update(seg[t]) for t in range(n))
         write_stack(labels_path, frames, n, (h, w), np.uint32, compression=compression)
-    lineage = tracker.lineage()
-    with atomic_path(lineage_path) as tmp:
-        lineage.to_csv(tmp, index=False)
-    log.info("tracked %d frames: %d tracks", n, len(lineage))
+    lineage = tracker.lineage_columns()
+    write_lineage(lineage, lineage_path)
+    log.info("tracked %d frames: %d tracks", n, len(lineage["cell"]))
 
 
 def traces(

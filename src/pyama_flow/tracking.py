@@ -68,12 +68,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
+    import pandas as pd
 
 LINEAGE_COLUMNS = ("cell", "parent", "first_frame", "last_frame")
 
@@ -298,6 +299,9 @@ def assign(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, no_match: float
         if nr * nc <= 4096:
             blocks = [np.arange(rows.size)]
         else:  # solve each connected block of the candidate graph separately
+            from scipy.sparse import coo_matrix
+            from scipy.sparse.csgraph import connected_components
+
             graph = coo_matrix((np.ones(rows.size), (ri, ci + nr)), shape=(nr + nc, nr + nc))
             _, comp = connected_components(graph, directed=False)
             edge_comp = comp[ri]
@@ -763,15 +767,30 @@ class Tracker:
         DataFrame with int64 columns ``cell, parent, first_frame, last_frame``
         (CTC man_track semantics: ``parent`` 0 = none), sorted by cell.
         """
+        import pandas as pd
+
+        return pd.DataFrame(self.lineage_columns())
+
+    def lineage_columns(self) -> dict[str, np.ndarray]:
+        """The columns of :meth:`lineage` (int64 arrays), without pandas."""
         n = len(self._parent)
-        return pd.DataFrame(
-            {
-                "cell": np.arange(1, n + 1, dtype=np.int64),
-                "parent": np.asarray(self._parent, np.int64),
-                "first_frame": np.asarray(self._first, np.int64),
-                "last_frame": np.asarray(self._last, np.int64),
-            }
-        )
+        return {
+            "cell": np.arange(1, n + 1, dtype=np.int64),
+            "parent": np.asarray(self._parent, np.int64),
+            "first_frame": np.asarray(self._first, np.int64),
+            "last_frame": np.asarray(self._last, np.int64),
+        }
+
+
+def write_lineage(columns: dict[str, np.ndarray], path: str) -> None:
+    """Integer lineage columns (:meth:`Tracker.lineage_columns`) as CSV, written
+    atomically: the same bytes as ``lineage.to_csv(path, index=False)``."""
+    from .io.stacks import atomic_path
+
+    lines = [",".join(columns)]
+    lines += [",".join(map(str, row)) for row in zip(*(c.tolist() for c in columns.values()))]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]:
@@ -916,6 +935,8 @@ class ReferenceTracker:
 
     def lineage(self) -> pd.DataFrame:
         """Lineage table (no parents: the reference records none)."""
+        import pandas as pd
+
         cells = np.array(sorted(self._first), np.int64)
         return pd.DataFrame(
             {
