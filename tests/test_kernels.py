@@ -6,7 +6,7 @@ from scipy import ndimage as ndi
 
 from pyama_flow import background as bg
 from pyama_flow import kernels
-from pyama_flow.segmentation.logstd import histogram_threshold, open_close
+from pyama_flow.segmentation.logstd import _square_filter, histogram_threshold, open_close, pack_rows, unpack_rows
 from pyama_flow.traces import frame_features
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (2, 2), (37, 53), (128, 96)]
@@ -37,14 +37,20 @@ def test_fill_holes_equals_scipy(seed):
         assert np.array_equal(kernels.fill_holes(m), ndi.binary_fill_holes(m))
 
 
-@pytest.mark.parametrize("side", [1, 2, 3, 4, 7, 19, 37])
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 7, 19, 37, 64, 65, 130])
 def test_square_filter_equals_scipy_min_max(side):
-    for m in random_masks(side):
+    """Bit-packed erosion / dilation (64 pixels a word) against scipy, including
+    windows wider than a word and frames whose width is not a multiple of 64."""
+    masks = list(random_masks(side))
+    rng = np.random.default_rng(side)
+    masks += [rng.random((h, w)) < 0.7 for h, w in ((1, 1), (1, 70), (70, 1), (9, 63), (40, 64), (33, 129))]
+    for m in masks:
         u = m.astype(np.uint8)
         ero = ndi.minimum_filter(u, size=side, mode="constant", cval=0).astype(bool)
         dil = ndi.maximum_filter(u, size=side, mode="constant", cval=0).astype(bool)
-        assert np.array_equal(kernels.square_filter(m, side, True), ero)
-        assert np.array_equal(kernels.square_filter(m, side, False), dil)
+        assert np.array_equal(_square_filter(m, side, True), ero)
+        assert np.array_equal(_square_filter(m, side, False), dil)
+        assert np.array_equal(unpack_rows(pack_rows(m), m.shape[1]), m)
 
 
 @pytest.mark.parametrize("size,iterations", [(7, 3), (6, 2), (4, 1), (3, 2)])

@@ -87,9 +87,26 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return kernels.fill_holes(np.ascontiguousarray(mask, dtype=bool))
 
 
+def pack_rows(mask: np.ndarray) -> np.ndarray:
+    """A (Y, X) bool mask as (Y, ceil(X / 64)) uint64 words: bit b of word k is
+    column 64 k + b; bits beyond X are 0."""
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    packed = np.zeros((h, -(-w // 64) * 8), np.uint8)
+    packed[:, : -(-w // 8)] = np.packbits(mask, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64, copy=False)  # a copy only on big-endian hosts
+
+
+def unpack_rows(words: np.ndarray, width: int) -> np.ndarray:
+    """The bool mask of :func:`pack_rows`' words."""
+    le = np.ascontiguousarray(words).astype("<u8", copy=False)
+    return np.unpackbits(le.view(np.uint8), axis=1, count=width, bitorder="little").view(bool)
+
+
 def _square_filter(mask: np.ndarray, side: int, erode: bool) -> np.ndarray:
     """Binary erosion / dilation by a ``side`` square with a zero border."""
-    return kernels.square_filter(np.ascontiguousarray(mask, dtype=bool), int(side), bool(erode))
+    width = np.shape(mask)[1]
+    return unpack_rows(kernels.packed_square_filter(pack_rows(mask), width, int(side), bool(erode)), width)
 
 
 def open_close(mask: np.ndarray, size: int = 7, iterations: int = 3) -> np.ndarray:
@@ -108,9 +125,10 @@ def open_close(mask: np.ndarray, size: int = 7, iterations: int = 3) -> np.ndarr
         opened = ndi.binary_opening(mask, se, iterations=iterations)
         return ndi.binary_closing(opened, se, iterations=iterations)
     side = iterations * (size - 1) + 1
-    out = _square_filter(mask, side, erode=True)
-    out = _square_filter(out, 2 * side - 1, erode=False)  # two centred dilations by an odd square
-    return _square_filter(out, side, erode=True)
+    width = mask.shape[1]
+    words = kernels.packed_square_filter(pack_rows(mask), width, side, True)
+    words = kernels.packed_square_filter(words, width, 2 * side - 1, False)  # two centred dilations
+    return unpack_rows(kernels.packed_square_filter(words, width, side, True), width)
 
 
 def segment_logstd(
