@@ -71,10 +71,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
     import pandas as pd
+
+# scipy.optimize (linear_sum_assignment) is imported where an assignment is solved:
+# the traces job imports this module for join_lineage only.
 
 LINEAGE_COLUMNS = ("cell", "parent", "first_frame", "last_frame")
 
@@ -308,6 +310,8 @@ def assign(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, no_match: float
             order = np.argsort(edge_comp, kind="stable")
             bounds = np.flatnonzero(np.diff(edge_comp[order])) + 1
             blocks = np.split(order, bounds)
+        from scipy.optimize import linear_sum_assignment
+
         for block in blocks:
             br, bri = np.unique(ri[block], return_inverse=True)
             bc, bci = np.unique(ci[block], return_inverse=True)
@@ -919,6 +923,8 @@ class ReferenceTracker:
             area_c = (y1[1:] - y0[1:]) * (x1[1:] - x0[1:])
             iou = inter / (area_t[:, None] + area_c[None, :] - inter)
             cost = np.where(iou >= self.min_iou, 1.0 - iou, 1.0)
+            from scipy.optimize import linear_sum_assignment
+
             r, c = linear_sum_assignment(cost)
             ok = iou[r, c] >= self.min_iou
             track[c[ok] + 1] = tids[r[ok]]
