@@ -303,6 +303,34 @@ def test_frame_reads_only_the_requested_page(client, monkeypatch):
     assert sorted(read) == [("labels.tif", 4), ("raw_ch1.tif", 4)]
 
 
+def test_frames_from_a_source_reference(client, fresh, monkeypatch, tmp_path):
+    """storage.raw: source leaves raw_ch{c}.json (a reference into the input) instead of
+    raw_ch{c}.tif: the viewer reads the frames from the input file, the same pixels;
+    a relative input path is found from the folder above the results."""
+    import tifffile
+
+    from pyama_flow.io.source import write_source
+
+    fov_dir = fresh / "demo" / "fov_000"
+    workdir = fresh.parent  # the folder the workflow runs in, beside results/
+    phase, gfp = _frames(0)
+    with tifffile.TiffWriter(workdir / "input.ome.tif", ome=True) as tw:
+        tw.write(np.stack([np.stack([p, g]) for p, g in zip(phase, gfp)]), metadata={"axes": "TCYX"})
+    for c in (0, 1):
+        (fov_dir / f"raw_ch{c}.tif").unlink()
+        write_source(fov_dir / f"raw_ch{c}.json", "input.ome.tif", {}, 0, c, 0, (T, H, W), np.uint16)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the workflow's folder: the relative path is found from the reference
+    source = Client(ViewerApp(fresh, allowed_hosts={"127.0.0.1", "localhost"}))
+    info = source.json("/api/fov/demo/0")
+    assert [c["index"] for c in info["channels"]] == [0, 1] and info["n_frames"] == T
+    for query in ("channel=0&t=3", "channel=1&t=5&outlines=1", "channel=1&t=2&layer=corrected"):
+        assert np.array_equal(source.png("/api/frame/demo/0.png", query)[0],
+                              client.png("/api/frame/demo/0.png", query)[0]), query
+    assert source.json("/api/stats/demo/0", "t=4") == client.json("/api/stats/demo/0", "t=4")
+
+
 def test_rendered_frames_are_cached_and_refreshed(fresh):
     c = Client(ViewerApp(fresh, cache_bytes=10**6))
     _, h1 = c.png("/api/frame/demo/0.png", "channel=1&t=1")

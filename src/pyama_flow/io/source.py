@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,19 @@ def write_source(
         tmp.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
 
 
+def _locate(source: str, ref_path: str) -> str:
+    """The input file of a reference: as written (absolute, or relative to the
+    working directory, where the workflow runs), else relative to the nearest
+    folder above the reference that has it (a viewer started elsewhere)."""
+    if os.path.isabs(source) or os.path.exists(source):
+        return source
+    for folder in Path(ref_path).resolve().parents:
+        candidate = folder / source
+        if candidate.exists():
+            return str(candidate)
+    return source
+
+
 class SourceFrames:
     """Frames of one FOV channel of an input file, as a :class:`StackReader` gives them.
 
@@ -72,7 +86,7 @@ class SourceFrames:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{self.path}: not a raw source reference ({exc}); "
                              "delete it and rerun its extract job") from None
-        self._reader = open_image(self.source, **options)
+        self._reader = open_image(_locate(self.source, self.path), **options)
         m = self._reader.metadata
         found = (m.n_frames, m.height, m.width)
         if found != self.shape or np.dtype(m.dtype) != self.dtype or not (

@@ -246,7 +246,7 @@ class ViewerApp:
         pc = data.phase_channel(columns)
         shape, n_frames, dtype = None, 0, None
         if channels:
-            with render.StackReader(fov_dir / f"raw_ch{channels[0]}.tif") as reader:
+            with render.open_frames(res.raw_file(dataset, fov, channels[0])) as reader:
                 n_frames, shape, dtype = len(reader), reader.shape[1:], str(reader.dtype)
         elif (fov_dir / "labels.tif").is_file():
             with render.StackReader(fov_dir / "labels.tif") as reader:
@@ -315,7 +315,7 @@ class ViewerApp:
         if not 0 <= low < high <= 100:
             raise BadRequest("need 0 <= low < high <= 100")
         return render.FrameRequest(
-            raw_path=res.fov_file(dataset, fov, f"raw_ch{channel}.tif"),
+            raw_path=res.raw_file(dataset, fov, channel),
             frame=_int(query, "t", 0),
             labels_path=labels if labels.is_file() else None,
             background_path=bg if bg.is_file() else None,
@@ -352,7 +352,7 @@ class ViewerApp:
         out = []
         for c in res.raw_channels(dataset, fov):
             try:
-                stats = render.frame_stats(res.fov_file(dataset, fov, f"raw_ch{c}.tif"), t)
+                stats = render.frame_stats(res.raw_file(dataset, fov, c), t)
             except IndexError as exc:
                 raise NotFound(str(exc)) from None
             out.append({"channel": c, "name": names[c] if c < len(names) else f"C{c}", **stats})

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import qc
+from ..io.source import open_frames
 from ..io.stacks import StackReader
 
 #: Layers that can be shown of a fluorescence channel.
@@ -142,14 +143,15 @@ def magnify(image: np.ndarray, m: int) -> np.ndarray:
 
 
 def read_page(path: Path, frame: int) -> np.ndarray:
-    """Frame ``frame`` of a (T, Y, X) stack, reading only that page.
+    """Frame ``frame`` of a (T, Y, X) stack, reading only that page (or, for a
+    ``raw_ch{c}.json`` reference, that frame of the input file).
 
     Raises
     ------
     IndexError
         ``frame`` outside the stack.
     """
-    with StackReader(path) as reader:
+    with open_frames(path) as reader:
         if not 0 <= frame < len(reader):
             raise IndexError(f"frame {frame} out of range (0-{len(reader) - 1})")
         return reader[frame]

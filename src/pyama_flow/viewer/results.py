@@ -23,7 +23,7 @@ log = logging.getLogger("pyama_flow.viewer")
 #: Folder names of a FOV (``fov_000``) and of a dataset (as the workflow's wildcard).
 FOV_DIR = re.compile(r"^fov_(\d{3,})$")
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-RAW_STACK = re.compile(r"^raw_ch(\d+)\.tif$")
+RAW_STACK = re.compile(r"^raw_ch(\d+)\.(tif|json)$")  # a stack, or a reference into the input
 FITS_FILE = re.compile(r"^fits_([a-z_]+)\.csv$")
 #: Top-level folders of the results that are not datasets.
 NOT_DATASETS = frozenset({"samples", "analysis", "logs", "benchmarks", "qc"})
@@ -164,9 +164,15 @@ class Results:
         return self.path(str(d.relative_to(self.root)), name)
 
     def raw_channels(self, dataset: str, fov: int | str) -> list[int]:
-        """Channels with an extracted stack ``raw_ch{c}.tif``, sorted."""
+        """Channels with a raw extract (``raw_ch{c}.tif``, or ``raw_ch{c}.json`` with
+        ``storage.raw: source``), sorted."""
         d = self.fov_dir(dataset, fov)
-        return sorted(int(m.group(1)) for e in d.iterdir() if (m := RAW_STACK.match(e.name)))
+        return sorted({int(m.group(1)) for e in d.iterdir() if (m := RAW_STACK.match(e.name))})
+
+    def raw_file(self, dataset: str, fov: int | str, channel: int) -> Path:
+        """The raw extract of a channel: the stack where there is one, else the reference."""
+        stack = self.fov_file(dataset, fov, f"raw_ch{channel}.tif")
+        return stack if stack.is_file() else self.fov_file(dataset, fov, f"raw_ch{channel}.json")
 
     def fit_models(self, dataset: str, fov: int | str) -> list[str]:
         """Models with a ``fits_{model}.csv`` in the FOV's folder, sorted."""
