@@ -72,6 +72,9 @@ def test_histogram_counts_equal_numpy(dtype):
         rng.gamma(2, 1, 50_000) - 3,
         np.repeat(np.linspace(-1, 1, 201), 7),  # values on the bin edges
         np.full(10, 2.5),  # a constant: numpy's range becomes [v - 0.5, v + 0.5]
+        # a range of a few ulps far from 0: the float32 edges stray far from even spacing
+        np.float32(3.0) + rng.integers(0, 2000, 20_000) * np.float32(2.4e-7),
+        rng.uniform(1000.0, 1000.05, 20_000),
     ):
         values = values.astype(dtype)
         lo, hi = kernels.min_max(values)

@@ -121,24 +121,32 @@ def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """``np.histogram(values, edges)[0]`` for ascending, evenly spaced ``edges``.
 
     Bin ``i`` holds ``edges[i] <= v < edges[i + 1]``, the last bin also its
-    right edge; values outside are not counted. The bin is found from the
-    spacing and then settled by comparing with the edges themselves, which
-    is what decides it in numpy too.
+    right edge; values outside are not counted. The bin is guessed from the
+    spacing; a value whose guess lies closer to a bin boundary than the edges
+    themselves stray from the even spacing (``tol``) is settled by comparing
+    with the edges, which is what decides it in numpy too.
     """
     n = edges.size - 1
     counts = np.zeros((4, n), np.int64)  # four interleaved copies: no store-to-load stalls
     first = edges[0]
     last = edges[n]
-    scale = n / (last - first)
+    scale = n / (np.float64(last) - np.float64(first))
+    tol = 0.0
+    for j in range(n + 1):  # how far the edges sit from the evenly spaced positions
+        tol = max(tol, abs((np.float64(edges[j]) - first) * scale - j))
+    tol += 1e-6
     for k in range(values.size):
         v = values[k]
         if not (v >= first and v <= last):
             continue
-        i = min(int((v - first) * scale), n - 1)
-        while i > 0 and v < edges[i]:
-            i -= 1
-        while i < n - 1 and v >= edges[i + 1]:
-            i += 1
+        u = (v - first) * scale
+        i = min(int(u), n - 1)
+        frac = u - i
+        if frac < tol or frac > 1.0 - tol:
+            while i > 0 and v < edges[i]:
+                i -= 1
+            while i < n - 1 and v >= edges[i + 1]:
+                i += 1
         counts[k & 3, i] += 1
     return counts[0] + counts[1] + counts[2] + counts[3]
 
