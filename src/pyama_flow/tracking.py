@@ -30,7 +30,7 @@ Per frame t (``update``):
    A "daughter" lying mostly inside an open track's last mask is that cell
    coming back, not a daughter.
 4. **Assignment**: cost 1 - IoU, pairs with IoU < ``min_iou`` are no match,
-   Hungarian assignment (scipy ``linear_sum_assignment``) on the sparse
+   Hungarian assignment (scipy's ``linear_sum_assignment``, :mod:`.assignment`) on the sparse
    candidate pairs (pairs without competitors are matched directly). Rows
    are the objects of frame t-1 and, with gap closing, the open tracks (IoU
    with their last mask, discounted by 5 % per missed frame), so a cell that
@@ -72,11 +72,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .assignment import linear_sum_assignment  # scipy's pairs; scipy.optimize only for large blocks
+
 if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
     import pandas as pd
-
-# scipy.optimize (linear_sum_assignment) is imported where an assignment is solved:
-# the traces job imports this module for join_lineage only.
 
 LINEAGE_COLUMNS = ("cell", "parent", "first_frame", "last_frame")
 
@@ -278,7 +277,7 @@ def assign(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, no_match: float
     -------
     rows, cols of the chosen pairs. Pairs whose row and column have no other
     candidate are matched directly; the rest go to
-    ``scipy.optimize.linear_sum_assignment`` (one dense matrix when small,
+    :func:`~pyama_flow.assignment.linear_sum_assignment` (scipy's algorithm; one dense matrix when small,
     else one per connected block of the candidate graph).
     """
     rows = np.asarray(rows, np.int64)
@@ -310,8 +309,6 @@ def assign(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, no_match: float
             order = np.argsort(edge_comp, kind="stable")
             bounds = np.flatnonzero(np.diff(edge_comp[order])) + 1
             blocks = np.split(order, bounds)
-        from scipy.optimize import linear_sum_assignment
-
         for block in blocks:
             br, bri = np.unique(ri[block], return_inverse=True)
             bc, bci = np.unique(ci[block], return_inverse=True)
@@ -923,8 +920,6 @@ class ReferenceTracker:
             area_c = (y1[1:] - y0[1:]) * (x1[1:] - x0[1:])
             iou = inter / (area_t[:, None] + area_c[None, :] - inter)
             cost = np.where(iou >= self.min_iou, 1.0 - iou, 1.0)
-            from scipy.optimize import linear_sum_assignment
-
             r, c = linear_sum_assignment(cost)
             ok = iou[r, c] >= self.min_iou
             track[c[ok] + 1] = tids[r[ok]]
