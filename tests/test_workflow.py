@@ -136,21 +136,28 @@ def test_lint_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_path):
-    """--cores 1 with deflate stacks and temporary raw extracts: the same
-    tables as the 2-core run with Zstandard and kept raw stacks."""
-    import tifffile
+def run_demo_with_storage(demo_run, tmp_path, storage, cores):
+    """The demo in ``tmp_path`` with another ``storage`` config; its tables must be
+    byte-identical to those of ``demo_run`` (defaults, 2 cores)."""
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["storage"] = {"compression": "zlib", "raw": "temp"}
+    cfg["storage"] = storage
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
+    snakemake(tmp_path, "--cores", str(cores), "--configfile", str(tmp_path / "c.yaml"))
     outputs = sorted(p.relative_to(demo_run) for p in (demo_run / "results").rglob("*.csv")
                      if "benchmarks" not in p.parts)
     assert len(outputs) >= 10
     for rel in outputs:
         assert (tmp_path / rel).read_bytes() == (demo_run / rel).read_bytes(), f"{rel} differs"
+
+
+def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_path):
+    """--cores 1 with deflate stacks and temporary raw extracts: the same
+    tables as the 2-core run with Zstandard and kept raw stacks."""
+    import tifffile
+
+    run_demo_with_storage(demo_run, tmp_path, {"compression": "zlib", "raw": "temp"}, cores=1)
     fov = Path("results/demo/fov_000")
     assert not list((tmp_path / "results").rglob("raw_ch*.tif"))  # temp(): gone after the run
     assert (demo_run / fov / "raw_ch0.tif").exists()
@@ -166,17 +173,7 @@ def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_pa
 def test_raw_source_reads_the_input_and_gives_byte_identical_results(demo_run, tmp_path):
     """storage.raw: source: no raw copy at all (raw_ch{c}.json points into the
     input), the same tables as the run with kept raw stacks, nothing left to do."""
-    import yaml
-
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["storage"] = {"raw": "source"}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "c.yaml"))
-    outputs = sorted(p.relative_to(demo_run) for p in (demo_run / "results").rglob("*.csv")
-                     if "benchmarks" not in p.parts)
-    assert len(outputs) >= 10
-    for rel in outputs:
-        assert (tmp_path / rel).read_bytes() == (demo_run / rel).read_bytes(), f"{rel} differs"
+    run_demo_with_storage(demo_run, tmp_path, {"raw": "source"}, cores=2)
     assert not list((tmp_path / "results").rglob("raw_ch*.tif"))
     refs = sorted((tmp_path / "results").rglob("raw_ch*.json"))
     assert len(refs) == len(list((demo_run / "results").rglob("raw_ch*.tif"))) >= 4

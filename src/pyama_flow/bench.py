@@ -51,8 +51,12 @@ def simulate(folder: Path, size: int, frames: int, cells: int, seed: int = 0, n_
 
 
 def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
-    """Median ms per frame of each step's per-frame work, in this process."""
+    """Median ms per frame of each step's per-frame work, in this process (with
+    freed frame-sized blocks kept for the next frame, as the rule scripts do)."""
     from pyama_flow import background as bg
+    from pyama_flow.memory import reuse_large_blocks
+
+    reuse_large_blocks()
     from pyama_flow.io import open_image
     from pyama_flow.segmentation.logstd import segment_logstd
     from pyama_flow.tracking import Tracker

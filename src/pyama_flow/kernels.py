@@ -507,6 +507,22 @@ def _givens_row(band: np.ndarray, irot: int, h: np.ndarray, nband: int,
 
 
 @_jit
+def _triangularize(sp: np.ndarray, nr: np.ndarray, rhs: np.ndarray, band: np.ndarray,
+                   target: np.ndarray, row_stride: int, step: int) -> None:
+    """Rotate every observation row ``sp[it]`` (starting at band row ``nr[it]``,
+    right-hand side ``rhs[it]``) into ``band``, as ``fpgrre`` does along one axis."""
+    k1 = sp.shape[1]
+    h = np.zeros(k1 + 1, np.float64)
+    right = np.empty(rhs.shape[1], np.float64)
+    for it in range(sp.shape[0]):
+        for i in range(k1):
+            h[i] = sp[it, i]
+        for j in range(right.size):
+            right[j] = rhs[it, j]
+        _givens_row(band, nr[it], h, k1, right, target, row_stride, step)
+
+
+@_jit
 def _fpback(a: np.ndarray, z: np.ndarray, n: int, k: int, c: np.ndarray) -> None:
     """FITPACK ``fpback``: solve the upper triangular band system ``a c = z`` (``c`` may be ``z``)."""
     k1 = k - 1
@@ -536,7 +552,6 @@ def interpolating_spline(x: np.ndarray, y: np.ndarray, z: np.ndarray, kx: int, k
     ``z`` is (len(x), len(y)); the coefficients come ``len(ty) - ky - 1`` per
     column of the x basis, as ``tck[2]``.
     """
-    mx = x.size
     my = y.size
     tx = _interpolation_knots(x, kx)
     ty = _interpolation_knots(y, ky)
@@ -546,27 +561,14 @@ def interpolating_spline(x: np.ndarray, y: np.ndarray, z: np.ndarray, kx: int, k
     nk1y = ty.size - ky1
     spx, nrx = _observation_matrix(x, tx, kx)
     spy, nry = _observation_matrix(y, ty, ky)
-    h = np.zeros(max(kx1, ky1) + 1, np.float64)
     # x direction: (ax) to triangle, the same rotations on the rows of q (my per row)
     q = np.zeros(my * nk1x, np.float64)
     ax = np.zeros((nk1x, kx1 + 1), np.float64)
-    right = np.empty(my, np.float64)
-    for it in range(mx):
-        for i in range(kx1):
-            h[i] = spx[it, i]
-        for j in range(my):
-            right[j] = z[it, j]
-        _givens_row(ax, nrx[it], h, kx1, right, q, my, 1)
+    _triangularize(spx, nrx, z, ax, q, my, 1)
     # y direction: (ay) to triangle, the same rotations on the columns of g into c
     c = np.zeros(nk1x * nk1y, np.float64)
     ay = np.zeros((nk1y, ky1 + 1), np.float64)
-    right = np.empty(nk1x, np.float64)
-    for it in range(my):
-        for i in range(ky1):
-            h[i] = spy[it, i]
-        for j in range(nk1x):
-            right[j] = q[it + j * my]
-        _givens_row(ay, nry[it], h, ky1, right, c, 1, nk1y)
+    _triangularize(spy, nry, q.reshape(nk1x, my).T, ay, c, 1, nk1y)
     for i in range(nk1x):
         col = c[i * nk1y:(i + 1) * nk1y]
         _fpback(ay, col, nk1y, ky1, col)
