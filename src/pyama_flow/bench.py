@@ -54,45 +54,38 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
     """Median ms per frame of each step's per-frame work, in this process (with
     freed frame-sized blocks kept for the next frame, as the rule scripts do)."""
     from pyama_flow import background as bg
-    from pyama_flow.memory import reuse_large_blocks
-
-    reuse_large_blocks()
     from pyama_flow.io import open_image
+    from pyama_flow.memory import reuse_large_blocks
     from pyama_flow.segmentation.logstd import segment_logstd
     from pyama_flow.tracking import Tracker
     from pyama_flow.traces import frame_features
 
-    with open_image(path) as reader:
-        n = min(reader.metadata.n_frames, repeats)
-        pcs = [reader.read_frame(0, t, 0) for t in range(n)]
-        fls = [reader.read_frame(0, t, 1) for t in range(n)]
+    reuse_large_blocks()
     timings: dict[str, list[float]] = {k: [] for k in REFERENCE_MS}
-    segs = []
-    for img in pcs:
-        t0 = time.perf_counter()
-        segs.append(segment_logstd(img))
-        timings["segment"].append(time.perf_counter() - t0)
-    bgs = []
-    splines = bg.SplineFactory()
-    for img, seg in zip(fls, segs):
-        # the tile model and its spline; traces evaluates it at cell pixels
-        t0 = time.perf_counter()
-        bgs.append(splines(bg.fit_tiles(img, seg)))
-        timings["background"].append(time.perf_counter() - t0)
     tracker = Tracker()
-    tracked = []
-    for seg in segs:
-        t0 = time.perf_counter()
-        tracked.append(tracker.update(seg))
-        timings["tracking"].append(time.perf_counter() - t0)
-    for lab, img, b in zip(tracked, fls, bgs):
-        t0 = time.perf_counter()
-        frame_features(lab, {1: img}, {1: b})
-        timings["traces"].append(time.perf_counter() - t0)
-    n_cells = float(np.mean([int(s.max()) for s in segs]))
+    splines = bg.SplineFactory()
+    objects = []
+    with open_image(path) as reader:  # frame by frame, as the jobs stream them
+        n = min(reader.metadata.n_frames, repeats)
+        for t in range(n):
+            pc, fl = reader.read_frame(0, t, 0), reader.read_frame(0, t, 1)
+            t0 = time.perf_counter()
+            seg = segment_logstd(pc)
+            t1 = time.perf_counter()
+            spline = splines(bg.fit_tiles(fl, seg))  # the tile model and its spline
+            t2 = time.perf_counter()
+            tracked = tracker.update(seg)
+            t3 = time.perf_counter()
+            frame_features(tracked, {1: fl}, {1: spline})  # the spline evaluated at cell pixels
+            t4 = time.perf_counter()
+            for key, dt in zip(REFERENCE_MS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                timings[key].append(dt)
+            objects.append(int(seg.max()))
+            shape = pc.shape
+    n_cells = float(np.mean(objects))
     # the SPEC's figures are per 1024^2 frame: scale them by frame area
-    scale = pcs[0].size / 1024**2
-    print(f"\nPer-frame kernels, {pcs[0].shape[0]}x{pcs[0].shape[1]}, {n_cells:.0f} objects per frame, "
+    scale = shape[0] * shape[1] / 1024**2
+    print(f"\nPer-frame kernels, {shape[0]}x{shape[1]}, {n_cells:.0f} objects per frame, "
           f"{n} frames, one core (median); reference and target scaled x{scale:g} from 1024^2")
     print(f"{'step':<12}{'ms/frame':>10}{'reference':>11}{'speed-up':>10}{'target':>9}")
     rows = []
