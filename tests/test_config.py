@@ -89,3 +89,16 @@ def test_every_segmentation_parameter_is_in_the_schema_and_documented(method):
     doc = (ROOT / "config" / "README.md").read_text()
     prefix = "logstd." if method == "logstd" else ""
     assert [p for p in sorted(params) if f"| `{prefix}{p}` |" not in doc] == []
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "exp.yaml", "examples/nd2_timelapse.yaml"])
+def test_shipped_configs_follow_the_schema(name):
+    """The demo, the experiment template and the examples use only keys and values
+    the schema knows (e.g. storage.raw, which replaced storage.keep_raw)."""
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    jsonschema.validate(cfg, schema)
+    with pytest.raises(jsonschema.ValidationError, match="keep_raw"):
+        jsonschema.validate({**cfg, "storage": {"keep_raw": False}}, schema)
