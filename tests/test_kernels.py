@@ -75,6 +75,8 @@ def test_histogram_counts_equal_numpy(dtype):
         # a range of a few ulps far from 0: the float32 edges stray far from even spacing
         np.float32(3.0) + rng.integers(0, 2000, 20_000) * np.float32(2.4e-7),
         rng.uniform(1000.0, 1000.05, 20_000),
+        # around every edge of a range that does not start at 0: one ulp either side
+        np.array([np.nextafter(e, d) for e in np.linspace(-3.7, 5.1, 201) for d in (-np.inf, np.inf)]),
     ):
         values = values.astype(dtype)
         lo, hi = kernels.min_max(values)

@@ -130,16 +130,20 @@ def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     counts = np.zeros((4, n), np.int64)  # four interleaved copies: no store-to-load stalls
     first = edges[0]
     last = edges[n]
-    scale = n / (np.float64(last) - np.float64(first))
+    origin = np.float64(first)
+    scale = n / (np.float64(last) - origin)
+    # positions in bins computed in float64 (a float32 difference could be off by
+    # 1e-5 bins): monotone in the value, and the edges' own positions show how far
+    # they stray from the even spacing
     tol = 0.0
-    for j in range(n + 1):  # how far the edges sit from the evenly spaced positions
-        tol = max(tol, abs((np.float64(edges[j]) - first) * scale - j))
+    for j in range(n + 1):
+        tol = max(tol, abs((np.float64(edges[j]) - origin) * scale - j))
     tol += 1e-6
     for k in range(values.size):
         v = values[k]
         if not (v >= first and v <= last):
             continue
-        u = (v - first) * scale
+        u = (np.float64(v) - origin) * scale
         i = min(int(u), n - 1)
         frac = u - i
         if frac < tol or frac > 1.0 - tol:
