@@ -10,8 +10,9 @@ Every pass over the pixels is a compiled kernel (:mod:`pyama_flow.kernels`)
 that repeats the reference's arithmetic, so masks and labels are identical
 to scipy.ndimage's: the window means round as ``uniform_filter`` does, the
 histogram bins are numpy's own edges, and a 7x7 square iterated 3 times with
-scipy's zero border equals one 19x19 square with a zero border (running
-counts, O(1) per pixel). The float32 ``log`` and the ``std`` stay numpy's.
+scipy's zero border equals one 19x19 square with a zero border (on
+bit-packed rows, 64 pixels a word: :func:`pack_rows`). The float32 ``log``
+and the ``std`` stay numpy's.
 """
 
 from __future__ import annotations
