@@ -287,7 +287,8 @@ def _shift_bits(src: np.ndarray, d: int, out: np.ndarray) -> None:
 
 @_jit
 def _combine(a: np.ndarray, b: np.ndarray, erode: bool) -> None:
-    """``a &= b`` (erosion) or ``a |= b`` (dilation)."""
+    """``a &= b`` (erosion) or ``a |= b`` (dilation), row by row in ascending order:
+    ``b`` may be ``a``'s own buffer a few rows further down."""
     h, nw = a.shape
     for y in range(h):
         if erode:
@@ -329,12 +330,7 @@ def packed_square_filter(words: np.ndarray, width: int, side: int, erode: bool) 
     span = 1
     while span < side:
         step = min(span, side - span)
-        for y in range(rows - step):  # ascending: buf[y + step] is still the previous level
-            for k in range(nw):
-                if erode:
-                    buf[y, k] &= buf[y + step, k]
-                else:
-                    buf[y, k] |= buf[y + step, k]
+        _combine(buf[:rows - step], buf[step:], erode)  # buf[y + step] is still the previous level
         if erode:
             for y in range(rows - step, rows):
                 for k in range(nw):
@@ -446,30 +442,6 @@ def _interpolation_knots(x: np.ndarray, k: int) -> np.ndarray:
 
 
 @_jit
-def _observation_matrix(x: np.ndarray, t: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``fpgrre``'s (spx, nrx): each point's ``k + 1`` B-spline values and knot interval."""
-    m = x.size
-    k1 = k + 1
-    nk1 = t.size - k1
-    sp = np.empty((m, k1), np.float64)
-    nr = np.empty(m, np.int64)
-    h = np.empty(k1 + 1, np.float64)
-    hh = np.empty(k1, np.float64)
-    ll = k1
-    number = 0
-    for it in range(m):
-        arg = x[it]
-        while not (arg < t[ll] or ll == nk1):
-            ll += 1
-            number += 1
-        _fpbspl(t, k, arg, ll, h, hh)
-        for i in range(k1):
-            sp[it, i] = h[i]
-        nr[it] = number
-    return sp, nr
-
-
-@_jit
 def _givens_row(band: np.ndarray, irot: int, h: np.ndarray, nband: int,
                 right: np.ndarray, target: np.ndarray, row_stride: int, step: int) -> None:
     """Rotate a new observation row ``h`` into the band triangle ``band`` from row
@@ -563,8 +535,10 @@ def interpolating_spline(x: np.ndarray, y: np.ndarray, z: np.ndarray, kx: int, k
     ky1 = ky + 1
     nk1x = tx.size - kx1
     nk1y = ty.size - ky1
-    spx, nrx = _observation_matrix(x, tx, kx)
-    spy, nry = _observation_matrix(y, ty, ky)
+    # fpgrre's observation matrices: each point's knot interval and k + 1 B-spline values
+    # (the points lie inside the knots, so fpbisp's clamping changes nothing)
+    nrx, spx = bspline_basis(tx, kx, x)
+    nry, spy = bspline_basis(ty, ky, y)
     # x direction: (ax) to triangle, the same rotations on the rows of q (my per row)
     q = np.zeros(my * nk1x, np.float64)
     ax = np.zeros((nk1x, kx1 + 1), np.float64)
