@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .io.stacks import atomic_path
+from .io.stacks import write_text
 
 #: Percentiles recorded per frame (and the contrast stretch uses the outer two).
 PERCENTILES: tuple[float, float, float] = (1.0, 50.0, 99.0)
@@ -22,6 +22,7 @@ STAT_COLUMNS: list[str] = [
     "frame", "mean", "std", "min", "max", "p1", "p50", "p99",
     "n_saturated", "saturated", "dtype_max",
 ]
+
 
 def saturation_value(dtype: Any) -> float | None:
     """The value a saturated pixel has: the maximum of an integer dtype, else ``None``."""
@@ -144,5 +145,4 @@ def write_statistics_rows(rows: Iterable[Mapping[str, Any]], path: str) -> None:
     :func:`pyama_flow.qc.write_statistics` of the same rows."""
     lines = [",".join(STAT_COLUMNS)]
     lines += [",".join(_csv_cell(row[c]) for c in STAT_COLUMNS) for row in rows]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

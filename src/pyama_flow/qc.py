@@ -34,7 +34,7 @@ from .framestats import (  # noqa: F401  (re-exported: qc's statistics API)
     saturation_value,
 )
 from .io.source import open_frames
-from .io.stacks import StackReader, atomic_path
+from .io.stacks import StackReader, atomic_path, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -714,12 +714,6 @@ def _fov_times(metadata: Mapping[str, Any], fov: int, n_frames: int) -> list[flo
 def read_json(path: str) -> Any:
     with open(path) as fh:
         return json.load(fh)
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def fov_title(dataset: str, fov: int | str, what: str, sample: str | None = None) -> str:

@@ -20,7 +20,7 @@ from .io import open_image
 from .io.base import InputError
 from .io.source import SUFFIX as SOURCE_SUFFIX
 from .io.source import open_frames, write_source
-from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_stack
+from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_json, write_stack
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,12 +29,6 @@ if TYPE_CHECKING:
 # process, and start-up (numba, pandas, scipy.interpolate) is paid per job.
 
 log = logging.getLogger("pyama_flow")
-
-
-def write_json(path: str, data: Any) -> None:
-    """JSON with sorted keys, written atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def dataset_metadata(

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .assignment import linear_sum_assignment  # scipy's pairs; scipy.optimize only for large blocks
+from .io.stacks import write_text
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
     import pandas as pd
@@ -786,12 +787,9 @@ class Tracker:
 def write_lineage(columns: dict[str, np.ndarray], path: str) -> None:
     """Integer lineage columns (:meth:`Tracker.lineage_columns`) as CSV, written
     atomically: the same bytes as ``lineage.to_csv(path, index=False)``."""
-    from .io.stacks import atomic_path
-
     lines = [",".join(columns)]
     lines += [",".join(map(str, row)) for row in zip(*(c.tolist() for c in columns.values()))]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]:

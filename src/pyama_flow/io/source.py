@@ -23,7 +23,7 @@ import numpy as np
 
 from . import open_image
 from .base import InputError
-from .stacks import StackReader, atomic_path
+from .stacks import StackReader, write_json
 
 #: file name ending of a source reference (a raw extract that is no copy)
 SUFFIX = ".json"
@@ -49,8 +49,7 @@ def write_source(
         "shape": [int(s) for s in shape],
         "dtype": np.dtype(dtype).str,
     }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+    write_json(path, ref)
 
 
 def _locate(source: str, ref_path: str) -> str:
