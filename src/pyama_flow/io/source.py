@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from . import open_image
 from .base import InputError
-from .stacks import StackReader, write_json
+from .stacks import FrameStack, StackReader, write_json
 
 #: file name ending of a source reference (a raw extract that is no copy)
 SUFFIX = ".json"
@@ -65,8 +65,9 @@ def _locate(source: str, ref_path: str) -> str:
     return source
 
 
-class SourceFrames:
-    """Frames of one FOV channel of an input file, as a :class:`StackReader` gives them.
+class SourceFrames(FrameStack):
+    """Frames of one FOV channel of an input file, as a :class:`StackReader` gives them
+    (the same :class:`~pyama_flow.io.stacks.FrameStack` interface).
 
     Raises :class:`InputError` where the reference cannot be read or the input
     no longer has the recorded shape and dtype (it changed after extraction).
@@ -97,29 +98,14 @@ class SourceFrames:
                 f"FOV {self.fov}, channel {self.channel}): rerun the extract jobs of this FOV"
             )
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        if not -len(self) <= t < len(self):
-            raise IndexError(f"{self.path}: frame {t} out of range (0-{len(self) - 1})")
-        return self._reader.read_frame(self.fov, t % len(self), self.channel, self.z)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for t in range(len(self)):
-            yield self[t]
+    def _read(self, t: int) -> np.ndarray:
+        return self._reader.read_frame(self.fov, t, self.channel, self.z)
 
     def close(self) -> None:
         self._reader.close()
 
-    def __enter__(self) -> SourceFrames:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def open_frames(path: str | os.PathLike) -> StackReader | SourceFrames:
+def open_frames(path: str | os.PathLike) -> FrameStack:
     """The raw frames of a FOV channel: a result stack (``.tif``), or the input
     file itself through a source reference (``.json``, :func:`write_source`)."""
     if os.fspath(path).endswith(SUFFIX):

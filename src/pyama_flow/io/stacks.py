@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import tifffile
@@ -138,7 +138,41 @@ def write_stack(
             raise ValueError(f"{path}: got {count} frames, expected {n_frames}")
 
 
-class StackReader:
+class FrameStack:
+    """Frames of a (T, Y, X) stack read one at a time, as the steps use them:
+    ``shape``, ``dtype``, ``len``, ``[t]`` (negative ``t`` from the end),
+    iteration, ``close`` and ``with``. Subclasses set ``path``, ``shape`` and
+    ``dtype`` and implement :meth:`_read` and :meth:`close`."""
+
+    path: str
+    shape: tuple[int, int, int]
+
+    def _read(self, t: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if not -len(self) <= t < len(self):
+            raise IndexError(f"{self.path}: frame {t} out of range (0-{len(self) - 1})")
+        return self._read(t % len(self))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for t in range(len(self)):
+            yield self[t]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StackReader(FrameStack):
     """Read frames of a (T, Y, X) result stack one at a time."""
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -152,17 +186,8 @@ class StackReader:
         self.dtype = series.dtype
         self._pages = series.pages
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        if not -len(self) <= t < len(self):
-            raise IndexError(f"{self.path}: frame {t} out of range (0-{len(self) - 1})")
-        return self._pages[t % len(self)].asarray()
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for t in range(len(self)):
-            yield self[t]
+    def _read(self, t: int) -> np.ndarray:
+        return self._pages[t].asarray()
 
     @property
     def description(self) -> dict[str, Any]:
@@ -171,12 +196,6 @@ class StackReader:
 
     def close(self) -> None:
         self._tif.close()
-
-    def __enter__(self) -> "StackReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_stack(path: str | os.PathLike) -> np.ndarray:
