@@ -148,16 +148,11 @@ def _orders(model: TileModel) -> tuple[int, int]:
     return min(3, model.centers_y.size - 1), min(3, model.centers_x.size - 1)
 
 
-def _bicubic(model: TileModel):
-    """The reference's spline call (x first; evaluate then transposes), or None where
-    an axis has a single centre. The tile medians must be finite."""
-    from scipy.interpolate import RectBivariateSpline
-
+def _bicubic_orders(model: TileModel) -> tuple[int, int] | None:
+    """(ky, kx) where the background is a 2-D spline through the tile centres
+    (both axes have 2 or more centres), else None (a 1-D spline or a constant)."""
     ky, kx = _orders(model)
-    if ky < 1 or kx < 1:
-        return None
-    return RectBivariateSpline(model.centers_x, model.centers_y, model.support.astype(np.float64).T,
-                               kx=kx, ky=ky)
+    return (ky, kx) if ky >= 1 and kx >= 1 else None
 
 
 def evaluate(model: TileModel) -> np.ndarray:
@@ -171,13 +166,15 @@ def evaluate(model: TileModel) -> np.ndarray:
     if sup.size and not np.isfinite(sup).all():
         # only a frame without any finite pixel has NaN tile medians (all of them)
         return np.full((height, width), np.nan, dtype=np.float32)
-    from scipy.interpolate import make_interp_spline
-
     ys = np.arange(height)
     xs = np.arange(width)
-    spline = _bicubic(model)
-    if spline is not None:
-        return spline(xs, ys).astype(np.float32, copy=False).T
+    if (orders := _bicubic_orders(model)) is not None:
+        from scipy.interpolate import RectBivariateSpline
+
+        ky, kx = orders  # the reference's call: x first, then transposed
+        return RectBivariateSpline(cx, cy, sup.T, kx=kx, ky=ky)(xs, ys).astype(np.float32, copy=False).T
+    from scipy.interpolate import make_interp_spline
+
     ky, kx = _orders(model)
     if ky == 0 and kx == 0:
         return np.full((height, width), sup[0, 0], dtype=np.float32)
@@ -221,9 +218,10 @@ class SplineFactory:
     def __call__(self, model: TileModel) -> TileSpline | None:
         """The spline of ``model``; None where :func:`evaluate` does not use the bicubic spline
         (fewer than 2 centres along an axis, or no finite medians)."""
-        ky, kx = _orders(model)
-        if ky < 1 or kx < 1 or not np.isfinite(model.support).all():
+        orders = _bicubic_orders(model)
+        if orders is None or not np.isfinite(model.support).all():
             return None
+        ky, kx = orders
         # the reference's RectBivariateSpline(cx, cy, support.T, kx, ky).tck, without scipy.interpolate
         tx, ty, c = kernels.interpolating_spline(
             model.centers_x, model.centers_y, np.ascontiguousarray(model.support.astype(np.float64).T), kx, ky)
