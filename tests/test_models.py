@@ -31,10 +31,26 @@ def _rhs(name: str, p: dict):
     return lambda _, s: [-(p["km"] + p["beta"]) * s[0], p["km"] * s[0] - p["beta"] * s[1]]
 
 
+def _fastest_rate(name: str, p: dict) -> float:
+    """The largest decay rate of the ODE system (its stiffest component), per hour."""
+    if name == "trivial":
+        return max(p["delta"], p["beta"])
+    if name == "maturation":
+        return max(p["delta"], p["km"] + p["beta"], p["beta"])
+    return p["km"] + p["beta"]
+
+
 def ode_curve(name: str, p: dict, t: np.ndarray) -> np.ndarray:
     """Model output minus offset from the ODE (scipy DOP853, rtol 1e-10).
 
     Growth models are integrated with ktl = 1 (they are linear in ktl).
+
+    Steps are bounded by ``1 / fastest rate``. Without the bound, a fast rate
+    (e.g. ``km + beta = 2.2/h`` beside ``delta = 0.012/h``) lets DOP853 take
+    steps at the edge of its stability region, where its error estimate
+    under-reports: the "reference" was then 1.3e-6 off the exact curve (checked
+    against 50-digit arithmetic, where the closed form agrees to 2.4e-16). With
+    the bound every case here is within ~2e-10 of the exact curve.
     """
     y0 = {
         "trivial": [1.0, 0.0],
@@ -52,6 +68,7 @@ def ode_curve(name: str, p: dict, t: np.ndarray) -> np.ndarray:
             t_eval=t[after],
             rtol=1e-10,
             atol=1e-300 + 1e-16 * max(1.0, abs(y0[-1]) + abs(y0[0])),
+            max_step=1.0 / _fastest_rate(name, p),
         )
         assert sol.success
         out[after] = sol.y[-1] * (p["ktl"] if name != "maturation_blocked" else 1.0)
