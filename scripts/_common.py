@@ -86,6 +86,29 @@ def scratch_folder(parent, name):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def configure_logging(log_file: str | None, where: str) -> None:
+    """Our own log lines (logger ``pyama_flow``): DEBUG and up to ``log_file``,
+    INFO and up to stderr, each line naming the job's wildcards (``where``,
+    e.g. ``dataset=demo, fov=000``) so that a console of parallel jobs says
+    which FOV a line belongs to.
+
+    Other libraries log only warnings and errors: numba alone writes megabytes
+    of compiler DEBUG output while it compiles the kernels.
+    """
+    prefix = f"[{where}] ".replace("%", "%%") if where else ""
+    formatter = logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = [console]
+    if log_file:  # the rule's log keeps the details (debug lines, tracebacks)
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.WARNING, handlers=handlers, force=True)
+    logging.getLogger("pyama_flow").setLevel(logging.DEBUG)
+
+
 def run(main, snakemake) -> None:
     """Call ``main(snakemake)`` with logging to ``snakemake.log[0]``.
 
@@ -98,27 +121,14 @@ def run(main, snakemake) -> None:
 
     reuse_large_blocks()  # frame-sized arrays are reused from frame to frame, not re-faulted
     log_file = snakemake.log[0] if len(snakemake.log) else None
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [console]
-    if log_file:  # the rule's log keeps the details (debug lines, tracebacks)
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(
-        level=logging.DEBUG,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    for noisy in ("matplotlib", "PIL", "tifffile", "numexpr"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     where = ", ".join(f"{k}={v}" for k, v in snakemake.wildcards.items())
+    configure_logging(log_file, where)
     log = logging.getLogger("pyama_flow")
     for stale in remove_stale_temporaries(snakemake.output):
         log.info("removed %s (left by an interrupted earlier attempt)", stale)
     try:
         main(snakemake)
     except (InputError, ValueError) as exc:
-        log.error("%s%s", f"[{where}] " if where else "", exc)
+        log.error("%s", exc)  # the line names the wildcards (configure_logging)
         log.debug(traceback.format_exc())
         sys.exit(1)
