@@ -3,6 +3,10 @@
 #   snakemake --cores 8 --configfile config/exp.yaml      # a real experiment
 #   snakemake --profile profiles/slurm --configfile config/exp.yaml
 
+from snakemake.utils import min_version
+
+min_version("9")
+
 
 # the demo's config, unless the user gives one (--configfile is merged into
 # this file's values otherwise, which would add the demo dataset to theirs)

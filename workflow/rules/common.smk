@@ -4,14 +4,29 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Files of this repository are found from this rule file (workflow.current_basedir,
+# workflow.source_path), never from workflow.basedir: that is the including
+# workflow's folder when pyama-flow is used as a module.
+RULES_DIR = workflow.current_basedir.get_path_or_uri(secret_free=True)
+REPO_SRC = Path(RULES_DIR).parents[1] / "src"
+if "://" not in RULES_DIR and REPO_SRC.is_dir():  # a local copy: its library first
+    sys.path.insert(0, str(REPO_SRC))
 
-from pyama_flow.fovs import parse_fovs  # noqa: E402
-from pyama_flow.io import read_metadata  # noqa: E402
 
 
 class ConfigError(Exception):
     pass
+
+
+try:
+    from pyama_flow.fovs import parse_fovs
+    from pyama_flow.io import read_metadata
+except ImportError as exc:  # e.g. a Snakemake-only environment under --sdm conda
+    raise ConfigError(
+        f"the Snakemake process itself needs pyama-flow's dependencies ({exc}): run it where "
+        "'pip install -c requirements-lock.txt -e .' was done, or in envs/snakemake.yaml "
+        "(envs/README.md)"
+    ) from None
 
 
 def fail(message):
@@ -25,7 +40,7 @@ def check_schema():
     import jsonschema
     import yaml
 
-    schema_path = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    schema_path = Path(workflow.source_path("../schemas/config.schema.yaml"))
     schema = yaml.safe_load(schema_path.read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
