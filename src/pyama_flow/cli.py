@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 import sys
 
-from . import commands
+from . import __version__, commands
 from .io.base import InputError
 
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyama-flow",
         description="Single-cell time-lapse analysis (PyAMA pipeline as a Snakemake workflow).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
