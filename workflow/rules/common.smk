@@ -13,7 +13,6 @@ if "://" not in RULES_DIR and REPO_SRC.is_dir():  # a local copy: its library fi
     sys.path.insert(0, str(REPO_SRC))
 
 
-
 class ConfigError(Exception):
     pass
 
