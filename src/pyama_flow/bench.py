@@ -40,6 +40,11 @@ REFERENCE_TOTAL_MS = (507.0, 524.0)
 TARGET_MS = {"segment": 70.0, "background": 80.0, "tracking": 8.0, "traces": 90.0}
 
 
+def span(reference: tuple[float, float], scale: float = 1.0) -> str:
+    """``"a-b"``: a reference range in ms, scaled."""
+    return "-".join(f"{scale * r:.0f}" for r in reference)
+
+
 def speedup(reference: tuple[float, float], ms: float, scale: float = 1.0) -> str:
     """``"a-b"``: how many times faster ``ms`` is than the reference range (scaled)."""
     lo, hi = (scale * r / ms for r in reference)
@@ -98,16 +103,14 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
     scale = shape[0] * shape[1] / 1024**2
     print(f"\nPer-frame kernels, {shape[0]}x{shape[1]}, {n_cells:.0f} objects per frame, "
           f"{n} frames, one core (median); reference and target scaled x{scale:g} from 1024^2")
-    print(f"{'step':<12}{'ms/frame':>10}{'reference':>12}{'speed-up':>12}{'target':>9}")
+    print(f"{'step':<12}{'ms/frame':>10}{'reference':>12}{'speed-up':>14}{'target':>9}")
     rows = []
     for k, v in timings.items():
         ms = 1000 * float(np.median(v))
         rows.append((k, ms))
-        ref = "-".join(f"{scale * r:.0f}" for r in REFERENCE_MS[k])
-        print(f"{k:<12}{ms:>10.1f}{ref:>12}{speedup(REFERENCE_MS[k], ms, scale):>11}x{TARGET_MS[k] * scale:>8.0f}")
+        print(f"{k:<12}{ms:>10.1f}{span(REFERENCE_MS[k], scale):>12} {speedup(REFERENCE_MS[k], ms, scale):>12}x{TARGET_MS[k] * scale:>8.0f}")
     total = sum(ms for _, ms in rows)
-    ref = "-".join(f"{scale * r:.0f}" for r in REFERENCE_TOTAL_MS)
-    print(f"{'total':<12}{total:>10.1f}{ref:>12}{speedup(REFERENCE_TOTAL_MS, total, scale):>11}x")
+    print(f"{'total':<12}{total:>10.1f}{span(REFERENCE_TOTAL_MS, scale):>12} {speedup(REFERENCE_TOTAL_MS, total, scale):>12}x")
     return rows
 
 
@@ -279,7 +282,7 @@ def job_summary(mode: str, results: dict[int, dict[str, dict[str, float]]], fram
     for n in frames:
         ms = 1000 * totals[n][0] / n
         print(f"whole FOV, T={n}: {ms:.0f} ms per frame, every job's start-up and I/O included; "
-              f"the reference's steps alone take {ref_ms[0]:.0f}-{ref_ms[1]:.0f} ms per {size}^2 frame "
+              f"the reference's steps alone take {span(ref_ms)} ms per {size}^2 frame "
               f"(SPEC, scaled by area): {speedup(ref_ms, ms)}x faster")
     if len(frames) > 1:
         a, b = frames[0], frames[-1]
