@@ -380,6 +380,83 @@ def test_fit_script_on_empty_traces_writes_columns_and_says_why(tmp_path):
 
 
 # ----------------------------------------------------------------------------- config, at DAG build
+def _reference_tile_medians(image: np.ndarray, mask: np.ndarray, tile_size: int, dilation: int) -> np.ndarray:
+    """Plain numpy: np.median (float32) of each tile's unmasked, finite pixels (a tile
+    without any: the median of all of them)."""
+    keep = ~bgmod.background_mask(mask, dilation)
+    img = image.astype(np.float32)
+    keep &= np.isfinite(img)
+    ey, ex = bgmod.tile_edges(image.shape[0], tile_size), bgmod.tile_edges(image.shape[1], tile_size)
+    out = np.empty((ey.size - 2, ex.size - 2), np.float32)
+    for i in range(ey.size - 2):
+        for j in range(ex.size - 2):
+            tile = img[ey[i]:ey[i + 2], ex[j]:ex[j + 2]][keep[ey[i]:ey[i + 2], ex[j]:ex[j + 2]]]
+            out[i, j] = np.median(tile) if tile.size else np.nan
+    out[np.isnan(out)] = np.median(img[keep])  # an all-masked tile takes the frame's median
+    return out
+
+
+def wide_range_frames() -> dict[str, np.ndarray]:
+    """One frame per reader dtype, values around 1000; the uint32 one with a hot pixel at 2^32 - 1."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(1000, 40, (3, 150, 170))
+    hot = base.astype(np.uint32)
+    hot[1, 7, 9] = 2**32 - 1
+    wide = base.astype(np.int32)
+    wide[0, 3, 3], wide[2, 100, 50] = -(2**31), 2**31 - 1
+    return {"uint32-hot-pixel": hot, "int32-full-range": wide, "float32": base.astype(np.float32),
+            "float64": base, "uint8": (base / 8).astype(np.uint8), "int16": (base - 1000).astype(np.int16)}
+
+
+@pytest.mark.parametrize("name", list(wide_range_frames()))
+def test_wide_range_frames_through_the_correct_step_match_numpy_medians(tmp_path, name):
+    raw = wide_range_frames()[name]
+    seg = np.zeros(raw.shape, np.uint16)
+    seg[:, 40:60, 60:90] = 1
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    write_stack(tmp_path / "seg.tif", iter(seg), raw.shape[0], raw.shape[1:], np.uint16)
+    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"),
+                  tile_size=32, dilation=21)
+    models = bgmod.BackgroundModels(str(tmp_path / "bg.npz"))
+    assert len(models) == raw.shape[0]
+    for t in range(raw.shape[0]):
+        expected = _reference_tile_medians(raw[t], seg[t], 32, 21)
+        assert np.array_equal(models.support[t], expected), (name, t)
+    assert np.isfinite(models.support).all()
+
+
+def test_wide_range_frames_have_numpy_statistics_and_segment():
+    from pyama_flow.framestats import frame_statistics
+
+    for name, frame in wide_range_frames().items():
+        stats = frame_statistics(frame[1], 1)
+        f = frame[1]
+        p1, p50, p99 = np.percentile(f, [1, 50, 99])
+        assert (stats["min"], stats["max"]) == (float(f.min()), float(f.max())), name
+        assert (stats["p1"], stats["p50"], stats["p99"]) == (p1, p50, p99), name
+        assert stats["mean"] == float(f.mean(dtype=np.float64)), name
+        labels = segment_logstd(f)
+        assert labels.shape == f.shape and labels.dtype == np.uint16, name
+    hot = wide_range_frames()["uint32-hot-pixel"][1]
+    assert frame_statistics(hot)["n_saturated"] == 1 and frame_statistics(hot)["saturated"]
+
+
+def test_tile_medians_of_a_hot_pixel_frame_count_nothing_per_value(monkeypatch):
+    """A uint32 frame spanning 2^32 values never reaches the counting kernel (it would
+    allocate a count per possible value: MemoryError)."""
+    from pyama_flow import kernels
+
+    def refuse(*args):
+        raise AssertionError("counting kernel called on a wide range")
+
+    frame = wide_range_frames()["uint32-hot-pixel"][1]
+    mask = np.zeros(frame.shape, np.uint16)
+    monkeypatch.setattr(kernels, "tile_medians", refuse)
+    model = bgmod.fit_tiles(frame, mask, tile_size=64, dilation=21)
+    assert np.array_equal(model.support, _reference_tile_medians(frame, mask, 64, 21))
+    assert bgmod._median(frame.ravel()) == np.median(frame.astype(np.float32))
+
+
 def _without(cfg: dict, *keys: str) -> dict:
     cfg = copy.deepcopy(cfg)
     node = cfg
