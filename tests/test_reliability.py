@@ -489,15 +489,50 @@ def _without(cfg: dict, *keys: str) -> dict:
          "remove it from the sample"),
         (edited(datasets__demo__fluorescence=["GFP", "GFP"]),
          "datasets.demo.fluorescence: a channel is listed twice (channel 1); list each channel once"),
+        (edited(segmentation__logstd__n_sigma=float("nan")),
+         "segmentation.logstd.n_sigma: nan is not a finite number; give a number"),
+        (edited(simulate__frame_interval_min=float("inf")),
+         "simulate.frame_interval_min: inf is not a finite number; give a number"),
+        (edited(datasets__demo__frame_interval_min=float("-inf")),
+         "datasets.demo.frame_interval_min: -inf is not a finite number; give a number"),
+        (edited(datasets__demo__fovs=","),
+         "datasets.demo.fovs: ',' selects no FOV (use e.g. '0-9, 12' or 'all')"),
+        (edited(samples__1__fovs=" , "),
+         "samples.treated.fovs: ' , ' selects no FOV (use e.g. '0-9, 12' or 'all')"),
     ],
     ids=["required-key", "nested-unknown-key", "fit-channel", "sample-dataset", "sample-twice",
          "sample-fovs-outside", "channel-index", "z-plane", "fovs-syntax", "missing-input",
-         "sample-fov-not-processed", "channel-twice"],
+         "sample-fov-not-processed", "channel-twice", "nan-number", "inf-number", "minus-inf-number",
+         "empty-fovs", "empty-sample-fovs"],
 )
 def test_more_bad_configs_name_the_key(tmp_path, config, message):
     proc = dry_run(tmp_path, config)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_a_key_written_twice_names_the_key_file_and_lines(tmp_path):
+    text = yaml.safe_dump(DEMO, sort_keys=False)
+    text = text.replace("  tile_size: 64\n", "  tile_size: 64\n  dilation: 21\n  tile_size: 128\n")
+    assert text.count("tile_size") == 2
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text(text)
+    lines = text.splitlines()
+    first, second = [i + 1 for i, line in enumerate(lines) if "tile_size" in line]
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(cfg), "-n", "--quiet"], capture_output=True, text=True, cwd=tmp_path)
+    message = (f"background.tile_size: written twice in {cfg} (lines {first} and {second}; "
+               "the last one would win silently); keep one")
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+    line = next(line for line in (proc.stdout + proc.stderr).splitlines() if message in line)
+    one_line_naming(line, "background.tile_size", str(cfg), f"lines {first} and {second}")
+    # the same key in two different mappings is fine
+    cfg.write_text(text.replace("  tile_size: 128\n", ""))
+    ok = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(cfg), "-n", "--quiet"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-2000:]
 
 
 def _dataset_config(path: Path, **extra) -> dict:
