@@ -323,6 +323,49 @@ def test_failed_writers_leave_neither_output_nor_temporary(tmp_path):
     assert nothing_left(tmp_path) == []
 
 
+@pytest.mark.parametrize("named", [False, True], ids=["write-without-file-name", "temporary-named"])
+def test_full_disk_ends_the_job_with_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, named):
+    """ENOSPC while the correct step writes its output: one line naming the job, the
+    output and the free space on its filesystem; neither output nor temporary left."""
+    import errno
+    import shutil
+
+    rng = np.random.default_rng(2)
+    raw = rng.normal(300, 3, (2, 40, 56)).astype(np.uint16)
+    write_stack(tmp_path / "raw.tif", iter(raw), 2, (40, 56), np.uint16)
+    write_stack(tmp_path / "seg.tif", iter(np.zeros_like(raw)), 2, (40, 56), np.uint16)
+    out = tmp_path / "results" / "bg.npz"
+    out.parent.mkdir()
+
+    def full_disk(path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"half a file")  # the atomic writer's temporary
+        raise OSError(errno.ENOSPC, "No space left on device", *([path] if named else []))
+
+    monkeypatch.setattr(bgmod, "save_models", full_disk)
+    with pytest.raises(SystemExit) as stop:
+        run_script("correct", tmp_path, input=SimpleNamespace(raw=str(tmp_path / "raw.tif"),
+                                                              seg=str(tmp_path / "seg.tif")),
+                   output=[str(out)], params=SimpleNamespace(tile_size=32, dilation=21),
+                   wildcards={"dataset": "demo", "fov": "003", "c": "1"})
+    assert stop.value.code == 1
+    mount = Path(out).resolve().parent
+    while not os.path.ismount(mount):
+        mount = mount.parent
+    lines = [line for line in capsys.readouterr().err.splitlines() if "no space left" in line]
+    assert len(lines) == 1, lines
+    pattern = (r".* ERROR \[dataset=demo, fov=003, c=1\] " + re.escape(str(out)) +
+               r": no space left on device \((\d+ MB|\d+\.\d GB) free on " + re.escape(str(mount)) +
+               r"\); free space and rerun")
+    assert re.fullmatch(pattern, lines[0]), lines[0]
+    free = shutil.disk_usage(mount).free  # the figure is the filesystem's (to within what others wrote)
+    shown = re.search(r"\((\d+(?:\.\d)?) ([MG])B free", lines[0])
+    value = float(shown.group(1)) * (2**30 if shown.group(2) == "G" else 2**20)
+    assert abs(value - free) < max(0.1 * free, 2**30 * 0.1)
+    assert nothing_left(out.parent) == []
+    assert "Traceback" in (tmp_path / "correct.log").read_text()  # the details stay in the log
+
+
 def test_stale_temporaries_of_a_killed_attempt_are_removed(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
