@@ -696,6 +696,38 @@ def bad_data_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_uint32_input_with_a_hot_pixel_through_the_workflow(tmp_path):
+    """uint32 frames with one pixel at 2^32 - 1 (away from the cell) run to traces:
+    the tile medians are numpy's, and every other frame's traces equal those of
+    the same data as uint16."""
+    sim = simulated(tmp_path, n_fovs=1, n_frames=6)
+    write_ome(tmp_path / "u16.ome.tif", sim)
+    hot = sim.astype(np.uint32)
+    hot[0, 2, 1, 5, 150] = 2**32 - 1  # GFP frame 2
+    write_ome(tmp_path / "u32.ome.tif", hot)
+    config = {
+        "datasets": {name: {"input": str(tmp_path / f"{name}.ome.tif"), "phase": "Phase",
+                            "fluorescence": ["GFP"]} for name in ("u16", "u32")},
+        "segmentation": {"method": "watershed"}, "background": {"tile_size": 64},
+        "traces": {"min_frames": 2, "border": 20},
+    }
+    targets = [f"results/{name}/fov_000/traces.csv" for name in ("u16", "u32")]
+    proc = snakemake(tmp_path, config, "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    fov = tmp_path / "results" / "u32" / "fov_000"
+    seg = read_stack(fov / "segmentation.tif")
+    bg = bgmod.BackgroundModels(str(fov / "background_ch1.npz"))
+    for t in range(6):
+        assert np.array_equal(bg.support[t], _reference_tile_medians(hot[0, t, 1], seg[t], 64, 21)), t
+    u16 = pd.read_csv(tmp_path / "results" / "u16" / "fov_000" / "traces.csv")
+    u32 = pd.read_csv(fov / "traces.csv")
+    assert np.isfinite(u32.select_dtypes("number")).all().all() and u32["good"].all()
+    assert sorted(set(u32["frame"])) == sorted(set(u16["frame"])) and 2 in set(u32["frame"])
+    pd.testing.assert_frame_equal(u32[u32["frame"] != 2].reset_index(drop=True),
+                                  u16[u16["frame"] != 2].reset_index(drop=True))
+
+
+@pytest.mark.slow
 def test_blank_fov_gives_empty_traces_and_skipped_fits_and_qc_still_runs(bad_data_run):
     work = bad_data_run
     fov = work / "results" / "odd" / "fov_001"
