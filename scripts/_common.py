@@ -5,6 +5,7 @@ rule's log file, and turn bad input into a one-line error."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -112,7 +113,8 @@ def configure_logging(log_file: str | None, where: str) -> None:
 def run(main, snakemake) -> None:
     """Call ``main(snakemake)`` with logging to ``snakemake.log[0]``.
 
-    Bad input (``InputError`` / ``ValueError``) ends the job with one line on
+    Bad input (``InputError`` / ``ValueError``) and a full disk (``OSError``
+    ENOSPC / EDQUOT: :func:`disk_full_message`) end the job with one line on
     stderr naming the rule's wildcards (the traceback goes to the log file
     only); anything else keeps its traceback on stderr and in the log.
     """
@@ -132,3 +134,47 @@ def run(main, snakemake) -> None:
         log.error("%s", exc)  # the line names the wildcards (configure_logging)
         log.debug(traceback.format_exc())
         sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.error("%s", disk_full_message(exc, snakemake.output))
+        log.debug(traceback.format_exc())
+        sys.exit(1)
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the filesystem holding ``path`` (its nearest existing folder)."""
+    path = path.resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n // 2**20} MB"
+
+
+def disk_full_message(exc: OSError, outputs) -> str:
+    """One line for a write that found the filesystem full (ENOSPC) or the quota
+    used up (EDQUOT): the file being written (the error's file name where it has
+    one, else the job's first output not yet written) and the space left there.
+
+    The atomic writers have already removed their temporaries, so nothing
+    partial is left; the user frees space and reruns."""
+    outputs = [str(o) for o in outputs]
+    target = exc.filename or next((o for o in outputs if not os.path.exists(o)), None)
+    target = str(target or (outputs[0] if outputs else os.getcwd()))
+    # an atomic writer's temporary ``.{name}.*.part`` / ``.tmp``: name the output
+    name = Path(target).name
+    for out in outputs:
+        if name.startswith(f".{Path(out).name}.") and Path(target).parent == Path(out).parent:
+            target = out
+    mount = _mount_point(Path(target).parent if not os.path.isdir(target) else Path(target))
+    try:
+        free = f"{_size(shutil.disk_usage(mount).free)} free on {mount}"
+    except OSError:
+        free = f"free space on {mount} unknown"
+    what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    return f"{target}: {what} ({free}); free space and rerun"

@@ -323,6 +323,49 @@ def test_failed_writers_leave_neither_output_nor_temporary(tmp_path):
     assert nothing_left(tmp_path) == []
 
 
+@pytest.mark.parametrize("named", [False, True], ids=["write-without-file-name", "temporary-named"])
+def test_full_disk_ends_the_job_with_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, named):
+    """ENOSPC while the correct step writes its output: one line naming the job, the
+    output and the free space on its filesystem; neither output nor temporary left."""
+    import errno
+    import shutil
+
+    rng = np.random.default_rng(2)
+    raw = rng.normal(300, 3, (2, 40, 56)).astype(np.uint16)
+    write_stack(tmp_path / "raw.tif", iter(raw), 2, (40, 56), np.uint16)
+    write_stack(tmp_path / "seg.tif", iter(np.zeros_like(raw)), 2, (40, 56), np.uint16)
+    out = tmp_path / "results" / "bg.npz"
+    out.parent.mkdir()
+
+    def full_disk(path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"half a file")  # the atomic writer's temporary
+        raise OSError(errno.ENOSPC, "No space left on device", *([path] if named else []))
+
+    monkeypatch.setattr(bgmod, "save_models", full_disk)
+    with pytest.raises(SystemExit) as stop:
+        run_script("correct", tmp_path, input=SimpleNamespace(raw=str(tmp_path / "raw.tif"),
+                                                              seg=str(tmp_path / "seg.tif")),
+                   output=[str(out)], params=SimpleNamespace(tile_size=32, dilation=21),
+                   wildcards={"dataset": "demo", "fov": "003", "c": "1"})
+    assert stop.value.code == 1
+    mount = Path(out).resolve().parent
+    while not os.path.ismount(mount):
+        mount = mount.parent
+    lines = [line for line in capsys.readouterr().err.splitlines() if "no space left" in line]
+    assert len(lines) == 1, lines
+    pattern = (r".* ERROR \[dataset=demo, fov=003, c=1\] " + re.escape(str(out)) +
+               r": no space left on device \((\d+ MB|\d+\.\d GB) free on " + re.escape(str(mount)) +
+               r"\); free space and rerun")
+    assert re.fullmatch(pattern, lines[0]), lines[0]
+    free = shutil.disk_usage(mount).free  # the figure is the filesystem's (to within what others wrote)
+    shown = re.search(r"\((\d+(?:\.\d)?) ([MG])B free", lines[0])
+    value = float(shown.group(1)) * (2**30 if shown.group(2) == "G" else 2**20)
+    assert abs(value - free) < max(0.1 * free, 2**30 * 0.1)
+    assert nothing_left(out.parent) == []
+    assert "Traceback" in (tmp_path / "correct.log").read_text()  # the details stay in the log
+
+
 def test_stale_temporaries_of_a_killed_attempt_are_removed(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -380,6 +423,83 @@ def test_fit_script_on_empty_traces_writes_columns_and_says_why(tmp_path):
 
 
 # ----------------------------------------------------------------------------- config, at DAG build
+def _reference_tile_medians(image: np.ndarray, mask: np.ndarray, tile_size: int, dilation: int) -> np.ndarray:
+    """Plain numpy: np.median (float32) of each tile's unmasked, finite pixels (a tile
+    without any: the median of all of them)."""
+    keep = ~bgmod.background_mask(mask, dilation)
+    img = image.astype(np.float32)
+    keep &= np.isfinite(img)
+    ey, ex = bgmod.tile_edges(image.shape[0], tile_size), bgmod.tile_edges(image.shape[1], tile_size)
+    out = np.empty((ey.size - 2, ex.size - 2), np.float32)
+    for i in range(ey.size - 2):
+        for j in range(ex.size - 2):
+            tile = img[ey[i]:ey[i + 2], ex[j]:ex[j + 2]][keep[ey[i]:ey[i + 2], ex[j]:ex[j + 2]]]
+            out[i, j] = np.median(tile) if tile.size else np.nan
+    out[np.isnan(out)] = np.median(img[keep])  # an all-masked tile takes the frame's median
+    return out
+
+
+def wide_range_frames() -> dict[str, np.ndarray]:
+    """One frame per reader dtype, values around 1000; the uint32 one with a hot pixel at 2^32 - 1."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(1000, 40, (3, 150, 170))
+    hot = base.astype(np.uint32)
+    hot[1, 7, 9] = 2**32 - 1
+    wide = base.astype(np.int32)
+    wide[0, 3, 3], wide[2, 100, 50] = -(2**31), 2**31 - 1
+    return {"uint32-hot-pixel": hot, "int32-full-range": wide, "float32": base.astype(np.float32),
+            "float64": base, "uint8": (base / 8).astype(np.uint8), "int16": (base - 1000).astype(np.int16)}
+
+
+@pytest.mark.parametrize("name", list(wide_range_frames()))
+def test_wide_range_frames_through_the_correct_step_match_numpy_medians(tmp_path, name):
+    raw = wide_range_frames()[name]
+    seg = np.zeros(raw.shape, np.uint16)
+    seg[:, 40:60, 60:90] = 1
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    write_stack(tmp_path / "seg.tif", iter(seg), raw.shape[0], raw.shape[1:], np.uint16)
+    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"),
+                  tile_size=32, dilation=21)
+    models = bgmod.BackgroundModels(str(tmp_path / "bg.npz"))
+    assert len(models) == raw.shape[0]
+    for t in range(raw.shape[0]):
+        expected = _reference_tile_medians(raw[t], seg[t], 32, 21)
+        assert np.array_equal(models.support[t], expected), (name, t)
+    assert np.isfinite(models.support).all()
+
+
+def test_wide_range_frames_have_numpy_statistics_and_segment():
+    from pyama_flow.framestats import frame_statistics
+
+    for name, frame in wide_range_frames().items():
+        stats = frame_statistics(frame[1], 1)
+        f = frame[1]
+        p1, p50, p99 = np.percentile(f, [1, 50, 99])
+        assert (stats["min"], stats["max"]) == (float(f.min()), float(f.max())), name
+        assert (stats["p1"], stats["p50"], stats["p99"]) == (p1, p50, p99), name
+        assert stats["mean"] == float(f.mean(dtype=np.float64)), name
+        labels = segment_logstd(f)
+        assert labels.shape == f.shape and labels.dtype == np.uint16, name
+    hot = wide_range_frames()["uint32-hot-pixel"][1]
+    assert frame_statistics(hot)["n_saturated"] == 1 and frame_statistics(hot)["saturated"]
+
+
+def test_tile_medians_of_a_hot_pixel_frame_count_nothing_per_value(monkeypatch):
+    """A uint32 frame spanning 2^32 values never reaches the counting kernel (it would
+    allocate a count per possible value: MemoryError)."""
+    from pyama_flow import kernels
+
+    def refuse(*args):
+        raise AssertionError("counting kernel called on a wide range")
+
+    frame = wide_range_frames()["uint32-hot-pixel"][1]
+    mask = np.zeros(frame.shape, np.uint16)
+    monkeypatch.setattr(kernels, "tile_medians", refuse)
+    model = bgmod.fit_tiles(frame, mask, tile_size=64, dilation=21)
+    assert np.array_equal(model.support, _reference_tile_medians(frame, mask, 64, 21))
+    assert bgmod._median(frame.ravel()) == np.median(frame.astype(np.float32))
+
+
 def _without(cfg: dict, *keys: str) -> dict:
     cfg = copy.deepcopy(cfg)
     node = cfg
@@ -412,15 +532,50 @@ def _without(cfg: dict, *keys: str) -> dict:
          "remove it from the sample"),
         (edited(datasets__demo__fluorescence=["GFP", "GFP"]),
          "datasets.demo.fluorescence: a channel is listed twice (channel 1); list each channel once"),
+        (edited(segmentation__logstd__n_sigma=float("nan")),
+         "segmentation.logstd.n_sigma: nan is not a finite number; give a number"),
+        (edited(simulate__frame_interval_min=float("inf")),
+         "simulate.frame_interval_min: inf is not a finite number; give a number"),
+        (edited(datasets__demo__frame_interval_min=float("-inf")),
+         "datasets.demo.frame_interval_min: -inf is not a finite number; give a number"),
+        (edited(datasets__demo__fovs=","),
+         "datasets.demo.fovs: ',' selects no FOV (use e.g. '0-9, 12' or 'all')"),
+        (edited(samples__1__fovs=" , "),
+         "samples.treated.fovs: ' , ' selects no FOV (use e.g. '0-9, 12' or 'all')"),
     ],
     ids=["required-key", "nested-unknown-key", "fit-channel", "sample-dataset", "sample-twice",
          "sample-fovs-outside", "channel-index", "z-plane", "fovs-syntax", "missing-input",
-         "sample-fov-not-processed", "channel-twice"],
+         "sample-fov-not-processed", "channel-twice", "nan-number", "inf-number", "minus-inf-number",
+         "empty-fovs", "empty-sample-fovs"],
 )
 def test_more_bad_configs_name_the_key(tmp_path, config, message):
     proc = dry_run(tmp_path, config)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_a_key_written_twice_names_the_key_file_and_lines(tmp_path):
+    text = yaml.safe_dump(DEMO, sort_keys=False)
+    text = text.replace("  tile_size: 64\n", "  tile_size: 64\n  dilation: 21\n  tile_size: 128\n")
+    assert text.count("tile_size") == 2
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text(text)
+    lines = text.splitlines()
+    first, second = [i + 1 for i, line in enumerate(lines) if "tile_size" in line]
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(cfg), "-n", "--quiet"], capture_output=True, text=True, cwd=tmp_path)
+    message = (f"background.tile_size: written twice in {cfg} (lines {first} and {second}; "
+               "the last one would win silently); keep one")
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+    line = next(line for line in (proc.stdout + proc.stderr).splitlines() if message in line)
+    one_line_naming(line, "background.tile_size", str(cfg), f"lines {first} and {second}")
+    # the same key in two different mappings is fine
+    cfg.write_text(text.replace("  tile_size: 128\n", ""))
+    ok = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(cfg), "-n", "--quiet"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-2000:]
 
 
 def _dataset_config(path: Path, **extra) -> dict:
@@ -538,6 +693,38 @@ def bad_data_run(tmp_path_factory):
     proc = snakemake(work, make_bad_data(work), "--cores", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return work
+
+
+@pytest.mark.slow
+def test_uint32_input_with_a_hot_pixel_through_the_workflow(tmp_path):
+    """uint32 frames with one pixel at 2^32 - 1 (away from the cell) run to traces:
+    the tile medians are numpy's, and every other frame's traces equal those of
+    the same data as uint16."""
+    sim = simulated(tmp_path, n_fovs=1, n_frames=6)
+    write_ome(tmp_path / "u16.ome.tif", sim)
+    hot = sim.astype(np.uint32)
+    hot[0, 2, 1, 5, 150] = 2**32 - 1  # GFP frame 2
+    write_ome(tmp_path / "u32.ome.tif", hot)
+    config = {
+        "datasets": {name: {"input": str(tmp_path / f"{name}.ome.tif"), "phase": "Phase",
+                            "fluorescence": ["GFP"]} for name in ("u16", "u32")},
+        "segmentation": {"method": "watershed"}, "background": {"tile_size": 64},
+        "traces": {"min_frames": 2, "border": 20},
+    }
+    targets = [f"results/{name}/fov_000/traces.csv" for name in ("u16", "u32")]
+    proc = snakemake(tmp_path, config, "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    fov = tmp_path / "results" / "u32" / "fov_000"
+    seg = read_stack(fov / "segmentation.tif")
+    bg = bgmod.BackgroundModels(str(fov / "background_ch1.npz"))
+    for t in range(6):
+        assert np.array_equal(bg.support[t], _reference_tile_medians(hot[0, t, 1], seg[t], 64, 21)), t
+    u16 = pd.read_csv(tmp_path / "results" / "u16" / "fov_000" / "traces.csv")
+    u32 = pd.read_csv(fov / "traces.csv")
+    assert np.isfinite(u32.select_dtypes("number")).all().all() and u32["good"].all()
+    assert sorted(set(u32["frame"])) == sorted(set(u16["frame"])) and 2 in set(u32["frame"])
+    pd.testing.assert_frame_equal(u32[u32["frame"] != 2].reset_index(drop=True),
+                                  u16[u16["frame"] != 2].reset_index(drop=True))
 
 
 @pytest.mark.slow

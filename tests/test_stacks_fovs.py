@@ -68,7 +68,9 @@ def test_parse_fovs(spec, n, expected):
 @pytest.mark.parametrize(
     "spec,n,message",
     [("0-12", 10, "FOV 10 is outside the file"), ("3-1", 10, "cannot read '3-1'"),
-     ("a", 10, "cannot read 'a'"), ("all", None, "needs the number of FOVs"), ("", 4, "empty")],
+     ("a", 10, "cannot read 'a'"), ("all", None, "needs the number of FOVs"), ("", 4, "empty"),
+     (",", 4, "datasets.x.fovs: ',' selects no FOV"), (" , ,", 4, "selects no FOV"),
+     ([], 4, r"datasets.x.fovs: \[\] selects no FOV")],
 )
 def test_parse_fovs_errors(spec, n, message):
     with pytest.raises(ValueError, match=message):

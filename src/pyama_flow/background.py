@@ -17,7 +17,11 @@ Fixes over the reference:
   tile size) crash the reference; here the spline order drops to
   ``n_centres - 1`` (quadratic, linear) and a single centre gives a constant;
 - a frame with no unmasked pixels falls back to the undilated mask, then to
-  the whole frame, instead of producing NaN.
+  the whole frame, instead of producing NaN;
+- integer frames of any width: medians are read off a count per value only
+  where the frame's values span fewer than :data:`COUNT_RANGE` values (always
+  for uint8 / uint16); a uint32 frame with a hot pixel at 2^32 - 1 takes
+  ``np.median`` per tile instead of allocating a count per possible value.
 
 Non-finite pixels (NaN / inf in float input) never enter a tile median; a
 frame without a single finite pixel has no measurable background and
@@ -62,11 +66,26 @@ def tile_edges(n: int, tile_size: int) -> np.ndarray:
     return np.rint(np.linspace(0, n, 2 * divs - 1)).astype(np.int64)
 
 
+#: widest value range (max - min + 1) whose tile medians are read off a count
+#: per value; wider integer data (uint32 / int32 frames, e.g. one hot pixel at
+#: 2^32 - 1) takes per-tile medians of the sorted values instead (the same result)
+COUNT_RANGE = 1 << 20
+
+
+def _counting_range(values: np.ndarray) -> bool:
+    """True where the integer ``values`` span few enough values to be counted per value."""
+    if values.dtype.kind not in "ui" or values.size == 0:
+        return False
+    if values.dtype.itemsize <= 2:
+        return True
+    return int(values.max()) - int(values.min()) < COUNT_RANGE
+
+
 def _median(values: np.ndarray) -> float:
     """Median of a 1-D array, exactly as ``np.median`` (float32 kept)."""
     if values.size == 0:
         return np.nan
-    if values.dtype.kind in "ui" and values.size > 4096:
+    if values.size > 4096 and _counting_range(values):
         # exact order statistics from a histogram of the integer values
         lo = int(values.min())
         counts = np.bincount((values - lo).astype(np.intp, copy=False))
@@ -123,7 +142,7 @@ def fit_tiles(
     keep = ~excluded
     ey = tile_edges(height, tile_size)
     ex = tile_edges(width, tile_size)
-    if image.dtype.kind in "ui" and image.size:
+    if _counting_range(image):  # uint8 / uint16 always; wider integers by their range
         support = kernels.tile_medians(np.ascontiguousarray(image), np.ascontiguousarray(excluded), ey, ex)
     else:
         support = np.empty((ey.size - 2, ex.size - 2), dtype=np.float32)

@@ -53,6 +53,8 @@ def parse_fovs(spec: str | int | Sequence[int], n_fovs: int | None = None, what:
     else:
         out = [int(v) for v in spec]
     out = sorted(set(out))
+    if not out:  # e.g. "," or " , ": a selection of nothing is a mistake, not zero FOVs
+        raise ValueError(f"{what}: {spec!r} selects no FOV (use e.g. '0-9, 12' or 'all')")
     if any(v < 0 for v in out):
         raise ValueError(f"{what}: FOV indices must be >= 0, got {out}")
     if n_fovs is not None and out and out[-1] >= n_fovs:

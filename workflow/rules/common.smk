@@ -48,6 +48,60 @@ def check_schema():
         fail(f"{where}: {error.message} (config/README.md lists every key)")
 
 
+def _yaml_nodes(node, path):
+    """(key path, key node, value node) of every mapping entry under a composed YAML node."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            yield path + (key,), key_node, value_node
+            yield from _yaml_nodes(value_node, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _yaml_nodes(item, path + (str(i),))
+
+
+def check_duplicate_keys():
+    """Each config file Snakemake read (``--configfile``, ``configfile:``), again:
+    a key written twice in one mapping fails (YAML loaders keep the last one
+    silently), naming the key, the file and both lines."""
+    import yaml
+
+    for path in dict.fromkeys(str(p) for p in getattr(workflow, "configfiles", None) or ()):
+        try:
+            with open(path) as fh:
+                root = yaml.compose(fh, Loader=yaml.SafeLoader)
+        except (OSError, yaml.YAMLError):
+            continue  # Snakemake read it already and reports its own errors
+        seen = {}
+        for keys, key_node, _ in _yaml_nodes(root, ()):
+            if keys[-1] == "<<":  # YAML merge key: may repeat by design
+                continue
+            line = key_node.start_mark.line + 1
+            if keys in seen:
+                fail(
+                    f"{'.'.join(keys)}: written twice in {path} (lines {seen[keys]} and {line}; "
+                    "the last one would win silently); keep one"
+                )
+            seen[keys] = line
+
+
+def check_finite(node=None, where=()):
+    """Every number in the config is finite: ``.nan`` / ``.inf`` fail naming the key
+    (they pass the schema's bounds, since NaN compares false)."""
+    import math
+
+    node = config if node is None else node
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"{'.'.join(map(str, where + (key,)))}: {value} is not a finite number; give a number")
+        check_finite(value, where + (key,))
+
+
+check_duplicate_keys()
+check_finite()
 check_schema()
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
