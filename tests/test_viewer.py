@@ -1,6 +1,6 @@
 """The results viewer (``pyama-flow view``): every endpoint on a small results tree
 built here, safety (nothing outside the results is served, edits only to
-traces_inspected.csv), and one test on a real demo run that checks that
+the decisions log curation.csv), and one test on a real demo run that checks that
 marking a cell reruns only the fits."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pyama_flow import qc
+from pyama_flow import curation, qc
 from pyama_flow.background import fit_tiles, save_models
 from pyama_flow.io.stacks import StackReader, write_stack
 from pyama_flow.models import get_model
@@ -473,54 +473,52 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_mark_bad_writes_only_that_cell(fresh):
+def test_mark_bad_records_a_decision(fresh):
     c = Client(ViewerApp(fresh))
     fov_dir = fresh / "demo/fov_000"
     before = _sha(fov_dir / "traces.csv")
     status, r = c.mark("demo", 0, 2, False)
-    assert status == 200 and r["rows"] == T and r["file"] == "demo/fov_000/traces_inspected.csv"
+    assert status == 200 and r["rows"] == T and r["file"] == "demo/fov_000/curation.csv"
     assert _sha(fov_dir / "traces.csv") == before  # the workflow's file is untouched
-    raw = read_traces(str(fov_dir / "traces.csv"))
-    edited = read_traces(str(fov_dir / "traces_inspected.csv"))
-    assert edited.loc[edited["cell"] == 2, "good"].eq(False).all()
-    expected = raw.copy()
-    expected.loc[expected["cell"] == 2, "good"] = False
-    pd.testing.assert_frame_equal(edited, expected)
-    # byte for byte: only the good field of cell 2's lines differs
-    old_lines = (fov_dir / "traces.csv").read_text().splitlines()
-    new_lines = (fov_dir / "traces_inspected.csv").read_text().splitlines()
-    diff = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
-    assert len(old_lines) == len(new_lines) and len(diff) == T
-    assert all(a.split(",")[1] == "2" and a.replace(",True,", ",False,") == b for a, b in diff)
-    # the viewer now reads the inspected file, and the fits are older than the edit
+    assert not (fov_dir / "traces_inspected.csv").exists()  # no frozen copy any more
+    log = pd.read_csv(fov_dir / "curation.csv")
+    assert list(log.columns) == ["cell", "good", "time", "fingerprint"]
+    assert log["cell"].tolist() == [2] and log["good"].tolist() == [False]
+    assert log["fingerprint"].iloc[0] == curation.fingerprints(read_traces(str(fov_dir / "traces.csv")))[2]
+    # the viewer applies the decision to the current traces, and the fits are older than it
     info = c.json("/api/fov/demo/0")
-    assert info["traces"] == "traces_inspected.csv" and info["inspected"] and info["n_good"] == 2
+    assert info["traces"] == "traces.csv" and info["decisions"] and info["n_good"] == 2
+    assert info["stale_decisions"] == []
     assert info["fits_stale"] == {"maturation": True}
     assert c.json("/api/cell/demo/0/2")["good"] is False
-    # a second edit keeps the first; marking good again restores the file
+    assert c.json("/api/cell/demo/0/1")["good"] is True
+    # a second mark keeps the first; the last decision on a cell wins
     c.mark("demo", 0, 1, False)
-    again = read_traces(str(fov_dir / "traces_inspected.csv"))
-    assert set(again.loc[~again["good"], "cell"]) == {1, 2}
+    traces = {e["cell"]: e["good"] for e in c.json("/api/traces/demo/0")["cells"]}
+    assert traces == {1: False, 2: False, 7: True}
     c.mark("demo", 0, 1, True)
     c.mark("demo", 0, 2, True)
-    assert _sha(fov_dir / "traces_inspected.csv") == before
-    assert not list(fov_dir.glob(".*part"))  # no temporary files left
+    traces = {e["cell"]: e["good"] for e in c.json("/api/traces/demo/0")["cells"]}
+    assert traces == {1: True, 2: True, 7: True}
+    assert len(pd.read_csv(fov_dir / "curation.csv")) == 4  # an append-only log
+    assert _sha(fov_dir / "traces.csv") == before
 
 
 def test_mark_is_atomic(fresh, monkeypatch):
+    """A failed append leaves the log as it was (one write call per line)."""
     c = Client(ViewerApp(fresh))
     fov_dir = fresh / "demo/fov_000"
     c.mark("demo", 0, 1, False)
-    before = _sha(fov_dir / "traces_inspected.csv")
+    before = _sha(fov_dir / "curation.csv")
 
-    def broken(src, dst):
+    def broken(fd, data):
         raise OSError("disk full")
 
-    monkeypatch.setattr("pyama_flow.io.stacks.os.replace", broken)
+    monkeypatch.setattr("pyama_flow.curation.os.write", broken)
     status, _ = c.mark("demo", 0, 2, False)
     assert status == 500
-    assert _sha(fov_dir / "traces_inspected.csv") == before
-    assert sorted(p.name for p in fov_dir.iterdir() if p.name.startswith(".")) == []
+    assert _sha(fov_dir / "curation.csv") == before
+    assert [e["cell"] for e in c.json("/api/traces/demo/0")["cells"] if not e["good"]] == [1]
 
 
 def test_mark_requests_are_checked(fresh):
@@ -537,7 +535,7 @@ def test_mark_requests_are_checked(fresh):
     assert c.mark("demo", 0, 1, False, Origin="http://evil.example")[0] == 403
     assert Client(c.app, host="evil.example:8765").get("/api/datasets")[0] == 403  # DNS rebinding
     assert c.get("/api/mark/demo/0/1")[0] == 405
-    assert not (fresh / "demo/fov_000/traces_inspected.csv").exists()
+    assert not (fresh / "demo/fov_000/curation.csv").exists()
     assert c.mark("demo", 0, 1, False, Origin="http://127.0.0.1:8765")[0] == 200
 
 
@@ -620,7 +618,7 @@ def test_cli_parser_defaults_and_help():
     sub = next(a for a in parser._actions if a.dest == "command").choices["view"]
     text = sub.format_help()
     assert "ssh -L 8765:127.0.0.1:8765 cluster" in text
-    assert "traces_inspected.csv" in text
+    assert "curation.csv" in text
 
 
 def test_cli_refuses_a_folder_without_results(tmp_path, capsys):

@@ -16,12 +16,15 @@ laptop, then open http://127.0.0.1:8765 locally:
 
 (add -N to only forward; to reach a compute node: ssh -L 8765:127.0.0.1:8765
 -J login node). Prefer the tunnel over --host 0.0.0.0, which lets anyone who
-can reach the machine read the results and edit traces_inspected.csv.
+can reach the machine read the results and mark cells.
 
 Page: click a cell to select it; g / b mark it good / bad, n / p next /
-previous cell, left / right arrows step frames. Marks go to the FOV's
-traces_inspected.csv (created from traces.csv on the first edit); the next
-`snakemake` run refits only those FOVs (check with `snakemake -n`).
+previous cell, left / right arrows step frames. Marks are decisions appended
+to the FOV's curation.csv (beside traces.csv, safe across several viewers);
+they are applied to the current traces.csv wherever traces are read, and the
+next `snakemake` run refits only those FOVs (check with `snakemake -n`).
+A PyAMA traces_inspected.csv is imported into curation.csv on first read;
+`pyama-flow curation export` writes one back.
 Only files under RESULTS_DIR are served. Z is already resolved in the
 results (extract stored one plane or the max projection), so frames are
 shown as stored.
@@ -35,8 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Serve a results folder to the browser: datasets, FOVs and samples, any "
             "frame with percentile contrast, outlines and track ids, each cell's trace "
-            "with its fitted curve and parameters, and good/bad curation written to "
-            "traces_inspected.csv."
+            "with its fitted curve and parameters, and good/bad curation recorded as "
+            "decisions in curation.csv."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -16,11 +16,11 @@ Endpoints (all ``GET`` unless noted; ``{fov}`` is the FOV index)::
     /api/cell_at/{dataset}/{fov}?t=&x=&y=    track id under a full-resolution pixel (&radius=)
     /api/traces/{dataset}/{fov}              every cell's trace (?columns=a,b)
     /api/cell/{dataset}/{fov}/{cell}         one cell's rows, fits and fitted curves (?column=)
-    POST /api/mark/{dataset}/{fov}/{cell}    body {"good": false}: edit traces_inspected.csv
+    POST /api/mark/{dataset}/{fov}/{cell}    body {"good": false}: append a decision to curation.csv
 
 Only files under the results folder are served (:meth:`Results.path`);
-anything else is a logged 404. Edits go only to ``traces_inspected.csv``
-of a FOV folder. A POST must be JSON from the page's own origin, and when
+anything else is a logged 404. Edits go only to ``curation.csv`` (the
+decisions log, :mod:`pyama_flow.curation`) of a FOV folder. A POST must be JSON from the page's own origin, and when
 bound to a loopback address only loopback host names are accepted, so
 another web site open in the same browser can neither read nor edit
 (DNS rebinding, cross-site requests).
@@ -238,17 +238,23 @@ class ViewerApp:
         traces_path = res.traces_path(dataset, fov)
         columns: list[str] = []
         n_cells = n_good = 0
+        stale_decisions: list[int] = []
         if traces_path is not None:
-            df = data.read_traces_cached(traces_path)
+            df, stale_decisions = data.curated(traces_path)
             columns = list(df.columns)
             n_cells = int(df["cell"].nunique()) if len(df) else 0
             n_good = int(df.loc[df["good"], "cell"].nunique()) if len(df) and "good" in df else 0
         pc = data.phase_channel(columns)
         shape, n_frames, dtype = None, 0, None
+        frames_missing = None
         if channels:
-            with render.open_frames(res.raw_file(dataset, fov, channels[0])) as reader:
-                n_frames, shape, dtype = len(reader), reader.shape[1:], str(reader.dtype)
-        elif (fov_dir / "labels.tif").is_file():
+            try:
+                with render.open_frames(res.raw_file(dataset, fov, channels[0])) as reader:
+                    n_frames, shape, dtype = len(reader), reader.shape[1:], str(reader.dtype)
+            except (OSError, ValueError, KeyError) as exc:
+                frames_missing = f"frames unavailable: {exc}"
+                log.warning("%s FOV %s: %s", dataset, fov, frames_missing)
+        if shape is None and (fov_dir / "labels.tif").is_file():
             with render.StackReader(fov_dir / "labels.tif") as reader:
                 n_frames, shape = len(reader), reader.shape[1:]
         ch_info = []
@@ -259,11 +265,11 @@ class ViewerApp:
                             "background": (fov_dir / f"background_ch{c}.npz").is_file(),
                             "color": _hex(qc.channel_color(name, c, phase))})
         models = res.fit_models(dataset, fov)
-        inspected = fov_dir / data.INSPECTED
+        decisions = fov_dir / data.DECISIONS
         stale = {}
         for m in models:
             fits_mtime = (fov_dir / f"fits_{m}.csv").stat().st_mtime
-            stale[m] = inspected.is_file() and inspected.stat().st_mtime > fits_mtime
+            stale[m] = decisions.is_file() and decisions.stat().st_mtime > fits_mtime
         sample = next((s for s, members in res.samples().items()
                        if {"dataset": dataset, "fov": fov} in members), None)
         return {
@@ -282,7 +288,9 @@ class ViewerApp:
             "pixel_size_um": meta.get("pixel_size_um"),
             "labels": (fov_dir / "labels.tif").is_file(),
             "traces": traces_path.name if traces_path is not None else None,
-            "inspected": inspected.is_file(),
+            "decisions": decisions.is_file(),
+            "stale_decisions": stale_decisions,
+            "frames_missing": frames_missing,
             "n_cells": n_cells,
             "n_good": n_good,
             "value_columns": data.feature_columns(columns),
@@ -374,7 +382,7 @@ class ViewerApp:
         in_traces, good = False, None
         traces_path = self.results.traces_path(dataset, fov)
         if cell is not None and traces_path is not None:
-            df = data.read_traces_cached(traces_path)
+            df = data.curated(traces_path)[0]
             rows = df[df["cell"] == cell]
             in_traces = not rows.empty
             good = bool(rows["good"].any()) if in_traces else None
@@ -386,7 +394,7 @@ class ViewerApp:
         path = self.results.traces_path(dataset, fov)
         if path is None:
             raise NotFound("this FOV has no traces.csv")
-        return path, data.read_traces_cached(path)
+        return path, data.curated(path)[0]
 
     def api_traces(self, query: dict, dataset: str, fov: str) -> Response:
         path, df = self._traces(dataset, fov)
@@ -407,7 +415,7 @@ class ViewerApp:
         if column is not None and column not in df.columns:
             raise BadRequest(f"unknown column {column!r}")
         fov_dir = self.results.fov_dir(dataset, fov)
-        inspected = fov_dir / data.INSPECTED
+        decisions = fov_dir / data.DECISIONS
         fits = []
         for model in self.results.fit_models(dataset, fov):
             fits_path = self.results.fov_file(dataset, fov, f"fits_{model}.csv")
@@ -418,7 +426,7 @@ class ViewerApp:
             record["fitted"] = True
             record["curve"] = data.fit_curve(model, record["params"], rows["time"])
             record["file"] = fits_path.name
-            record["stale"] = inspected.is_file() and inspected.stat().st_mtime > fits_path.stat().st_mtime
+            record["stale"] = decisions.is_file() and decisions.stat().st_mtime > fits_path.stat().st_mtime
             fits.append(record)
         return json_response({
             "dataset": dataset, "fov": int(fov), "cell": int(cell), "file": path.name,
@@ -439,7 +447,7 @@ class ViewerApp:
         if not isinstance(body, dict) or not isinstance(body.get("good"), bool):
             raise BadRequest("body must be {\"good\": true|false}")
         fov_dir = self.results.fov_dir(dataset, fov)
-        self.results.fov_file(dataset, fov, data.INSPECTED)  # checked: stays inside the results
+        self.results.fov_file(dataset, fov, data.DECISIONS)  # checked: stays inside the results
         try:
             result = data.mark_cell(fov_dir, int(cell), body["good"])
         except FileNotFoundError as exc:
@@ -447,8 +455,8 @@ class ViewerApp:
         except KeyError as exc:
             raise NotFound(str(exc).strip("'\"")) from None
         log.info("%s FOV %s: cell %s marked %s (%d rows) in %s", dataset, fov, cell,
-                 "good" if body["good"] else "bad", result["rows"], data.INSPECTED)
-        result["file"] = self.results.relative(fov_dir / data.INSPECTED)
+                 "good" if body["good"] else "bad", result["rows"], data.DECISIONS)
+        result["file"] = self.results.relative(fov_dir / data.DECISIONS)
         return json_response(result)
 
 

@@ -286,7 +286,9 @@ function renderCell() {
   st.textContent = d ? (d.good ? "good" : "bad") : "";
   st.className = "badge " + (d ? (d.good ? "good" : "bad") : "");
   const notes = [];
-  if (S.info && S.info.inspected) notes.push("edits in traces_inspected.csv");
+  if (S.info && S.info.decisions) notes.push("decisions in curation.csv");
+  if (S.info && S.info.stale_decisions && S.info.stale_decisions.length) notes.push("STALE decisions ignored (labels changed) on cells " + S.info.stale_decisions.join(", "));
+  if (S.info && S.info.frames_missing) notes.push(S.info.frames_missing);
   if (d) for (const f of d.fits) if (f.stale) notes.push(`fits_${f.model}.csv older than the edits: rerun snakemake`);
   $("fit-note").textContent = notes.join(" · ");
   renderParams();
