@@ -688,3 +688,54 @@ def test_demo_run_mark_refits_only(tmp_path):
     assert cell not in set(refit["cell"])  # a cell without good rows is not fitted
     assert set(refit["cell"]) == set(traces["cell"]) - {cell}
     assert _planned(tmp_path) == {}
+
+
+# -- access token (a shared login node) ------------------------------------------------------
+
+
+def test_every_request_needs_the_token(fresh):
+    tok = "s3cret-token"
+    c = Client(ViewerApp(fresh, allowed_hosts={"127.0.0.1", "localhost"}, token=tok))
+    for path in ("/", "/static/viewer.js", "/api/datasets", "/api/fov/demo/0", "/files/demo/metadata.json",
+                 "/api/frame/demo/0.png"):
+        status, _, body = c.get(path)
+        assert status == 403 and b"access token" in body, path
+        assert c.get(path, "token=wrong")[0] == 403, path
+    assert c.mark("demo", 0, 1, False)[0] == 403
+    assert c.mark("demo", 0, 1, False, **{"X-Pyama-Token": "wrong"})[0] == 403
+    assert not (fresh / "demo/fov_000/curation.csv").exists()
+    # the printed URL: the page loads and sets the cookie
+    status, headers, body = c.get("/", f"token={tok}")
+    assert status == 200 and b"/static/viewer.js" in body
+    assert headers["Set-Cookie"] == f"pyama_flow_token={tok}; Path=/; HttpOnly; SameSite=Strict"
+    cookie = {"Cookie": f"pyama_flow_token={tok}"}
+    assert c.request("GET", "/api/datasets", headers=cookie)[0] == 200
+    assert c.request("GET", "/static/viewer.js", headers=cookie)[0] == 200
+    assert c.request("GET", "/api/datasets", headers={"Cookie": "pyama_flow_token=nope"})[0] == 403
+    assert c.request("GET", "/api/fov/demo/0", headers={"X-Pyama-Token": tok})[0] == 200
+    assert c.get("/api/datasets", f"token={tok}")[0] == 200
+    assert c.mark("demo", 0, 1, False, **{"X-Pyama-Token": tok})[0] == 200
+    assert pd.read_csv(fresh / "demo/fov_000/curation.csv")["cell"].tolist() == [1]
+
+
+def test_cli_makes_a_token_unless_no_token(fresh, monkeypatch, capsys):
+    from pyama_flow.cli import build_parser, main
+
+    assert build_parser().parse_args(["view", "r", "--no-token"]).no_token is True
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_server(results_dir, host, port, cache_mb, token=None):
+        seen["token"] = token
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr("pyama_flow.viewer.make_viewer_server", fake_server)
+    assert main(["view", str(fresh)]) == 2
+    assert isinstance(seen["token"], str) and len(seen["token"]) >= 32
+    first = seen["token"]
+    main(["view", str(fresh)])
+    assert seen["token"] != first  # a new token at each start
+    main(["view", str(fresh), "--no-token"])
+    assert seen["token"] is None

@@ -28,6 +28,7 @@ another web site open in the same browser can neither read nor edit
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from importlib import resources
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.util import FileWrapper
@@ -50,6 +52,8 @@ log = logging.getLogger("pyama_flow.viewer")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8",
                 "viewer.js": "text/javascript; charset=utf-8",
                 "viewer.css": "text/css; charset=utf-8"}
+#: Cookie carrying the access token after the first page load (``?token=``).
+TOKEN_COOKIE = "pyama_flow_token"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Default display size of a frame (larger side, px).
 DEFAULT_MAX_SIDE = 1024
@@ -89,7 +93,8 @@ class ViewerApp:
     """
 
     def __init__(self, results_dir: Any, allowed_hosts: Iterable[str] | None = None,
-                 cache_bytes: int = 64 * 2**20) -> None:
+                 cache_bytes: int = 64 * 2**20, token: str | None = None) -> None:
+        self.token = token
         self.results = Results(results_dir)
         self.renderer = render.FrameRenderer(cache_bytes)
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
@@ -130,6 +135,11 @@ class ViewerApp:
         try:
             self._check_host(environ)
             query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            by_query = self._check_token(environ, query)
+            if by_query and path == "/" and method in ("GET", "HEAD"):
+                status, headers, body = self.page(query)
+                cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                return status, headers + [("Set-Cookie", cookie)], body
             allowed = []
             for route_method, pattern, handler in self._routes:
                 m = pattern.match(path)
@@ -157,6 +167,28 @@ class ViewerApp:
         except Exception:  # noqa: BLE001 - a server must answer
             log.error("error in %s %s\n%s", method, path, traceback.format_exc())
             return error_response(500, "internal error (see the server log)")
+
+    def _check_token(self, environ: dict, query: dict) -> bool:
+        """Refuse (403) a request without the access token; True if it came as ``?token=``.
+
+        The token is accepted as the ``token`` query parameter, the
+        ``X-Pyama-Token`` header or the cookie the first page load sets.
+        """
+        if self.token is None:
+            return False
+        if hmac.compare_digest(query.get("token", ""), self.token):
+            return True
+        header = environ.get("HTTP_X_PYAMA_TOKEN", "")
+        jar = SimpleCookie()
+        try:
+            jar.load(environ.get("HTTP_COOKIE", ""))
+        except CookieError:
+            pass
+        cookie = jar[TOKEN_COOKIE].value if TOKEN_COOKIE in jar else ""
+        if hmac.compare_digest(header, self.token) or hmac.compare_digest(cookie, self.token):
+            return False
+        raise PermissionError("missing or wrong access token: open the URL printed by "
+                              "`pyama-flow view` (it ends in ?token=...)")
 
     def _check_host(self, environ: dict) -> None:
         if self.allowed_hosts is None:
