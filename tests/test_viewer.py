@@ -27,6 +27,7 @@ from PIL import Image
 
 from pyama_flow import curation, qc
 from pyama_flow.background import fit_tiles, save_models
+from pyama_flow.io.source import write_source
 from pyama_flow.io.stacks import StackReader, write_stack
 from pyama_flow.models import get_model
 from pyama_flow.traces import TraceBuilder, read_traces, write_traces
@@ -739,3 +740,65 @@ def test_cli_makes_a_token_unless_no_token(fresh, monkeypatch, capsys):
     assert seen["token"] != first  # a new token at each start
     main(["view", str(fresh), "--no-token"])
     assert seen["token"] is None
+
+
+# -- frames unavailable; inputs resolved from the results' own experiment ------------------------
+
+
+def test_fov_without_frames_still_opens(fresh):
+    """storage.raw: source with a moved input, or the raw copies deleted: the FOV
+    opens, traces, fits and curation work, the page is told the frames are missing."""
+    from pyama_flow.io.source import write_source
+
+    fov_dir = fresh / "demo/fov_000"
+    for c in (0, 1):
+        (fov_dir / f"raw_ch{c}.tif").unlink()
+        write_source(fov_dir / f"raw_ch{c}.json", "moved/input.ome.tif", {}, 0, c, 0, (T, H, W), np.uint16)
+    c = Client(ViewerApp(fresh))
+    info = c.json("/api/fov/demo/0")
+    assert info["frames_missing"].startswith("frames unavailable: ") and "input.ome.tif" in info["frames_missing"]
+    assert (info["height"], info["width"], info["n_frames"]) == (H, W, T)  # from labels.tif
+    assert info["n_cells"] == 3 and info["models"] == ["maturation"]
+    assert [e["cell"] for e in c.json("/api/traces/demo/0")["cells"]] == [1, 2, 7]
+    assert c.json("/api/cell/demo/0/2")["fits"][0]["fitted"] is True
+    status, _, body = c.get("/api/frame/demo/0.png", "channel=1&t=2")
+    assert status == 404 and b"frames unavailable" in body
+    assert c.get("/api/stats/demo/0", "t=2")[0] == 404
+    assert c.mark("demo", 0, 2, False)[0] == 200
+    assert c.json("/api/cell/demo/0/2")["good"] is False
+    # the temporary raw copies deleted (no reference either): the FOV opens too
+    for p in fov_dir.glob("raw_ch*.json"):
+        p.unlink()
+    info = c.json("/api/fov/demo/0")
+    assert info["channels"] == [] and info["frames_missing"] is None and info["n_frames"] == T
+
+
+def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment, tmp_path, monkeypatch):
+    """A relative input in raw_ch{c}.json is found above the results folder even
+    when the viewer runs in another experiment's folder that has the same path."""
+    from pyama_flow.io import open_image
+    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+
+    exp = tmp_path / "exp"
+    results = build_results(exp)
+    (exp / "input").mkdir()
+    shutil.copy(small_experiment["path"], exp / "input" / "exp.ome.tif")
+    decoy = tmp_path / "other"
+    simulate_experiment(decoy / "input" / "exp.ome.tif", decoy / "truth",
+                        SimulationConfig(n_fovs=2, n_frames=12, seed=11))
+    fov_dir = results / "demo/fov_001"
+    (fov_dir / "raw_ch1.tif").unlink()
+    write_source(fov_dir / "raw_ch1.json", "input/exp.ome.tif", {}, 1, 1, 0, (12, 320, 320), np.uint16)
+    monkeypatch.chdir(decoy)  # the viewer started from another experiment's folder
+    c = Client(ViewerApp(results))
+    got = {s["channel"]: s for s in c.json("/api/stats/demo/1", "t=5")["channels"]}[1]
+    with open_image(str(exp / "input" / "exp.ome.tif")) as src:
+        want = qc.frame_statistics(src.read_frame(1, 5, 1))
+    with open_image(str(decoy / "input" / "exp.ome.tif")) as src:
+        other = qc.frame_statistics(src.read_frame(1, 5, 1))
+    assert got["mean"] == pytest.approx(want["mean"]) and got["mean"] != pytest.approx(other["mean"])
+    # the workflow's jobs keep resolving a relative input from their working directory
+    from pyama_flow.io.source import open_frames
+
+    with open_frames(fov_dir / "raw_ch1.json") as frames:
+        assert float(frames[5].mean()) == pytest.approx(other["mean"])

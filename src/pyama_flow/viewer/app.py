@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 from wsgiref.util import FileWrapper
 
 from .. import qc
+from ..io.base import InputError
 from . import data, render
 from .results import BadRequest, NotFound, Results, fov_times
 
@@ -283,7 +284,7 @@ class ViewerApp:
             try:
                 with render.open_frames(res.raw_file(dataset, fov, channels[0])) as reader:
                     n_frames, shape, dtype = len(reader), reader.shape[1:], str(reader.dtype)
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, InputError) as exc:
                 frames_missing = f"frames unavailable: {exc}"
                 log.warning("%s FOV %s: %s", dataset, fov, frames_missing)
         if shape is None and (fov_dir / "labels.tif").is_file():
@@ -375,6 +376,8 @@ class ViewerApp:
             png, info = self.renderer.png(request)
         except IndexError as exc:
             raise NotFound(str(exc)) from None
+        except (OSError, InputError) as exc:
+            raise NotFound(f"frames unavailable: {exc}") from None
         ms = (time.perf_counter() - start) * 1000
         headers = [("Content-Type", "image/png"), ("Cache-Control", "no-cache"),
                    ("X-Render-Ms", f"{ms:.1f}"), ("X-Cached", "1" if info.get("cached") else "0")]
@@ -395,6 +398,8 @@ class ViewerApp:
                 stats = render.frame_stats(res.raw_file(dataset, fov, c), t)
             except IndexError as exc:
                 raise NotFound(str(exc)) from None
+            except (OSError, InputError) as exc:
+                raise NotFound(f"frames unavailable: {exc}") from None
             out.append({"channel": c, "name": names[c] if c < len(names) else f"C{c}", **stats})
         return json_response({"dataset": dataset, "fov": int(fov), "t": t, "channels": out})
 
