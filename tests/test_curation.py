@@ -123,3 +123,24 @@ def test_marks_from_several_processes_are_never_lost(tmp_path):
     got = curation.load_decisions(fov)
     assert {c: d.good for c, d in got.items()} == {c: c % 2 == 0 for c in cells}
     assert np.all(log.columns == ["cell", "good", "time", "fingerprint"])
+
+
+def test_cli_import_and_export(tmp_path, capsys):
+    from pyama_flow.cli import main
+
+    fov = tmp_path / "fov_000"
+    df = _traces()
+    _write(fov, df)
+    inspected = df.copy()
+    inspected.loc[inspected["cell"] == 1, "good"] = False
+    _write(fov, inspected, curation.INSPECTED)
+    assert main(["curation", "import", str(fov)]) == 0
+    assert "1 decisions imported into curation.csv" in capsys.readouterr().err
+    assert main(["curation", "import", str(fov)]) == 0
+    assert "curation.csv exists; nothing imported" in capsys.readouterr().err
+    curation.record(fov, 2, False)
+    assert main(["curation", "export", str(fov), "-o", "out.csv"]) == 0
+    out = read_traces(str(fov / "out.csv"))
+    assert out.groupby("cell")["good"].all().to_dict() == {1: False, 2: False, 3: True}
+    assert main(["curation", "export", str(tmp_path / "nope")]) == 2
+    assert "nope: no traces.csv" in capsys.readouterr().err

@@ -802,3 +802,29 @@ def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment
 
     with open_frames(fov_dir / "raw_ch1.json") as frames:
         assert float(frames[5].mean()) == pytest.approx(other["mean"])
+
+
+def test_two_viewers_marking_at_once_lose_nothing(fresh):
+    """Two viewer processes on the same results (two apps here, threads
+    interleaving): every acknowledged mark is in the log and applied."""
+    apps = [Client(ViewerApp(fresh)), Client(ViewerApp(fresh))]
+    marks = [(i % 2, cell, i % 3 == 0) for i, cell in enumerate([1, 2, 7] * 10)]
+    statuses = []
+
+    def worker(k):
+        for i, (app, cell, good) in enumerate(marks):
+            if app == k:
+                statuses.append(apps[k].mark("demo", 0, cell, good)[0])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * len(marks)
+    log = pd.read_csv(fresh / "demo/fov_000/curation.csv")
+    assert len(log) == len(marks)
+    assert sorted(zip(log["cell"], log["good"])) == sorted((c, g) for _a, c, g in marks)
+    last = log.groupby("cell")["good"].last().to_dict()
+    seen = {e["cell"]: e["good"] for e in apps[1].json("/api/traces/demo/0")["cells"]}
+    assert seen == last
