@@ -828,3 +828,36 @@ def test_two_viewers_marking_at_once_lose_nothing(fresh):
     last = log.groupby("cell")["good"].last().to_dict()
     seen = {e["cell"]: e["good"] for e in apps[1].json("/api/traces/demo/0")["cells"]}
     assert seen == last
+
+
+def test_cli_prints_the_token_url_and_runs_from_another_cwd(tree, tmp_path):
+    """`pyama-flow view` started outside the experiment: the printed URL carries
+    a fresh token that opens the page; without it every request is 403."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "pyama_flow.cli", "view", str(tree), "--port", "0"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for _ in range(20):
+            line = proc.stderr.readline()
+            if m := re.search(r"serving on (http://\S+)", line):
+                url = m.group(1)
+                break
+        assert url and re.search(r"/\?token=[\w-]{32,}$", url), url
+        base = url.split("?")[0]
+        with urllib.request.urlopen(f"{url}") as r:
+            assert r.status == 200 and "pyama_flow_token=" in r.headers["Set-Cookie"]
+        token = url.split("token=")[1]
+        req = urllib.request.Request(f"{base}api/datasets", headers={"X-Pyama-Token": token})
+        with urllib.request.urlopen(req) as r:
+            assert json.loads(r.read())["datasets"][0]["name"] == "demo"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}api/datasets")
+        assert err.value.code == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

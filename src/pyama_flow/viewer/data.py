@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io.stacks import atomic_path
 from ..models import get_model
 from .. import curation
 from ..traces import read_traces
