@@ -861,3 +861,20 @@ def test_cli_prints_the_token_url_and_runs_from_another_cwd(tree, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_stale_decision_is_shown_and_ignored(fresh, caplog):
+    """New labels give cell 2's id to another object: the viewer shows the
+    decision as stale and the cell keeps the good of the new traces."""
+    c = Client(ViewerApp(fresh))
+    fov_dir = fresh / "demo/fov_000"
+    c.mark("demo", 0, 2, False)
+    c.mark("demo", 0, 1, False)
+    traces = pd.read_csv(fov_dir / "traces.csv")
+    traces.loc[traces["cell"] == 2, ["bbox_x0", "bbox_x1"]] += 4  # another object now
+    traces.to_csv(fov_dir / "traces.csv", index=False)
+    info = c.json("/api/fov/demo/0")
+    assert info["stale_decisions"] == [2] and info["n_good"] == 2
+    d2, d1 = c.json("/api/cell/demo/0/2"), c.json("/api/cell/demo/0/1")
+    assert (d2["good"], d2["stale_decision"]) == (True, True)
+    assert (d1["good"], d1["stale_decision"]) == (False, False)

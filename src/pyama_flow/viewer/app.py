@@ -444,6 +444,7 @@ class ViewerApp:
 
     def api_cell(self, query: dict, dataset: str, fov: str, cell: str) -> Response:
         path, df = self._traces(dataset, fov)
+        stale_decisions = data.curated(path)[1]
         try:
             rows = data.cell_rows(df, int(cell))
         except KeyError as exc:
@@ -467,7 +468,8 @@ class ViewerApp:
             fits.append(record)
         return json_response({
             "dataset": dataset, "fov": int(fov), "cell": int(cell), "file": path.name,
-            "good": any(rows["good"]), "value_column": column, "rows": rows, "fits": fits,
+            "good": any(rows["good"]), "stale_decision": int(cell) in stale_decisions,
+            "value_column": column, "rows": rows, "fits": fits,
         })
 
     def api_mark(self, query: dict, environ: dict, dataset: str, fov: str, cell: str) -> Response:

@@ -298,6 +298,7 @@ function renderCell() {
   if (S.info && S.info.decisions) notes.push("decisions in curation.csv");
   if (S.info && S.info.stale_decisions && S.info.stale_decisions.length) notes.push("STALE decisions ignored (labels changed) on cells " + S.info.stale_decisions.join(", "));
   if (S.info && S.info.frames_missing) notes.push(S.info.frames_missing);
+  if (d && d.stale_decision) notes.push("this cell's decision was made on other labels: ignored");
   if (d) for (const f of d.fits) if (f.stale) notes.push(`fits_${f.model}.csv older than the edits: rerun snakemake`);
   $("fit-note").textContent = notes.join(" · ");
   renderParams();
