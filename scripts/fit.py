@@ -5,13 +5,13 @@ def main(snakemake):
     import logging
 
     from pyama_flow.fitting import failure_reasons, fit_traces, tune_malloc, write_fits
-    from pyama_flow.traces import read_traces
+    from pyama_flow.curation import read_curated
 
     log = logging.getLogger("pyama_flow")
     tune_malloc()  # this job's process only: faster batched fits, same results
     model = snakemake.wildcards.model
     p = snakemake.params
-    df = read_traces(snakemake.input[0])
+    df = read_curated(snakemake.input.traces)  # decisions in curation.csv applied
     out = snakemake.output[0]
     fits = fit_traces(
         df,
@@ -23,10 +23,10 @@ def main(snakemake):
     if df.empty:
         log.warning("no cells in %s (none detected, or all removed by the traces filters: "
                     "see trace_stats.json); fits skipped: %s has the columns and no rows",
-                    snakemake.input[0], out)
+                    snakemake.input.traces, out)
     elif fits.empty:
         log.warning("no good rows in %s (every row has good=False); fits skipped: "
-                    "%s has the columns and no rows", snakemake.input[0], out)
+                    "%s has the columns and no rows", snakemake.input.traces, out)
     else:
         reasons = failure_reasons(fits, {model: dict(p.overrides)})
         failed = reasons != ""

@@ -6,7 +6,7 @@ def main(snakemake):
     from pyama_flow.merge import tidy_traces
 
     keys = [(ds, int(f)) for ds, f in snakemake.params.datasets_fovs]
-    paths = dict(zip(keys, snakemake.input))
+    paths = dict(zip(keys, snakemake.input.traces))
     sample_of = {(ds, int(f)): name for ds, f, name in snakemake.params.sample_of}
     table = tidy_traces(sample_of, paths)
     with atomic_path(snakemake.output[0]) as tmp:

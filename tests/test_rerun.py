@@ -94,8 +94,8 @@ def test_unrelated_edit_reruns_nothing(done):
 
 
 def test_curated_traces_rerun_only_the_fits(done):
-    """PyAMA's *_inspected.csv: the same table with edited `good`; the fit uses
-    it instead of traces.csv, and only the fit and what depends on it rerun."""
+    """PyAMA's *_inspected.csv: imported into the decisions log curation.csv
+    when the workflow starts; only the fit and what depends on it rerun."""
     import pandas as pd
 
     fov_dir = done / "results" / "demo" / "fov_000"
@@ -105,10 +105,83 @@ def test_curated_traces_rerun_only_the_fits(done):
     traces.to_csv(fov_dir / "traces_inspected.csv", index=False, float_format="%.6f")
     try:
         assert planned(done, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+        log = pd.read_csv(fov_dir / "curation.csv")
+        assert log["cell"].tolist() == [bad] and log["good"].tolist() == [False]
         _snakemake(done, BASE, "--cores", "2")
         fits = pd.read_csv(fov_dir / "fits_maturation.csv")
         assert bad not in set(fits["cell"]) and len(fits) == traces["cell"].nunique() - 1
         merged = pd.read_csv(done / "results" / "samples" / "control" / "control_intensity_total_ch_1.csv")
         assert bad not in set(merged["cell"])  # good = false rows are dropped
     finally:
-        (fov_dir / "traces_inspected.csv").unlink()
+        for name in ("traces_inspected.csv", "curation.csv", ".curation.csv.lock"):
+            (fov_dir / name).unlink(missing_ok=True)
+
+
+def _mark(results: Path, dataset: str, fov: int, cell: int, good: bool) -> dict:
+    """POST /api/mark through the viewer's WSGI app, as the page does."""
+    import io
+    import json
+    import wsgiref.util
+
+    from pyama_flow.viewer import ViewerApp
+
+    body = json.dumps({"good": good}).encode()
+    env: dict = {}
+    wsgiref.util.setup_testing_defaults(env)
+    env.update(REQUEST_METHOD="POST", PATH_INFO=f"/api/mark/{dataset}/{fov}/{cell}", HTTP_HOST="127.0.0.1:8765",
+               CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)), **{"wsgi.input": io.BytesIO(body)})
+    out = {}
+    data = b"".join(ViewerApp(results, token=None)(env, lambda status, h: out.update(status=status)))
+    assert out["status"].startswith("200"), data
+    return json.loads(data)
+
+
+def test_decision_survives_new_traces_and_stale_decision_warns(done, tmp_path):
+    """Issue #18: a cell marked bad in the viewer, then a traces parameter
+    changed: the traces and fits are rerun on the NEW intensities and the
+    decision is still applied; a decision made on other labels warns and is
+    ignored."""
+    import shutil
+
+    import pandas as pd
+
+    work = tmp_path / "copy"
+    shutil.copytree(done, work, symlinks=True)
+    results = work / "results"
+    fov_dir = results / "demo" / "fov_000"
+    old = pd.read_csv(fov_dir / "traces.csv")
+    bad = int(old["cell"].iloc[0])
+    assert _mark(results, "demo", 0, bad, False)["file"] == "demo/fov_000/curation.csv"
+    assert planned(work, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+    _snakemake(work, BASE, "--cores", "2")
+    fits = pd.read_csv(fov_dir / "fits_maturation.csv")
+    assert bad not in set(fits["cell"])
+
+    cfg = copy.deepcopy(BASE)
+    cfg.setdefault("traces", {})["background_weight"] = 0.5
+    plan = planned(work, cfg)
+    assert plan["traces"] == 2 and plan["fit"] == 2 and plan["merge"] == 4 and plan["tidy"] == 1
+    _snakemake(work, cfg, "--cores", "2")
+    new = pd.read_csv(fov_dir / "traces.csv")
+    col = "intensity_total_ch_1"
+    assert not (new[col].to_numpy() == old[col].to_numpy()).all()  # new intensities
+    refit = pd.read_csv(fov_dir / "fits_maturation.csv")
+    assert bad not in set(refit["cell"]) and set(refit["cell"]) == set(new["cell"]) - {bad}
+    assert not refit.set_index("cell")["ktl"].equals(fits.set_index("cell")["ktl"])  # fitted again
+    merged = pd.read_csv(results / "samples" / "control" / f"control_{col}.csv")
+    assert bad not in set(merged["cell"])
+    mine = merged[merged["fov"] == 0].merge(new[new["good"]], on=["cell", "time"])
+    assert len(mine) == int(((new["cell"] != bad) & new["good"]).sum())
+    pd.testing.assert_series_equal(mine["value"], mine[col], check_names=False, atol=1e-5)
+    tidy = pd.read_csv(results / "all_traces.csv")
+    assert not tidy[(tidy["fov"] == 0) & (tidy["cell"] == bad)]["good"].any()
+
+    # a decision made on other labels (its fingerprint differs): warned, ignored
+    log = (fov_dir / "curation.csv").read_text().splitlines()
+    cell, good, when, _fp = log[-1].split(",")
+    (fov_dir / "curation.csv").write_text("\n".join(log[:-1] + [f"{cell},{good},{when},0000000000000000"]) + "\n")
+    _snakemake(work, cfg, "--cores", "2")
+    warned = (results / "logs" / "demo" / "fov_000" / "fit_maturation.log").read_text()
+    assert f"decisions in curation.csv on cells {bad} were made on other labels/tracks" in warned
+    assert "fov_000" in warned
+    assert bad in set(pd.read_csv(fov_dir / "fits_maturation.csv")["cell"])  # ignored: fitted again

@@ -1,6 +1,6 @@
 """The results viewer (``pyama-flow view``): every endpoint on a small results tree
 built here, safety (nothing outside the results is served, edits only to
-traces_inspected.csv), and one test on a real demo run that checks that
+the decisions log curation.csv), and one test on a real demo run that checks that
 marking a cell reruns only the fits."""
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from pyama_flow import qc
+from pyama_flow import curation, qc
 from pyama_flow.background import fit_tiles, save_models
+from pyama_flow.io.source import write_source
 from pyama_flow.io.stacks import StackReader, write_stack
 from pyama_flow.models import get_model
 from pyama_flow.traces import TraceBuilder, read_traces, write_traces
@@ -473,54 +474,52 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_mark_bad_writes_only_that_cell(fresh):
+def test_mark_bad_records_a_decision(fresh):
     c = Client(ViewerApp(fresh))
     fov_dir = fresh / "demo/fov_000"
     before = _sha(fov_dir / "traces.csv")
     status, r = c.mark("demo", 0, 2, False)
-    assert status == 200 and r["rows"] == T and r["file"] == "demo/fov_000/traces_inspected.csv"
+    assert status == 200 and r["rows"] == T and r["file"] == "demo/fov_000/curation.csv"
     assert _sha(fov_dir / "traces.csv") == before  # the workflow's file is untouched
-    raw = read_traces(str(fov_dir / "traces.csv"))
-    edited = read_traces(str(fov_dir / "traces_inspected.csv"))
-    assert edited.loc[edited["cell"] == 2, "good"].eq(False).all()
-    expected = raw.copy()
-    expected.loc[expected["cell"] == 2, "good"] = False
-    pd.testing.assert_frame_equal(edited, expected)
-    # byte for byte: only the good field of cell 2's lines differs
-    old_lines = (fov_dir / "traces.csv").read_text().splitlines()
-    new_lines = (fov_dir / "traces_inspected.csv").read_text().splitlines()
-    diff = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
-    assert len(old_lines) == len(new_lines) and len(diff) == T
-    assert all(a.split(",")[1] == "2" and a.replace(",True,", ",False,") == b for a, b in diff)
-    # the viewer now reads the inspected file, and the fits are older than the edit
+    assert not (fov_dir / "traces_inspected.csv").exists()  # no frozen copy any more
+    log = pd.read_csv(fov_dir / "curation.csv")
+    assert list(log.columns) == ["cell", "good", "time", "fingerprint"]
+    assert log["cell"].tolist() == [2] and log["good"].tolist() == [False]
+    assert log["fingerprint"].iloc[0] == curation.fingerprints(read_traces(str(fov_dir / "traces.csv")))[2]
+    # the viewer applies the decision to the current traces, and the fits are older than it
     info = c.json("/api/fov/demo/0")
-    assert info["traces"] == "traces_inspected.csv" and info["inspected"] and info["n_good"] == 2
+    assert info["traces"] == "traces.csv" and info["decisions"] and info["n_good"] == 2
+    assert info["stale_decisions"] == []
     assert info["fits_stale"] == {"maturation": True}
     assert c.json("/api/cell/demo/0/2")["good"] is False
-    # a second edit keeps the first; marking good again restores the file
+    assert c.json("/api/cell/demo/0/1")["good"] is True
+    # a second mark keeps the first; the last decision on a cell wins
     c.mark("demo", 0, 1, False)
-    again = read_traces(str(fov_dir / "traces_inspected.csv"))
-    assert set(again.loc[~again["good"], "cell"]) == {1, 2}
+    traces = {e["cell"]: e["good"] for e in c.json("/api/traces/demo/0")["cells"]}
+    assert traces == {1: False, 2: False, 7: True}
     c.mark("demo", 0, 1, True)
     c.mark("demo", 0, 2, True)
-    assert _sha(fov_dir / "traces_inspected.csv") == before
-    assert not list(fov_dir.glob(".*part"))  # no temporary files left
+    traces = {e["cell"]: e["good"] for e in c.json("/api/traces/demo/0")["cells"]}
+    assert traces == {1: True, 2: True, 7: True}
+    assert len(pd.read_csv(fov_dir / "curation.csv")) == 4  # an append-only log
+    assert _sha(fov_dir / "traces.csv") == before
 
 
 def test_mark_is_atomic(fresh, monkeypatch):
+    """A failed append leaves the log as it was (one write call per line)."""
     c = Client(ViewerApp(fresh))
     fov_dir = fresh / "demo/fov_000"
     c.mark("demo", 0, 1, False)
-    before = _sha(fov_dir / "traces_inspected.csv")
+    before = _sha(fov_dir / "curation.csv")
 
-    def broken(src, dst):
+    def broken(fd, data):
         raise OSError("disk full")
 
-    monkeypatch.setattr("pyama_flow.io.stacks.os.replace", broken)
+    monkeypatch.setattr("pyama_flow.curation.os.write", broken)
     status, _ = c.mark("demo", 0, 2, False)
     assert status == 500
-    assert _sha(fov_dir / "traces_inspected.csv") == before
-    assert sorted(p.name for p in fov_dir.iterdir() if p.name.startswith(".")) == []
+    assert _sha(fov_dir / "curation.csv") == before
+    assert [e["cell"] for e in c.json("/api/traces/demo/0")["cells"] if not e["good"]] == [1]
 
 
 def test_mark_requests_are_checked(fresh):
@@ -537,7 +536,7 @@ def test_mark_requests_are_checked(fresh):
     assert c.mark("demo", 0, 1, False, Origin="http://evil.example")[0] == 403
     assert Client(c.app, host="evil.example:8765").get("/api/datasets")[0] == 403  # DNS rebinding
     assert c.get("/api/mark/demo/0/1")[0] == 405
-    assert not (fresh / "demo/fov_000/traces_inspected.csv").exists()
+    assert not (fresh / "demo/fov_000/curation.csv").exists()
     assert c.mark("demo", 0, 1, False, Origin="http://127.0.0.1:8765")[0] == 200
 
 
@@ -620,7 +619,7 @@ def test_cli_parser_defaults_and_help():
     sub = next(a for a in parser._actions if a.dest == "command").choices["view"]
     text = sub.format_help()
     assert "ssh -L 8765:127.0.0.1:8765 cluster" in text
-    assert "traces_inspected.csv" in text
+    assert "curation.csv" in text
 
 
 def test_cli_refuses_a_folder_without_results(tmp_path, capsys):
@@ -690,3 +689,192 @@ def test_demo_run_mark_refits_only(tmp_path):
     assert cell not in set(refit["cell"])  # a cell without good rows is not fitted
     assert set(refit["cell"]) == set(traces["cell"]) - {cell}
     assert _planned(tmp_path) == {}
+
+
+# -- access token (a shared login node) ------------------------------------------------------
+
+
+def test_every_request_needs_the_token(fresh):
+    tok = "s3cret-token"
+    c = Client(ViewerApp(fresh, allowed_hosts={"127.0.0.1", "localhost"}, token=tok))
+    for path in ("/", "/static/viewer.js", "/api/datasets", "/api/fov/demo/0", "/files/demo/metadata.json",
+                 "/api/frame/demo/0.png"):
+        status, _, body = c.get(path)
+        assert status == 403 and b"access token" in body, path
+        assert c.get(path, "token=wrong")[0] == 403, path
+    assert c.mark("demo", 0, 1, False)[0] == 403
+    assert c.mark("demo", 0, 1, False, **{"X-Pyama-Token": "wrong"})[0] == 403
+    assert not (fresh / "demo/fov_000/curation.csv").exists()
+    # the printed URL: the page loads and sets the cookie
+    status, headers, body = c.get("/", f"token={tok}")
+    assert status == 200 and b"/static/viewer.js" in body
+    assert headers["Set-Cookie"] == f"pyama_flow_token={tok}; Path=/; HttpOnly; SameSite=Strict"
+    cookie = {"Cookie": f"pyama_flow_token={tok}"}
+    assert c.request("GET", "/api/datasets", headers=cookie)[0] == 200
+    assert c.request("GET", "/static/viewer.js", headers=cookie)[0] == 200
+    assert c.request("GET", "/api/datasets", headers={"Cookie": "pyama_flow_token=nope"})[0] == 403
+    assert c.request("GET", "/api/fov/demo/0", headers={"X-Pyama-Token": tok})[0] == 200
+    assert c.get("/api/datasets", f"token={tok}")[0] == 200
+    assert c.mark("demo", 0, 1, False, **{"X-Pyama-Token": tok})[0] == 200
+    assert pd.read_csv(fresh / "demo/fov_000/curation.csv")["cell"].tolist() == [1]
+
+
+def test_cli_makes_a_token_unless_no_token(fresh, monkeypatch, capsys):
+    from pyama_flow.cli import build_parser, main
+
+    assert build_parser().parse_args(["view", "r", "--no-token"]).no_token is True
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_server(results_dir, host, port, cache_mb, token=None):
+        seen["token"] = token
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr("pyama_flow.viewer.make_viewer_server", fake_server)
+    assert main(["view", str(fresh)]) == 2
+    assert isinstance(seen["token"], str) and len(seen["token"]) >= 32
+    first = seen["token"]
+    main(["view", str(fresh)])
+    assert seen["token"] != first  # a new token at each start
+    main(["view", str(fresh), "--no-token"])
+    assert seen["token"] is None
+
+
+# -- frames unavailable; inputs resolved from the results' own experiment ------------------------
+
+
+def test_fov_without_frames_still_opens(fresh):
+    """storage.raw: source with a moved input, or the raw copies deleted: the FOV
+    opens, traces, fits and curation work, the page is told the frames are missing."""
+    from pyama_flow.io.source import write_source
+
+    fov_dir = fresh / "demo/fov_000"
+    for c in (0, 1):
+        (fov_dir / f"raw_ch{c}.tif").unlink()
+        write_source(fov_dir / f"raw_ch{c}.json", "moved/input.ome.tif", {}, 0, c, 0, (T, H, W), np.uint16)
+    c = Client(ViewerApp(fresh))
+    info = c.json("/api/fov/demo/0")
+    assert info["frames_missing"].startswith("frames unavailable: ") and "input.ome.tif" in info["frames_missing"]
+    assert (info["height"], info["width"], info["n_frames"]) == (H, W, T)  # from labels.tif
+    assert info["n_cells"] == 3 and info["models"] == ["maturation"]
+    assert [e["cell"] for e in c.json("/api/traces/demo/0")["cells"]] == [1, 2, 7]
+    assert c.json("/api/cell/demo/0/2")["fits"][0]["fitted"] is True
+    status, _, body = c.get("/api/frame/demo/0.png", "channel=1&t=2")
+    assert status == 404 and b"frames unavailable" in body
+    assert c.get("/api/stats/demo/0", "t=2")[0] == 404
+    assert c.mark("demo", 0, 2, False)[0] == 200
+    assert c.json("/api/cell/demo/0/2")["good"] is False
+    # the temporary raw copies deleted (no reference either): the FOV opens too
+    for p in fov_dir.glob("raw_ch*.json"):
+        p.unlink()
+    info = c.json("/api/fov/demo/0")
+    assert info["channels"] == [] and info["frames_missing"] is None and info["n_frames"] == T
+
+
+def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment, tmp_path, monkeypatch):
+    """A relative input in raw_ch{c}.json is found above the results folder even
+    when the viewer runs in another experiment's folder that has the same path."""
+    from pyama_flow.io import open_image
+    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+
+    exp = tmp_path / "exp"
+    results = build_results(exp)
+    (exp / "input").mkdir()
+    shutil.copy(small_experiment["path"], exp / "input" / "exp.ome.tif")
+    decoy = tmp_path / "other"
+    simulate_experiment(decoy / "input" / "exp.ome.tif", decoy / "truth",
+                        SimulationConfig(n_fovs=2, n_frames=12, seed=11))
+    fov_dir = results / "demo/fov_001"
+    (fov_dir / "raw_ch1.tif").unlink()
+    write_source(fov_dir / "raw_ch1.json", "input/exp.ome.tif", {}, 1, 1, 0, (12, 320, 320), np.uint16)
+    monkeypatch.chdir(decoy)  # the viewer started from another experiment's folder
+    c = Client(ViewerApp(results))
+    got = {s["channel"]: s for s in c.json("/api/stats/demo/1", "t=5")["channels"]}[1]
+    with open_image(str(exp / "input" / "exp.ome.tif")) as src:
+        want = qc.frame_statistics(src.read_frame(1, 5, 1))
+    with open_image(str(decoy / "input" / "exp.ome.tif")) as src:
+        other = qc.frame_statistics(src.read_frame(1, 5, 1))
+    assert got["mean"] == pytest.approx(want["mean"]) and got["mean"] != pytest.approx(other["mean"])
+    # the workflow's jobs keep resolving a relative input from their working directory
+    from pyama_flow.io.source import open_frames
+
+    with open_frames(fov_dir / "raw_ch1.json") as frames:
+        assert float(frames[5].mean()) == pytest.approx(other["mean"])
+
+
+def test_two_viewers_marking_at_once_lose_nothing(fresh):
+    """Two viewer processes on the same results (two apps here, threads
+    interleaving): every acknowledged mark is in the log and applied."""
+    apps = [Client(ViewerApp(fresh)), Client(ViewerApp(fresh))]
+    marks = [(i % 2, cell, i % 3 == 0) for i, cell in enumerate([1, 2, 7] * 10)]
+    statuses = []
+
+    def worker(k):
+        for i, (app, cell, good) in enumerate(marks):
+            if app == k:
+                statuses.append(apps[k].mark("demo", 0, cell, good)[0])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * len(marks)
+    log = pd.read_csv(fresh / "demo/fov_000/curation.csv")
+    assert len(log) == len(marks)
+    assert sorted(zip(log["cell"], log["good"])) == sorted((c, g) for _a, c, g in marks)
+    last = log.groupby("cell")["good"].last().to_dict()
+    seen = {e["cell"]: e["good"] for e in apps[1].json("/api/traces/demo/0")["cells"]}
+    assert seen == last
+
+
+def test_cli_prints_the_token_url_and_runs_from_another_cwd(tree, tmp_path):
+    """`pyama-flow view` started outside the experiment: the printed URL carries
+    a fresh token that opens the page; without it every request is 403."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "pyama_flow.cli", "view", str(tree), "--port", "0"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for _ in range(20):
+            line = proc.stderr.readline()
+            if m := re.search(r"serving on (http://\S+)", line):
+                url = m.group(1)
+                break
+        assert url and re.search(r"/\?token=[\w-]{32,}$", url), url
+        base = url.split("?")[0]
+        with urllib.request.urlopen(f"{url}") as r:
+            assert r.status == 200 and "pyama_flow_token=" in r.headers["Set-Cookie"]
+        token = url.split("token=")[1]
+        req = urllib.request.Request(f"{base}api/datasets", headers={"X-Pyama-Token": token})
+        with urllib.request.urlopen(req) as r:
+            assert json.loads(r.read())["datasets"][0]["name"] == "demo"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}api/datasets")
+        assert err.value.code == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_stale_decision_is_shown_and_ignored(fresh, caplog):
+    """New labels give cell 2's id to another object: the viewer shows the
+    decision as stale and the cell keeps the good of the new traces."""
+    c = Client(ViewerApp(fresh))
+    fov_dir = fresh / "demo/fov_000"
+    c.mark("demo", 0, 2, False)
+    c.mark("demo", 0, 1, False)
+    traces = pd.read_csv(fov_dir / "traces.csv")
+    traces.loc[traces["cell"] == 2, ["bbox_x0", "bbox_x1"]] += 4  # another object now
+    traces.to_csv(fov_dir / "traces.csv", index=False)
+    info = c.json("/api/fov/demo/0")
+    assert info["stale_decisions"] == [2] and info["n_good"] == 2
+    d2, d1 = c.json("/api/cell/demo/0/2"), c.json("/api/cell/demo/0/1")
+    assert (d2["good"], d2["stale_decision"]) == (True, True)
+    assert (d1["good"], d1["stale_decision"]) == (False, False)

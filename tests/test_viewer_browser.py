@@ -21,6 +21,9 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
+#: The access token of these tests' server (as printed by `pyama-flow view`).
+TOKEN = "browser-test-token"
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--run-all-compositor-stages-before-draw", "--hide-scrollbars"]
@@ -29,11 +32,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     results = build_results(tmp_path_factory.mktemp("viewer_browser"))
-    server = make_viewer_server(str(results), "127.0.0.1", 0)
+    server = make_viewer_server(str(results), "127.0.0.1", 0, token=TOKEN)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
-    yield f"http://{host}:{port}/#ds=demo&fov=0&cell=2&t=3&ch=1"
+    yield f"http://{host}:{port}/?token={TOKEN}#ds=demo&fov=0&cell=2&t=3&ch=1"
     server.shutdown()
     server.server_close()
 
@@ -78,7 +81,7 @@ def test_screenshot_is_not_blank(url, tmp_path):
 #: A same-origin page (test only) that loads the viewer in a frame, clicks on cell 2,
 #: presses b, n, b, p, g and the right arrow, and writes what the viewer showed.
 HARNESS = """<!doctype html><html><body>
-<iframe id="f" src="/#ds=demo&fov=0&t=3&ch=0" width="1400" height="900"></iframe>
+<iframe id="f" src="/?token=TOKEN#ds=demo&fov=0&t=3&ch=0" width="1400" height="900"></iframe>
 <pre id="out"></pre>
 <script>
 const log = [];
@@ -125,9 +128,9 @@ def test_click_and_keyboard_shortcuts(tmp_path):
     from test_viewer import CELLS, H, W
 
     results = build_results(tmp_path / "tree")
-    viewer = ViewerApp(results)
+    viewer = ViewerApp(results, token=TOKEN)
     cy, cx = CELLS[2][0] + 3, CELLS[2][1]  # cell 2 at frame 3
-    page = (HARNESS.replace("CX", str(cx)).replace("CY", str(cy))
+    page = (HARNESS.replace("TOKEN", TOKEN).replace("CX", str(cx)).replace("CY", str(cy))
             .replace("/ W", f"/ {W}").replace("/ H", f"/ {H}")).encode()
 
     def app(environ, start_response):
@@ -147,6 +150,10 @@ def test_click_and_keyboard_shortcuts(tmp_path):
         server.server_close()
     out = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S).group(1)
     assert out == "click:2 b:2=bad n:7 b:7=bad p:2 g:2=good frame:4", out
-    edited = read_traces(str(results / "demo/fov_000/traces_inspected.csv"))
+    from pyama_flow.curation import read_curated
+
+    assert not (results / "demo/fov_000/traces_inspected.csv").exists()
+    edited = read_curated(results / "demo/fov_000/traces.csv")
     assert set(edited.loc[~edited["good"], "cell"]) == {7}
     assert edited.loc[edited["cell"] == 7, "good"].eq(False).all()
+    assert read_traces(str(results / "demo/fov_000/traces.csv"))["good"].all()  # untouched

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from .io.stacks import atomic_path
-from .traces import read_traces
+from .curation import read_curated
 
 MERGE_COLUMNS = ["time", "fov", "cell", "value"]
 _NOT_FEATURES = {"centroid_x", "centroid_y"}
@@ -27,7 +27,7 @@ def long_table(traces: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def merge_sample(trace_paths: Iterable[str]) -> pd.DataFrame:
     """Concatenate FOV traces tables (each already sorted by cell, frame)."""
-    frames = [read_traces(p) for p in trace_paths]
+    frames = [read_curated(p) for p in trace_paths]
     frames = [f for f in frames if len(f.columns)]
     if not frames:
         return pd.DataFrame()
@@ -61,7 +61,7 @@ def tidy_traces(sample_of: dict[tuple[str, int], str], trace_paths: dict[tuple[s
     parts = []
     for key in sorted(trace_paths):
         dataset, fov = key
-        df = read_traces(trace_paths[key])
+        df = read_curated(trace_paths[key])
         if df.empty:
             continue
         feats = feature_columns(df)

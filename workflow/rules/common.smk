@@ -387,26 +387,42 @@ def traces_input(wc):
     }
 
 
-def curated_traces(dataset, fov):
-    """The user-curated traces (PyAMA's traces_inspected.csv: the same table with
-    edited `good`) when present, else the raw ones; as in PyAMA, every reader of
-    traces (fits, merges) prefers the curated file."""
-    d = fov_dir(dataset, fov)
-    inspected = Path(f"{d}/traces_inspected.csv")
-    return str(inspected) if inspected.exists() else f"{d}/traces.csv"
+def curation_file(dataset, fov):
+    """The FOV's decisions log (curation.csv) as a list of 0 or 1 input: its
+    mtime changes with each decision, so a decision reruns that FOV's fits and
+    the merges. PyAMA's traces_inspected.csv is imported into it first
+    (pyama_flow.curation); the scripts read traces.csv with the decisions
+    applied (curation.read_curated)."""
+    from pyama_flow.curation import DECISIONS, import_inspected
+
+    d = Path(fov_dir(dataset, fov))
+    if d.is_dir():
+        import_inspected(d)
+    p = d / DECISIONS
+    return [str(p)] if p.is_file() else []
 
 
 def fit_input(wc):
-    return curated_traces(wc.dataset, wc.fov)
+    return {
+        "traces": f"{fov_dir(wc.dataset, wc.fov)}/traces.csv",
+        "curation": curation_file(wc.dataset, wc.fov),
+    }
 
 
 def sample_traces(wc):
     ds, sel = samples()[wc.sample]
-    return [curated_traces(ds, f) for f in sel]
+    return {
+        "traces": [f"{fov_dir(ds, f)}/traces.csv" for f in sel],
+        "curation": [p for f in sel for p in curation_file(ds, f)],
+    }
 
 
 def all_traces_input():
-    return [curated_traces(ds, f) for ds in config["datasets"] for f in fovs(ds)]
+    keys = [(ds, f) for ds in config["datasets"] for f in fovs(ds)]
+    return {
+        "traces": [f"{fov_dir(ds, f)}/traces.csv" for ds, f in keys],
+        "curation": [p for ds, f in keys for p in curation_file(ds, f)],
+    }
 
 
 # -- quality control and report (workflow/rules/qc.smk) ----------------

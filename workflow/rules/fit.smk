@@ -1,6 +1,6 @@
 rule fit:
     input:
-        fit_input,
+        unpack(fit_input),
     output:
         f"{RESULTS}/{{dataset}}/fov_{{fov}}/fits_{{model}}.csv",
     log:

@@ -1,6 +1,6 @@
 rule merge:
     input:
-        sample_traces,
+        unpack(sample_traces),
     output:
         f"{RESULTS}/samples/{{sample}}/{{sample}}_{{column}}.csv",
     log:
@@ -20,7 +20,7 @@ rule merge:
 
 rule tidy:
     input:
-        all_traces_input(),
+        **all_traces_input(),
     output:
         f"{RESULTS}/all_traces.csv",
     log:

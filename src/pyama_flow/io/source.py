@@ -52,11 +52,13 @@ def write_source(
     write_json(path, ref)
 
 
-def _locate(source: str, ref_path: str) -> str:
-    """The input file of a reference: as written (absolute, or relative to the
-    working directory, where the workflow runs), else relative to the nearest
-    folder above the reference that has it (a viewer started elsewhere)."""
-    if os.path.isabs(source) or os.path.exists(source):
+def _locate(source: str, ref_path: str, search_cwd: bool = True) -> str:
+    """The input file of a reference: as written when absolute; a relative one
+    (as the workflow writes it, relative to its working directory) relative to
+    the working directory when ``search_cwd`` (the workflow's jobs), else
+    relative to the nearest folder above the reference that has it: the
+    results' own experiment (the viewer, whatever its working directory)."""
+    if os.path.isabs(source) or (search_cwd and os.path.exists(source)):
         return source
     for folder in Path(ref_path).resolve().parents:
         candidate = folder / source
@@ -73,7 +75,7 @@ class SourceFrames(FrameStack):
     no longer has the recorded shape and dtype (it changed after extraction).
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, search_cwd: bool = True) -> None:
         self.path = os.fspath(path)
         try:
             with open(self.path) as fh:
@@ -86,7 +88,7 @@ class SourceFrames(FrameStack):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{self.path}: not a raw source reference ({exc}); "
                              "delete it and rerun its extract job") from None
-        self._reader = open_image(_locate(self.source, self.path), **options)
+        self._reader = open_image(_locate(self.source, self.path, search_cwd), **options)
         m = self._reader.metadata
         found = (m.n_frames, m.height, m.width)
         if found != self.shape or np.dtype(m.dtype) != self.dtype or not (
@@ -105,9 +107,11 @@ class SourceFrames(FrameStack):
         self._reader.close()
 
 
-def open_frames(path: str | os.PathLike) -> FrameStack:
+def open_frames(path: str | os.PathLike, search_cwd: bool = True) -> FrameStack:
     """The raw frames of a FOV channel: a result stack (``.tif``), or the input
-    file itself through a source reference (``.json``, :func:`write_source`)."""
+    file itself through a source reference (``.json``, :func:`write_source`);
+    ``search_cwd=False`` never resolves a relative input from the working
+    directory (see :func:`_locate`)."""
     if os.fspath(path).endswith(SUFFIX):
-        return SourceFrames(path)
+        return SourceFrames(path, search_cwd)
     return StackReader(path)

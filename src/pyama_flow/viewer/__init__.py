@@ -3,7 +3,7 @@
 Browse datasets, FOVs and samples; look at any frame of any channel with
 percentile contrast, cell outlines and track ids; click a cell to see its
 trace with the fitted curve and parameters; mark it good or bad, which edits
-the FOV's ``traces_inspected.csv`` so the next ``snakemake`` run refits only
+the FOV's decisions log ``curation.csv`` so the next ``snakemake`` run refits only
 what changed.
 
 - :mod:`.results`: the results folder, safe paths (nothing outside it is served);

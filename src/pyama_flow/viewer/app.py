@@ -16,11 +16,11 @@ Endpoints (all ``GET`` unless noted; ``{fov}`` is the FOV index)::
     /api/cell_at/{dataset}/{fov}?t=&x=&y=    track id under a full-resolution pixel (&radius=)
     /api/traces/{dataset}/{fov}              every cell's trace (?columns=a,b)
     /api/cell/{dataset}/{fov}/{cell}         one cell's rows, fits and fitted curves (?column=)
-    POST /api/mark/{dataset}/{fov}/{cell}    body {"good": false}: edit traces_inspected.csv
+    POST /api/mark/{dataset}/{fov}/{cell}    body {"good": false}: append a decision to curation.csv
 
 Only files under the results folder are served (:meth:`Results.path`);
-anything else is a logged 404. Edits go only to ``traces_inspected.csv``
-of a FOV folder. A POST must be JSON from the page's own origin, and when
+anything else is a logged 404. Edits go only to ``curation.csv`` (the
+decisions log, :mod:`pyama_flow.curation`) of a FOV folder. A POST must be JSON from the page's own origin, and when
 bound to a loopback address only loopback host names are accepted, so
 another web site open in the same browser can neither read nor edit
 (DNS rebinding, cross-site requests).
@@ -28,6 +28,7 @@ another web site open in the same browser can neither read nor edit
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -37,11 +38,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from importlib import resources
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.util import FileWrapper
 
 from .. import qc
+from ..io.base import InputError
 from . import data, render
 from .results import BadRequest, NotFound, Results, fov_times
 
@@ -50,6 +53,8 @@ log = logging.getLogger("pyama_flow.viewer")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8",
                 "viewer.js": "text/javascript; charset=utf-8",
                 "viewer.css": "text/css; charset=utf-8"}
+#: Cookie carrying the access token after the first page load (``?token=``).
+TOKEN_COOKIE = "pyama_flow_token"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 #: Default display size of a frame (larger side, px).
 DEFAULT_MAX_SIDE = 1024
@@ -89,7 +94,8 @@ class ViewerApp:
     """
 
     def __init__(self, results_dir: Any, allowed_hosts: Iterable[str] | None = None,
-                 cache_bytes: int = 64 * 2**20) -> None:
+                 cache_bytes: int = 64 * 2**20, token: str | None = None) -> None:
+        self.token = token
         self.results = Results(results_dir)
         self.renderer = render.FrameRenderer(cache_bytes)
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
@@ -130,6 +136,11 @@ class ViewerApp:
         try:
             self._check_host(environ)
             query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            by_query = self._check_token(environ, query)
+            if by_query and path == "/" and method in ("GET", "HEAD"):
+                status, headers, body = self.page(query)
+                cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                return status, headers + [("Set-Cookie", cookie)], body
             allowed = []
             for route_method, pattern, handler in self._routes:
                 m = pattern.match(path)
@@ -157,6 +168,28 @@ class ViewerApp:
         except Exception:  # noqa: BLE001 - a server must answer
             log.error("error in %s %s\n%s", method, path, traceback.format_exc())
             return error_response(500, "internal error (see the server log)")
+
+    def _check_token(self, environ: dict, query: dict) -> bool:
+        """Refuse (403) a request without the access token; True if it came as ``?token=``.
+
+        The token is accepted as the ``token`` query parameter, the
+        ``X-Pyama-Token`` header or the cookie the first page load sets.
+        """
+        if self.token is None:
+            return False
+        if hmac.compare_digest(query.get("token", ""), self.token):
+            return True
+        header = environ.get("HTTP_X_PYAMA_TOKEN", "")
+        jar = SimpleCookie()
+        try:
+            jar.load(environ.get("HTTP_COOKIE", ""))
+        except CookieError:
+            pass
+        cookie = jar[TOKEN_COOKIE].value if TOKEN_COOKIE in jar else ""
+        if hmac.compare_digest(header, self.token) or hmac.compare_digest(cookie, self.token):
+            return False
+        raise PermissionError("missing or wrong access token: open the URL printed by "
+                              "`pyama-flow view` (it ends in ?token=...)")
 
     def _check_host(self, environ: dict) -> None:
         if self.allowed_hosts is None:
@@ -238,17 +271,23 @@ class ViewerApp:
         traces_path = res.traces_path(dataset, fov)
         columns: list[str] = []
         n_cells = n_good = 0
+        stale_decisions: list[int] = []
         if traces_path is not None:
-            df = data.read_traces_cached(traces_path)
+            df, stale_decisions = data.curated(traces_path)
             columns = list(df.columns)
             n_cells = int(df["cell"].nunique()) if len(df) else 0
             n_good = int(df.loc[df["good"], "cell"].nunique()) if len(df) and "good" in df else 0
         pc = data.phase_channel(columns)
         shape, n_frames, dtype = None, 0, None
+        frames_missing = None
         if channels:
-            with render.open_frames(res.raw_file(dataset, fov, channels[0])) as reader:
-                n_frames, shape, dtype = len(reader), reader.shape[1:], str(reader.dtype)
-        elif (fov_dir / "labels.tif").is_file():
+            try:
+                with render.open_frames(res.raw_file(dataset, fov, channels[0])) as reader:
+                    n_frames, shape, dtype = len(reader), reader.shape[1:], str(reader.dtype)
+            except (OSError, InputError) as exc:
+                frames_missing = f"frames unavailable: {exc}"
+                log.warning("%s FOV %s: %s", dataset, fov, frames_missing)
+        if shape is None and (fov_dir / "labels.tif").is_file():
             with render.StackReader(fov_dir / "labels.tif") as reader:
                 n_frames, shape = len(reader), reader.shape[1:]
         ch_info = []
@@ -259,11 +298,11 @@ class ViewerApp:
                             "background": (fov_dir / f"background_ch{c}.npz").is_file(),
                             "color": _hex(qc.channel_color(name, c, phase))})
         models = res.fit_models(dataset, fov)
-        inspected = fov_dir / data.INSPECTED
+        decisions = fov_dir / data.DECISIONS
         stale = {}
         for m in models:
             fits_mtime = (fov_dir / f"fits_{m}.csv").stat().st_mtime
-            stale[m] = inspected.is_file() and inspected.stat().st_mtime > fits_mtime
+            stale[m] = decisions.is_file() and decisions.stat().st_mtime > fits_mtime
         sample = next((s for s, members in res.samples().items()
                        if {"dataset": dataset, "fov": fov} in members), None)
         return {
@@ -282,7 +321,9 @@ class ViewerApp:
             "pixel_size_um": meta.get("pixel_size_um"),
             "labels": (fov_dir / "labels.tif").is_file(),
             "traces": traces_path.name if traces_path is not None else None,
-            "inspected": inspected.is_file(),
+            "decisions": decisions.is_file(),
+            "stale_decisions": stale_decisions,
+            "frames_missing": frames_missing,
             "n_cells": n_cells,
             "n_good": n_good,
             "value_columns": data.feature_columns(columns),
@@ -335,6 +376,8 @@ class ViewerApp:
             png, info = self.renderer.png(request)
         except IndexError as exc:
             raise NotFound(str(exc)) from None
+        except (OSError, InputError) as exc:
+            raise NotFound(f"frames unavailable: {exc}") from None
         ms = (time.perf_counter() - start) * 1000
         headers = [("Content-Type", "image/png"), ("Cache-Control", "no-cache"),
                    ("X-Render-Ms", f"{ms:.1f}"), ("X-Cached", "1" if info.get("cached") else "0")]
@@ -355,6 +398,8 @@ class ViewerApp:
                 stats = render.frame_stats(res.raw_file(dataset, fov, c), t)
             except IndexError as exc:
                 raise NotFound(str(exc)) from None
+            except (OSError, InputError) as exc:
+                raise NotFound(f"frames unavailable: {exc}") from None
             out.append({"channel": c, "name": names[c] if c < len(names) else f"C{c}", **stats})
         return json_response({"dataset": dataset, "fov": int(fov), "t": t, "channels": out})
 
@@ -374,7 +419,7 @@ class ViewerApp:
         in_traces, good = False, None
         traces_path = self.results.traces_path(dataset, fov)
         if cell is not None and traces_path is not None:
-            df = data.read_traces_cached(traces_path)
+            df = data.curated(traces_path)[0]
             rows = df[df["cell"] == cell]
             in_traces = not rows.empty
             good = bool(rows["good"].any()) if in_traces else None
@@ -386,7 +431,7 @@ class ViewerApp:
         path = self.results.traces_path(dataset, fov)
         if path is None:
             raise NotFound("this FOV has no traces.csv")
-        return path, data.read_traces_cached(path)
+        return path, data.curated(path)[0]
 
     def api_traces(self, query: dict, dataset: str, fov: str) -> Response:
         path, df = self._traces(dataset, fov)
@@ -399,6 +444,7 @@ class ViewerApp:
 
     def api_cell(self, query: dict, dataset: str, fov: str, cell: str) -> Response:
         path, df = self._traces(dataset, fov)
+        stale_decisions = data.curated(path)[1]
         try:
             rows = data.cell_rows(df, int(cell))
         except KeyError as exc:
@@ -407,7 +453,7 @@ class ViewerApp:
         if column is not None and column not in df.columns:
             raise BadRequest(f"unknown column {column!r}")
         fov_dir = self.results.fov_dir(dataset, fov)
-        inspected = fov_dir / data.INSPECTED
+        decisions = fov_dir / data.DECISIONS
         fits = []
         for model in self.results.fit_models(dataset, fov):
             fits_path = self.results.fov_file(dataset, fov, f"fits_{model}.csv")
@@ -418,11 +464,12 @@ class ViewerApp:
             record["fitted"] = True
             record["curve"] = data.fit_curve(model, record["params"], rows["time"])
             record["file"] = fits_path.name
-            record["stale"] = inspected.is_file() and inspected.stat().st_mtime > fits_path.stat().st_mtime
+            record["stale"] = decisions.is_file() and decisions.stat().st_mtime > fits_path.stat().st_mtime
             fits.append(record)
         return json_response({
             "dataset": dataset, "fov": int(fov), "cell": int(cell), "file": path.name,
-            "good": any(rows["good"]), "value_column": column, "rows": rows, "fits": fits,
+            "good": any(rows["good"]), "stale_decision": int(cell) in stale_decisions,
+            "value_column": column, "rows": rows, "fits": fits,
         })
 
     def api_mark(self, query: dict, environ: dict, dataset: str, fov: str, cell: str) -> Response:
@@ -439,7 +486,7 @@ class ViewerApp:
         if not isinstance(body, dict) or not isinstance(body.get("good"), bool):
             raise BadRequest("body must be {\"good\": true|false}")
         fov_dir = self.results.fov_dir(dataset, fov)
-        self.results.fov_file(dataset, fov, data.INSPECTED)  # checked: stays inside the results
+        self.results.fov_file(dataset, fov, data.DECISIONS)  # checked: stays inside the results
         try:
             result = data.mark_cell(fov_dir, int(cell), body["good"])
         except FileNotFoundError as exc:
@@ -447,8 +494,8 @@ class ViewerApp:
         except KeyError as exc:
             raise NotFound(str(exc).strip("'\"")) from None
         log.info("%s FOV %s: cell %s marked %s (%d rows) in %s", dataset, fov, cell,
-                 "good" if body["good"] else "bad", result["rows"], data.INSPECTED)
-        result["file"] = self.results.relative(fov_dir / data.INSPECTED)
+                 "good" if body["good"] else "bad", result["rows"], data.DECISIONS)
+        result["file"] = self.results.relative(fov_dir / data.DECISIONS)
         return json_response(result)
 
 

@@ -1,14 +1,11 @@
 """Traces, fits and curation for the viewer: tables in, JSON-ready dicts out.
 
-Curation follows PyAMA's convention: the user's verdict on a cell is the
-``good`` column of ``traces_inspected.csv`` beside ``traces.csv``, created
-from it on the first edit. The workflow's ``fit`` rule reads the inspected
-file when it exists, so the next ``snakemake`` run refits that FOV and what
-depends on the fits, and nothing upstream.
-
-An edit rewrites only the ``good`` field of the edited cell's lines; every
-other byte of the file is kept, and the new file replaces the old one
-atomically (:func:`pyama_flow.io.stacks.atomic_path`).
+Curation is a log of decisions (``curation.csv`` beside ``traces.csv``, see
+:mod:`pyama_flow.curation`) applied to the current traces wherever they are
+read. A mark appends one line under a cross-process lock; the workflow's
+``fit``, ``merge`` and ``tidy`` rules take the log as input, so the next
+``snakemake`` run refits that FOV and what depends on the fits, and nothing
+upstream.
 """
 
 from __future__ import annotations
@@ -25,19 +22,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io.stacks import atomic_path
 from ..models import get_model
+from .. import curation
 from ..traces import read_traces
 
 #: Points of a fitted curve over a cell's time span.
 CURVE_POINTS = 400
 #: Columns of a traces table that are per-cell features (plottable over time).
 FEATURE = re.compile(r"^(.+)_ch_(\d+)$")
-INSPECTED = "traces_inspected.csv"
+INSPECTED = curation.INSPECTED
+DECISIONS = curation.DECISIONS
 
-_edit_lock = threading.Lock()
 _table_cache: dict[str, tuple[int, pd.DataFrame]] = {}
 _table_lock = threading.Lock()
+_curated_cache: dict[str, tuple] = {}
 
 
 def read_table(path: Path, reader=pd.read_csv) -> pd.DataFrame:
@@ -268,15 +266,11 @@ def set_good_text(text: str, cell: int, good: bool) -> tuple[str, int]:
 
 
 def mark_cell(fov_dir: Path, cell: int, good: bool) -> dict[str, Any]:
-    """Set one cell's ``good`` flag in the FOV's ``traces_inspected.csv``.
-
-    The inspected file is created from ``traces.csv`` on the first edit and
-    replaced atomically on every edit (a reader never sees half a file).
-    Edits of the same process are serialised.
+    """Record one cell's ``good`` verdict in the FOV's ``curation.csv``.
 
     Returns
     -------
-    dict with ``cell``, ``good``, ``rows`` (lines changed) and ``file``.
+    dict with ``cell``, ``good``, ``rows`` (rows of the cell) and ``file``.
 
     Raises
     ------
@@ -285,18 +279,36 @@ def mark_cell(fov_dir: Path, cell: int, good: bool) -> dict[str, Any]:
     KeyError
         The cell is not in the traces.
     """
-    inspected = fov_dir / INSPECTED
-    with _edit_lock:
-        source = inspected if inspected.is_file() else fov_dir / "traces.csv"
-        if not source.is_file():
-            raise FileNotFoundError(f"{fov_dir.name}: no traces.csv")
-        with open(source, encoding="utf-8", newline="") as fh:
-            text = fh.read()
-        new, n = set_good_text(text, cell, good)
-        with atomic_path(inspected) as tmp:
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(new)
-    return {"cell": int(cell), "good": bool(good), "rows": n, "file": str(inspected)}
+    d = curation.record(fov_dir, cell, good)
+    df = read_traces_cached(fov_dir / "traces.csv")
+    n = int((df["cell"] == int(cell)).sum())
+    return {"cell": d.cell, "good": d.good, "rows": n, "file": str(fov_dir / DECISIONS),
+            "fingerprint": d.fingerprint}
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.is_file() else 0
+
+
+def curated(traces_path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """The traces with the decisions applied and the stale decided cells.
+
+    Cached per modification time of ``traces.csv`` and ``curation.csv``.
+    """
+    fov_dir = traces_path.parent
+    curation.import_inspected(fov_dir)
+    key = (str(traces_path), _mtime(traces_path), _mtime(fov_dir / DECISIONS))
+    with _table_lock:
+        hit = _curated_cache.get(key[0])
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    df, stale = curation.apply_decisions(read_traces_cached(traces_path),
+                                         curation.load_decisions(fov_dir))
+    with _table_lock:
+        _curated_cache[key[0]] = (key, (df, stale))
+        while len(_curated_cache) > 32:
+            _curated_cache.pop(next(iter(_curated_cache)))
+    return df, stale
 
 
 def read_traces_cached(path: Path) -> pd.DataFrame:

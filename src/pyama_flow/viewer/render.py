@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import qc
-from ..io.source import open_frames
+from ..io import source as _source
 from ..io.stacks import StackReader
 
 #: Layers that can be shown of a fluorescence channel.
@@ -140,6 +140,12 @@ def magnify(image: np.ndarray, m: int) -> np.ndarray:
     if m <= 1:
         return image
     return np.repeat(np.repeat(image, m, axis=0), m, axis=1)
+
+
+def open_frames(path: Path):
+    """A raw stack or ``raw_ch{c}.json`` reference, whose relative input is
+    resolved from the results' own experiment, never the viewer's working directory."""
+    return _source.open_frames(path, search_cwd=False)
 
 
 def read_page(path: Path, frame: int) -> np.ndarray:

@@ -180,12 +180,9 @@ class Results:
         return sorted(m.group(1) for e in d.iterdir() if (m := FITS_FILE.match(e.name)))
 
     def traces_path(self, dataset: str, fov: int | str) -> Path | None:
-        """``traces_inspected.csv`` when it exists, else ``traces.csv``, else ``None``."""
-        for name in ("traces_inspected.csv", "traces.csv"):
-            p = self.fov_file(dataset, fov, name)
-            if p.is_file():
-                return p
-        return None
+        """``traces.csv`` (read with the FOV's decisions applied), else ``None``."""
+        p = self.fov_file(dataset, fov, "traces.csv")
+        return p if p.is_file() else None
 
     def qc_files(self, dataset: str, fov: int | str) -> list[str]:
         """Paths (relative to the root) of the FOV's QC pictures and pages."""

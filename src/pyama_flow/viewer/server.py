@@ -49,10 +49,14 @@ def allowed_hosts(host: str) -> Iterable[str] | None:
 
 
 def make_viewer_server(results_dir: str, host: str = "127.0.0.1", port: int = 8765,
-                       cache_mb: int = 64) -> ThreadingWSGIServer:
+                       cache_mb: int = 64, token: str | None = None) -> ThreadingWSGIServer:
     """A ready, bound server for ``results_dir`` (``port=0`` picks a free port).
+
+    ``token``: the access token every request must present (see
+    :class:`~pyama_flow.viewer.app.ViewerApp`); ``None`` serves without one.
 
     Call ``serve_forever()`` on it and ``shutdown()`` / ``server_close()`` to stop.
     """
-    app = ViewerApp(results_dir, allowed_hosts=allowed_hosts(host), cache_bytes=cache_mb * 2**20)
+    app = ViewerApp(results_dir, allowed_hosts=allowed_hosts(host), cache_bytes=cache_mb * 2**20,
+                    token=token)
     return make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)

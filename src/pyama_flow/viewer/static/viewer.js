@@ -13,8 +13,17 @@ const S = {
 
 // -- small helpers ------------------------------------------------------------------
 
+// the access token of the printed URL (?token=...): sent as a header with every
+// request; the first page load also set it as a cookie (for images, reloads)
+const TOKEN = new URLSearchParams(location.search).get("token");
+function authed(options) {
+  const o = Object.assign({}, options || {});
+  if (TOKEN) o.headers = Object.assign({"X-Pyama-Token": TOKEN}, o.headers || {});
+  return o;
+}
+
 async function api(path, options) {
-  const r = await fetch(path, options);
+  const r = await fetch(path, authed(options));
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || `${r.status} ${path}`);
   return body;
@@ -181,7 +190,7 @@ async function loadFrame() {
   writeHash();
   const started = performance.now();
   let r;
-  try { r = await fetch(frameUrl(t)); } catch (e) { status(`frame ${t}: ${e.message}`); return; }
+  try { r = await fetch(frameUrl(t), authed()); } catch (e) { status(`frame ${t}: ${e.message}`); return; }
   if (!r.ok) { status(`frame ${t}: not available`); return; }
   const blob = await r.blob();
   if (token !== S.frameToken) return; // a newer frame was asked for meanwhile
@@ -200,7 +209,7 @@ async function loadFrame() {
       `percentile · ${ms} ms · ${S.info.z_note}`;
     drawOverlay();
     document.body.dataset.frameLoaded = String(t);
-    if (S.playing && t + 1 < S.info.n_frames) fetch(frameUrl(t + 1)); // warm the server's cache
+    if (S.playing && t + 1 < S.info.n_frames) fetch(frameUrl(t + 1), authed()); // warm the server's cache
   };
   S.scale = Number(r.headers.get("X-Scale")) || 1;
   img.src = URL.createObjectURL(blob);
@@ -286,7 +295,10 @@ function renderCell() {
   st.textContent = d ? (d.good ? "good" : "bad") : "";
   st.className = "badge " + (d ? (d.good ? "good" : "bad") : "");
   const notes = [];
-  if (S.info && S.info.inspected) notes.push("edits in traces_inspected.csv");
+  if (S.info && S.info.decisions) notes.push("decisions in curation.csv");
+  if (S.info && S.info.stale_decisions && S.info.stale_decisions.length) notes.push("STALE decisions ignored (labels changed) on cells " + S.info.stale_decisions.join(", "));
+  if (S.info && S.info.frames_missing) notes.push(S.info.frames_missing);
+  if (d && d.stale_decision) notes.push("this cell's decision was made on other labels: ignored");
   if (d) for (const f of d.fits) if (f.stale) notes.push(`fits_${f.model}.csv older than the edits: rerun snakemake`);
   $("fit-note").textContent = notes.join(" · ");
   renderParams();
