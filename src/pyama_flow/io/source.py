@@ -23,6 +23,7 @@ import numpy as np
 
 from . import open_image
 from .base import InputError
+from .fingerprint import fingerprint as content_fingerprint
 from .stacks import FrameStack, StackReader, write_json
 
 #: file name ending of a source reference (a raw extract that is no copy)
@@ -38,8 +39,16 @@ def write_source(
     z: int | str,
     shape: tuple[int, int, int],
     dtype: Any,
+    fingerprint: str | None = None,
 ) -> None:
-    """Write the reference to one FOV channel of ``input_path`` (JSON, sorted keys)."""
+    """Write the reference to one FOV channel of ``input_path`` (JSON, sorted keys).
+
+    ``fingerprint``: the input's content fingerprint as extracted
+    (:func:`pyama_flow.io.fingerprint.fingerprint` with the plane size of
+    ``shape``/``dtype``); computed now where not given.
+    """
+    if fingerprint is None and os.path.exists(input_path):
+        fingerprint = content_fingerprint(input_path, _plane_bytes(shape, dtype))
     ref = {
         "source": os.fspath(input_path),
         "reader": dict(reader_options),
@@ -48,8 +57,13 @@ def write_source(
         "z": z if z == "max" else int(z),
         "shape": [int(s) for s in shape],
         "dtype": np.dtype(dtype).str,
+        "fingerprint": fingerprint,
     }
     write_json(path, ref)
+
+
+def _plane_bytes(shape: Any, dtype: Any) -> int:
+    return int(shape[-2]) * int(shape[-1]) * np.dtype(dtype).itemsize
 
 
 def _locate(source: str, ref_path: str) -> str:
@@ -83,10 +97,25 @@ class SourceFrames(FrameStack):
             self.shape: tuple[int, int, int] = tuple(int(s) for s in ref["shape"])  # type: ignore[assignment]
             self.dtype = np.dtype(ref["dtype"])
             options = dict(ref["reader"])
+            self.fingerprint = ref.get("fingerprint")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{self.path}: not a raw source reference ({exc}); "
                              "delete it and rerun its extract job") from None
-        self._reader = open_image(_locate(self.source, self.path), **options)
+        located = _locate(self.source, self.path)
+        if os.path.exists(located):
+            now = content_fingerprint(located, _plane_bytes(self.shape, self.dtype))
+            if self.fingerprint is None:
+                raise InputError(
+                    f"{self.path}: records no content fingerprint of {self.source} (written by an "
+                    "older pyama-flow): rerun the extract jobs of this FOV"
+                )
+            if now != self.fingerprint:
+                raise InputError(
+                    f"{self.path}: {self.source} changed since extraction (content fingerprint "
+                    f"{now} != {self.fingerprint} recorded): rerun the extract jobs of this FOV "
+                    "(snakemake reruns them on its next start)"
+                )
+        self._reader = open_image(located, **options)
         m = self._reader.metadata
         found = (m.n_frames, m.height, m.width)
         if found != self.shape or np.dtype(m.dtype) != self.dtype or not (
