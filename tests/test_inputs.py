@@ -15,7 +15,8 @@ import tifffile
 from pyama_flow import steps
 from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
-from pyama_flow.io.fingerprint import fingerprint
+from pyama_flow.io import read_metadata
+from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of
 from pyama_flow.io.source import SourceFrames
 
 
@@ -27,6 +28,11 @@ def other_movie(tmp_path_factory, small_experiment):
     out = tmp_path_factory.mktemp("sim_b")
     simulate_experiment(out / "exp.ome.tif", out / "truth", SimulationConfig(n_fovs=2, n_frames=12, seed=4))
     return out / "exp.ome.tif"
+
+
+def fp_of(path) -> str:
+    """The fingerprint the workflow takes of an input."""
+    return fingerprint(path, plane_bytes_of(read_metadata(str(path))))
 
 
 def replace_keeping_mtime(src, dst) -> None:
@@ -48,21 +54,23 @@ def _write_folder(folder, movie, skip=()):
 def test_fingerprint_sees_a_replaced_movie_not_the_mtime(small_experiment, other_movie, tmp_path):
     a = tmp_path / "a.ome.tif"
     shutil.copy2(small_experiment["path"], a)
-    fp = fingerprint(a, 320 * 320 * 2)
-    assert fp == fingerprint(small_experiment["path"], 320 * 320 * 2)  # content, not name or mtime
+    fp = fp_of(a)
+    assert fp == fp_of(small_experiment["path"])  # content, not name or mtime
     assert fp.startswith(f"fp1:{a.stat().st_size}:") and len(fp.split(":")[2]) == 32
     os.utime(a, (1, 1))
-    assert fingerprint(a, 320 * 320 * 2) == fp
+    assert fp_of(a) == fp
     replace_keeping_mtime(other_movie, a)
-    assert fingerprint(a, 320 * 320 * 2) != fp
+    assert fp_of(a) != fp
     # one plane rewritten in place with the same size: every plane has a sampled block
     shutil.copy2(small_experiment["path"], a)
     data = bytearray(a.read_bytes())
     with open_image(str(a)) as r:
-        offset = r._tif.pages[7].dataoffsets[0]  # frame 3 of FOV 0, channel 1 (page order TC)
-    data[offset:offset + 320 * 320 * 2] = bytes(reversed(data[offset:offset + 320 * 320 * 2]))
+        page = r._tif.pages[7]  # one plane, compressed: rewrite its bytes in place
+        offset, count = page.dataoffsets[0], page.databytecounts[0]
+    assert count < 320 * 320 * 2 // 2
+    data[offset:offset + count] = bytes(reversed(data[offset:offset + count]))
     a.write_bytes(bytes(data))
-    assert fingerprint(a, 320 * 320 * 2) != fp
+    assert fp_of(a) != fp
 
 
 def test_folder_fingerprint_sees_one_frame_rewritten_in_place(small_experiment, other_movie, tmp_path):
@@ -83,7 +91,7 @@ def test_reading_a_replaced_source_fails_with_one_line(small_experiment, other_m
     shutil.copy2(small_experiment["path"], a)
     ref = tmp_path / "raw_ch1.json"
     steps.extract(str(a), {}, 0, 1, 0, str(ref), str(tmp_path / "stats.csv"))
-    assert json.loads(ref.read_text())["fingerprint"] == fingerprint(a, 320 * 320 * 2)
+    assert json.loads(ref.read_text())["fingerprint"] == fp_of(a)
     SourceFrames(ref).close()
     replace_keeping_mtime(other_movie, a)
     with pytest.raises(InputError) as err:
@@ -102,7 +110,7 @@ def test_reading_a_replaced_source_fails_with_one_line(small_experiment, other_m
 
 def test_extract_and_metadata_refuse_an_input_changed_since_the_start(small_experiment, tmp_path):
     path = str(small_experiment["path"])
-    good = fingerprint(path, 320 * 320 * 2)
+    good = fp_of(path)
     wrong = "fp1:1:" + "0" * 32
     for kind in ("json", "tif"):
         out = tmp_path / f"raw_ch0.{kind}"

@@ -7,11 +7,14 @@ size and sampled blocks of the content:
 
 * the first and the last :data:`EDGE` bytes (headers, metadata, index);
 * a :data:`BLOCK`-byte block every ``stride`` bytes, where ``stride`` is the
-  smaller of ``size / MAX_BLOCKS`` and ``plane_bytes`` (one uncompressed
-  plane, when the caller knows it). With ``plane_bytes`` every plane-sized
-  stretch of the file has a sampled block in it, so a movie replaced by
-  another one (a re-export, another acquisition: every plane differs) is
-  always caught.
+  smaller of ``size / MAX_BLOCKS`` and ``plane_bytes`` (one plane's bytes in
+  the file: :func:`plane_bytes_of`, the uncompressed plane or the file size
+  over its number of planes when compressed). Every plane-sized stretch of the
+  file then has a sampled block in it, so a movie replaced by another one (a
+  re-export, another acquisition: every plane differs) is always caught.
+  A plane compressed far below the file's mean plane size can fall between
+  two blocks; the size and the ends (index, metadata) still change with it
+  in practice, but that is not a guarantee.
 
 A frame folder's fingerprint is that of every frame file (name, size and
 sampled blocks), so one frame re-exported in place changes it.
@@ -77,7 +80,13 @@ def fingerprint(path: str | os.PathLike, plane_bytes: int | None = None) -> str:
 
 
 def plane_bytes_of(meta: object) -> int:
-    """Bytes of one uncompressed plane of an :class:`~pyama_flow.io.base.ImageMetadata`."""
+    """Sampling stride for an input of :class:`~pyama_flow.io.base.ImageMetadata` ``meta``:
+    the bytes of one plane, uncompressed (height x width x itemsize) or, when the
+    file is smaller (compressed planes), its size over its number of planes."""
     import numpy as np
 
-    return int(meta.height) * int(meta.width) * np.dtype(meta.dtype).itemsize  # type: ignore[attr-defined]
+    m = meta
+    raw = int(m.height) * int(m.width) * np.dtype(m.dtype).itemsize  # type: ignore[attr-defined]
+    planes = max(1, int(m.n_fovs) * int(m.n_frames) * int(m.n_channels) * int(m.n_z))  # type: ignore[attr-defined]
+    size = int(m.file_size or 0)  # type: ignore[attr-defined]
+    return min(raw, size // planes) if size else raw

@@ -24,6 +24,7 @@ import numpy as np
 from . import open_image
 from .base import InputError
 from .fingerprint import fingerprint as content_fingerprint
+from .fingerprint import plane_bytes_of
 from .stacks import FrameStack, StackReader, write_json
 
 #: file name ending of a source reference (a raw extract that is no copy)
@@ -44,11 +45,13 @@ def write_source(
     """Write the reference to one FOV channel of ``input_path`` (JSON, sorted keys).
 
     ``fingerprint``: the input's content fingerprint as extracted
-    (:func:`pyama_flow.io.fingerprint.fingerprint` with the plane size of
-    ``shape``/``dtype``); computed now where not given.
+    (:func:`pyama_flow.io.fingerprint.fingerprint` with
+    :func:`~pyama_flow.io.fingerprint.plane_bytes_of` its metadata); computed
+    now where not given.
     """
     if fingerprint is None and os.path.exists(input_path):
-        fingerprint = content_fingerprint(input_path, _plane_bytes(shape, dtype))
+        with open_image(input_path, **reader_options) as reader:
+            fingerprint = content_fingerprint(input_path, plane_bytes_of(reader.metadata))
     ref = {
         "source": os.fspath(input_path),
         "reader": dict(reader_options),
@@ -60,10 +63,6 @@ def write_source(
         "fingerprint": fingerprint,
     }
     write_json(path, ref)
-
-
-def _plane_bytes(shape: Any, dtype: Any) -> int:
-    return int(shape[-2]) * int(shape[-1]) * np.dtype(dtype).itemsize
 
 
 def _locate(source: str, ref_path: str) -> str:
@@ -102,20 +101,20 @@ class SourceFrames(FrameStack):
             raise InputError(f"{self.path}: not a raw source reference ({exc}); "
                              "delete it and rerun its extract job") from None
         located = _locate(self.source, self.path)
-        if os.path.exists(located):
-            now = content_fingerprint(located, _plane_bytes(self.shape, self.dtype))
+        self._reader = open_image(located, **options)
+        now = content_fingerprint(located, plane_bytes_of(self._reader.metadata))
+        if self.fingerprint is None or now != self.fingerprint:
+            self._reader.close()
             if self.fingerprint is None:
                 raise InputError(
                     f"{self.path}: records no content fingerprint of {self.source} (written by an "
                     "older pyama-flow): rerun the extract jobs of this FOV"
                 )
-            if now != self.fingerprint:
-                raise InputError(
-                    f"{self.path}: {self.source} changed since extraction (content fingerprint "
-                    f"{now} != {self.fingerprint} recorded): rerun the extract jobs of this FOV "
-                    "(snakemake reruns them on its next start)"
-                )
-        self._reader = open_image(located, **options)
+            raise InputError(
+                f"{self.path}: {self.source} changed since extraction (content fingerprint "
+                f"{now} != {self.fingerprint} recorded): rerun the extract jobs of this FOV "
+                "(snakemake reruns them on its next start)"
+            )
         m = self._reader.metadata
         found = (m.n_frames, m.height, m.width)
         if found != self.shape or np.dtype(m.dtype) != self.dtype or not (
