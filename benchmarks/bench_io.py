@@ -3,6 +3,7 @@
 Run from the project root::
 
     .venv/bin/python benchmarks/bench_io.py [--pairs 200]
+    .venv/bin/python benchmarks/bench_io.py --fingerprint   # content fingerprint cost only
 
 Real files come from ``../shared/data``. All planes of a file are read in short
 chunks, ours and the library's call alternating chunk by chunk so both see the
@@ -230,12 +231,73 @@ def bench_folder(rows: list, pairs: int) -> None:
             )
 
 
+def _evict(path: Path) -> None:
+    """Drop this one file's pages from the page cache (a cold read; nothing else is touched)."""
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def bench_fingerprint(size: int = 2048, frames: int = 180, repeats: int = 5) -> None:
+    """Cost of the content fingerprint (pyama_flow.io.fingerprint) of one FOV input
+    (phase + GFP, uncompressed, ``size``^2 x ``frames``), once per input per
+    workflow start and once more in each job that reads it: warm page cache and
+    this file evicted (cold), against reading every byte (a full BLAKE2b)."""
+    import hashlib
+
+    from pyama_flow.bench import simulate
+    from pyama_flow.io import read_metadata
+    from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        path = simulate(Path(tmp), size, frames, cells=300)
+        print(f"simulated {path.stat().st_size / 2**30:.2f} GB ({size}^2 x {frames} frames x 2 channels, "
+              f"uncompressed) in {time.perf_counter() - t0:.0f} s")
+        meta = read_metadata(str(path))
+        stride = plane_bytes_of(meta)
+        rows = []
+        for label, cold in (("warm", False), ("cold", True)):
+            times = []
+            for _ in range(repeats):
+                if cold:
+                    _evict(path)
+                t0 = time.perf_counter()
+                fp = fingerprint(path, stride)
+                times.append(time.perf_counter() - t0)
+            rows.append((label, statistics.median(times) * 1e3))
+        n_blocks = (path.stat().st_size - 2 * 65536) // stride + 2
+        _evict(path)
+        t0 = time.perf_counter()
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        full = (time.perf_counter() - t0) * 1e3
+        print(f"fingerprint {fp}: {n_blocks} blocks of 4 KiB + 2 x 64 KiB ends, stride {stride} B (one plane)")
+        for label, ms in rows:
+            print(f"fingerprint, {label} cache: {ms:.1f} ms (median of {repeats})")
+        print(f"full BLAKE2b of every byte, cold cache: {full:.0f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--pairs", type=int, default=200, help="alternating ours/library timing chunks per file"
     )
+    parser.add_argument(
+        "--fingerprint", action="store_true",
+        help="only the content fingerprint's cost on a simulated 2048^2 x 180-frame input",
+    )
     args = parser.parse_args(argv)
+    if args.fingerprint:
+        bench_fingerprint()
+        return 0
     if not DATA.exists():
         print(f"no real data at {DATA}; nothing to benchmark")
         return 1

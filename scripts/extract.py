@@ -6,7 +6,7 @@ def main(snakemake):
 
     wc, p, o = snakemake.wildcards, snakemake.params, snakemake.output
     extract(snakemake.input[0], p.reader, int(wc.fov), int(wc.c), p.z, o.raw, stats_path=o.stats,
-            compression=p.compression)
+            compression=p.compression, expected_fingerprint=p.fingerprint)
 
 
 run(main, snakemake)  # noqa: F821

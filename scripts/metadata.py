@@ -5,7 +5,7 @@ def main(snakemake):
     from pyama_flow.steps import dataset_metadata, write_json
 
     p = snakemake.params
-    meta = dataset_metadata(snakemake.input[0], p.reader, p.frame_interval_min)
+    meta = dataset_metadata(snakemake.input[0], p.reader, p.frame_interval_min, p.fingerprint)
     write_json(snakemake.output[0], meta)
 
 

@@ -2,13 +2,15 @@
 reference file instead of a raw copy, with the same results."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from pyama_flow import steps
-from pyama_flow.io import open_image
+from pyama_flow.io import open_image, read_metadata
 from pyama_flow.io.base import InputError
+from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of
 from pyama_flow.io.source import SourceFrames, open_frames, write_source
 from pyama_flow.io.stacks import StackReader
 
@@ -19,7 +21,9 @@ def test_reference_gives_the_input_frames(small_experiment, tmp_path):
     steps.extract(path, {}, 1, "GFP", 0, str(ref), str(tmp_path / "stats.csv"))
     data = json.loads(ref.read_text())
     assert data == {"source": path, "reader": {}, "fov": 1, "channel": 1, "z": 0,
-                    "shape": [12, 320, 320], "dtype": "<u2"}
+                    "shape": [12, 320, 320], "dtype": "<u2",
+                    "fingerprint": fingerprint(path, plane_bytes_of(read_metadata(path)))}
+    assert data["fingerprint"].startswith(f"fp1:{os.path.getsize(path)}:")
     assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob("*.tif"))
     with open_frames(ref) as frames, open_image(path) as src:
         assert isinstance(frames, SourceFrames)

@@ -18,6 +18,8 @@ import numpy as np
 
 from .io import open_image
 from .io.base import InputError
+from .io.fingerprint import fingerprint, plane_bytes_of
+from .io.folder import gap_warning
 from .io.source import SUFFIX as SOURCE_SUFFIX
 from .io.source import open_frames, write_source
 from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_json, write_stack
@@ -31,21 +33,44 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyama_flow")
 
 
+def check_fingerprint(path: str, found: str, expected: str | None, when: str) -> None:
+    """One line when the input's content is no longer what ``expected`` recorded."""
+    if expected is not None and found != expected:
+        raise InputError(
+            f"{path}: input changed {when} (content fingerprint {found}, expected {expected}); "
+            "a file replaced while the workflow runs: start the workflow again"
+        )
+
+
 def dataset_metadata(
     path: str,
     reader_options: Mapping[str, Any],
     frame_interval_min: float | None,
+    expected_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Metadata of an input file plus the time points of each of its FOVs.
 
     Times come from the file's own stamps; where it has none they are
     ``frame * frame_interval_min`` and ``time_source`` says ``"config"``
-    (``frame_interval_min=None`` makes a FOV without stamps an error).
+    (``frame_interval_min=None`` makes a FOV without stamps an error); in a
+    frame folder "frame" is the number in the file name counted from the
+    first file, so a missing frame leaves a gap in time (and a WARNING)
+    instead of shifting every later frame.
+    ``input_fingerprint`` records the input's content fingerprint
+    (:mod:`pyama_flow.io.fingerprint`), which must equal
+    ``expected_fingerprint`` where given (the one the workflow saw at start).
     Independent of which FOVs the config selects, so selecting another FOV
     does not change this file (nor rerun what depends on it).
     """
     with open_image(path, **reader_options) as reader:
+        planes = plane_bytes_of(reader.metadata)
+        before = fingerprint(path, planes)
+        check_fingerprint(path, before, expected_fingerprint, "since the workflow started")
         meta = reader.metadata.to_dict()
+        numbers = (reader.metadata.extra or {}).get("frame_numbers")
+        warning = gap_warning(path, numbers)
+        if warning:
+            log.warning("%s", warning)
         times: dict[str, list[float]] = {}
         sources: dict[str, str] = {}
         for fov in range(reader.metadata.n_fovs):
@@ -55,7 +80,10 @@ def dataset_metadata(
                     raise InputError(
                         f"{path}: FOV {fov} has no time stamps; set the dataset's frame_interval_min"
                     )
-                t = np.arange(reader.metadata.n_frames) * float(frame_interval_min)
+                index = (np.asarray(numbers, dtype=np.float64) - numbers[0]
+                         if numbers and len(numbers) == reader.metadata.n_frames
+                         else np.arange(reader.metadata.n_frames))
+                t = index * float(frame_interval_min)
                 sources[str(fov)] = "config"
             else:
                 sources[str(fov)] = "file"
@@ -67,8 +95,10 @@ def dataset_metadata(
             "(frame_interval_min from the config)",
             path, len(no_stamps), len(sources), no_stamps[0], frame_interval_min,
         )
+    check_fingerprint(path, fingerprint(path, planes), before, "while its metadata was read")
     meta["fov_times_min"] = times
     meta["time_source"] = sources
+    meta["input_fingerprint"] = before
     return meta
 
 
@@ -81,6 +111,7 @@ def extract(
     out_path: str,
     stats_path: str | None = None,
     compression: str = DEFAULT_CODEC,
+    expected_fingerprint: str | None = None,
 ) -> None:
     """Copy one FOV's channel, frame by frame and in the original dtype, into a stack.
 
@@ -95,6 +126,10 @@ def extract(
     With ``stats_path``, also write the per-frame statistics of the frames as
     they pass (mean, std, min, max, 1/50/99th percentile, saturated pixels;
     see :func:`pyama_flow.framestats.frame_statistics`), one row per frame.
+
+    The input's content fingerprint (:mod:`pyama_flow.io.fingerprint`) is taken
+    before and after the frames are read: it must equal ``expected_fingerprint``
+    (where given) and not change meanwhile; a source reference records it.
     """
     from .framestats import frame_statistics, write_statistics_rows
 
@@ -103,6 +138,9 @@ def extract(
         reader.check_index(fov=fov)
         c = reader.channel_index(channel)
         m = reader.metadata
+        planes = plane_bytes_of(m)
+        before = fingerprint(path, planes)
+        check_fingerprint(path, before, expected_fingerprint, "since the workflow started")
 
         def frames() -> Iterator[np.ndarray]:
             for t in range(m.n_frames):
@@ -114,8 +152,9 @@ def extract(
         if out_path.endswith(SOURCE_SUFFIX):
             for _frame in frames():
                 pass
+            check_fingerprint(path, fingerprint(path, planes), before, "during extraction")
             write_source(out_path, path, reader_options, fov, c, z,
-                         (m.n_frames, m.height, m.width), m.dtype)
+                         (m.n_frames, m.height, m.width), m.dtype, fingerprint=before)
         else:
             write_stack(
                 out_path,
@@ -127,6 +166,11 @@ def extract(
                 predictor=True,
                 metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
             )
+            try:
+                check_fingerprint(path, fingerprint(path, planes), before, "during extraction")
+            except InputError:
+                os.remove(out_path)
+                raise
     if stats_path is not None:
         write_statistics_rows(stats, stats_path)
         saturated = sum(row["saturated"] for row in stats)

@@ -20,6 +20,7 @@ class ConfigError(Exception):
 try:
     from pyama_flow.fovs import parse_fovs
     from pyama_flow.io import read_metadata
+    from pyama_flow.io.fingerprint import fingerprint as input_fingerprint, plane_bytes_of
 except ImportError as exc:  # e.g. a Snakemake-only environment under --sdm conda
     raise ConfigError(
         f"the Snakemake process itself needs pyama-flow's dependencies ({exc}): run it where "
@@ -132,6 +133,7 @@ def dataset_info(dataset):
             "n_z": 1,
             "channels": SIM_CHANNELS,
             "has_times": True,
+            "fingerprint": None,
         }
     if not Path(path).exists():
         fail(
@@ -142,12 +144,25 @@ def dataset_info(dataset):
         meta = read_metadata(path, **ds.get("reader", {}))
     except ValueError as exc:
         fail(f"datasets.{dataset}.input: {exc}")
+    if SIM is not None and Path(path) == Path(SIM["output"]):
+        # made by the simulate rule: Snakemake follows it as a rule output
+        fp = None
+    else:
+        fp = input_fingerprint(path, plane_bytes_of(meta))
     return {
         "n_fovs": meta.n_fovs,
         "n_z": meta.n_z,
         "channels": meta.channel_names,
         "has_times": meta.time_min is not None,
+        "fingerprint": fp,
     }
+
+
+def dataset_fingerprint(wc):
+    """Content fingerprint of the dataset's input at the start of the run
+    (pyama_flow.io.fingerprint): a params value of the metadata and extract
+    rules, so an input replaced with its mtime kept reruns them."""
+    return dataset_info(wc.dataset)["fingerprint"]
 
 
 def frame_interval(dataset):

@@ -17,6 +17,7 @@ rule metadata:
     params:
         reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
         frame_interval_min=lambda wc: frame_interval(wc.dataset),
+        fingerprint=dataset_fingerprint,
     script:
         "../../scripts/metadata.py"
 
@@ -42,5 +43,6 @@ rule extract:
         reader=lambda wc: config["datasets"][wc.dataset].get("reader", {}),
         z=lambda wc: config["datasets"][wc.dataset]["z"],
         compression=raw_compression(),
+        fingerprint=dataset_fingerprint,
     script:
         "../../scripts/extract.py"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import yaml
 
 from ..io import open_image
 from ..io.base import ImageMetadata, InputError
+from ..io.folder import gap_warning
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -111,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             meta = reader.metadata
     except TypeError as exc:  # unexpected keyword from -o
         raise InputError(f"{args.file}: bad reader option ({exc})") from None
+    warning = gap_warning(meta.path, (meta.extra or {}).get("frame_numbers"))
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     if args.summary:
         print(summary(meta))
     else:

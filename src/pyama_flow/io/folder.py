@@ -98,6 +98,23 @@ def order_frames(
     return numbered
 
 
+def frame_gaps(numbers: list[int] | None) -> list[int]:
+    """Frame numbers missing between the first and the last of ``numbers`` (sorted)."""
+    if not numbers:
+        return []
+    present = set(int(n) for n in numbers)
+    return [n for n in range(int(numbers[0]), int(numbers[-1]) + 1) if n not in present]
+
+
+def gap_warning(path: str, numbers: list[int] | None) -> str | None:
+    """One line about missing frame numbers of a frame folder, or ``None``."""
+    gaps = frame_gaps(numbers)
+    if not gaps:
+        return None
+    return (f"{path}: {len(gaps)} frame numbers missing between {numbers[0]} and {numbers[-1]} "  # type: ignore[index]
+            f"(first: {gaps[0]}): frame k is at k x frame_interval_min, so later frames keep their time")
+
+
 class FolderReader(ImageReader):
     """Folder with one single-plane TIFF per frame (and channel).
 

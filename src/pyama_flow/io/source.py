@@ -23,6 +23,8 @@ import numpy as np
 
 from . import open_image
 from .base import InputError
+from .fingerprint import fingerprint as content_fingerprint
+from .fingerprint import plane_bytes_of
 from .stacks import FrameStack, StackReader, write_json
 
 #: file name ending of a source reference (a raw extract that is no copy)
@@ -38,8 +40,18 @@ def write_source(
     z: int | str,
     shape: tuple[int, int, int],
     dtype: Any,
+    fingerprint: str | None = None,
 ) -> None:
-    """Write the reference to one FOV channel of ``input_path`` (JSON, sorted keys)."""
+    """Write the reference to one FOV channel of ``input_path`` (JSON, sorted keys).
+
+    ``fingerprint``: the input's content fingerprint as extracted
+    (:func:`pyama_flow.io.fingerprint.fingerprint` with
+    :func:`~pyama_flow.io.fingerprint.plane_bytes_of` its metadata); computed
+    now where not given.
+    """
+    if fingerprint is None and os.path.exists(input_path):
+        with open_image(input_path, **reader_options) as reader:
+            fingerprint = content_fingerprint(input_path, plane_bytes_of(reader.metadata))
     ref = {
         "source": os.fspath(input_path),
         "reader": dict(reader_options),
@@ -48,6 +60,7 @@ def write_source(
         "z": z if z == "max" else int(z),
         "shape": [int(s) for s in shape],
         "dtype": np.dtype(dtype).str,
+        "fingerprint": fingerprint,
     }
     write_json(path, ref)
 
@@ -85,10 +98,25 @@ class SourceFrames(FrameStack):
             self.shape: tuple[int, int, int] = tuple(int(s) for s in ref["shape"])  # type: ignore[assignment]
             self.dtype = np.dtype(ref["dtype"])
             options = dict(ref["reader"])
+            self.fingerprint = ref.get("fingerprint")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{self.path}: not a raw source reference ({exc}); "
                              "delete it and rerun its extract job") from None
-        self._reader = open_image(_locate(self.source, self.path, search_cwd), **options)
+        located = _locate(self.source, self.path, search_cwd)
+        self._reader = open_image(located, **options)
+        now = content_fingerprint(located, plane_bytes_of(self._reader.metadata))
+        if self.fingerprint is None or now != self.fingerprint:
+            self._reader.close()
+            if self.fingerprint is None:
+                raise InputError(
+                    f"{self.path}: records no content fingerprint of {self.source} (written by an "
+                    "older pyama-flow): rerun the extract jobs of this FOV"
+                )
+            raise InputError(
+                f"{self.path}: {self.source} changed since extraction (content fingerprint "
+                f"{now} != {self.fingerprint} recorded): rerun the extract jobs of this FOV "
+                "(snakemake reruns them on its next start)"
+            )
         m = self._reader.metadata
         found = (m.n_frames, m.height, m.width)
         if found != self.shape or np.dtype(m.dtype) != self.dtype or not (
