@@ -144,3 +144,30 @@ def test_cli_import_and_export(tmp_path, capsys):
     assert out.groupby("cell")["good"].all().to_dict() == {1: False, 2: False, 3: True}
     assert main(["curation", "export", str(tmp_path / "nope")]) == 2
     assert "nope: no traces.csv" in capsys.readouterr().err
+
+
+def test_report_cells_figure_names_applied_and_stale_decisions(tmp_path):
+    """The report's cells figure of a FOV says how many decisions apply and which are stale."""
+    import json
+
+    from pyama_flow.qc import render_cells
+
+    fov = tmp_path / "fov_000"
+    _write(fov, _traces())
+    assert curation.curation_note(fov / "traces.csv") == ""  # no decisions: no line
+    curation.record(fov, 2, False)
+    curation.record(fov, 3, False)
+    assert curation.curation_note(fov / "traces.csv") == (
+        "curation: 2 decisions applied (2 marked bad, 0 good)")
+    _write(fov, _traces(shift_cell=2))  # new labels: cell 2 is another object
+    note = curation.curation_note(fov / "traces.csv")
+    assert note.startswith("curation: 1 decisions applied (1 marked bad, 0 good); 1 STALE")
+    assert "cells 2)" in note
+    (fov / "trace_stats.json").write_text(json.dumps(
+        {"cells_per_frame": [3, 3, 3, 3], "cells_detected": 3, "cells_kept": 3, "filters": {}}))
+    pd.DataFrame({"cell": [1, 2, 3], "first_frame": [0, 0, 0], "last_frame": [3, 3, 3]}).to_csv(
+        fov / "tracks.csv", index=False)
+    (tmp_path / "metadata.json").write_text(json.dumps({"fovs": [0], "times_min": [0, 15, 30, 45]}))
+    out = render_cells(str(fov / "trace_stats.json"), str(fov / "tracks.csv"), str(fov / "traces.csv"),
+                       str(tmp_path / "metadata.json"), 0, str(tmp_path / "cells.png"), "FOV 000")
+    assert out["curation"] == note and (tmp_path / "cells.png").stat().st_size > 0

@@ -255,6 +255,27 @@ def read_curated(traces_path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
+def curation_note(traces_path: str | os.PathLike) -> str:
+    """One line on a FOV's decisions for the report: how many were applied and which are stale.
+
+    Empty when the FOV has no decisions.
+    """
+    path = Path(traces_path)
+    decisions = load_decisions(path.parent)
+    if not decisions:
+        return ""
+    _, stale = apply_decisions(read_traces(str(path)), decisions)
+    applied = [d for c, d in decisions.items() if c not in stale]
+    n_bad = sum(not d.good for d in applied)
+    note = (f"curation: {len(applied)} decisions applied ({n_bad} marked bad, "
+            f"{len(applied) - n_bad} good)")
+    if stale:
+        cells = ", ".join(str(c) for c in stale[:12]) + (", ..." if len(stale) > 12 else "")
+        note += (f"; {len(stale)} STALE, ignored (made on other labels/tracks: cells {cells}); "
+                 "review them in the viewer")
+    return note
+
+
 def export_inspected(fov_dir: Path, out: str | os.PathLike | None = None) -> Path:
     """Write PyAMA's ``traces_inspected.csv`` from ``traces.csv`` and the decisions."""
     fov_dir = Path(fov_dir)

@@ -618,9 +618,14 @@ def plot_cells(
     times_min: Sequence[float],
     title: str,
     color: str = NO_SAMPLE_COLOR,
+    curation: str = "",
 ) -> "Figure":
-    """Cells per frame, track lengths and the fraction of cells the filters keep."""
-    fig, head, body = _figure(11.0, 3.4)
+    """Cells per frame, track lengths and the fraction of cells the filters keep.
+
+    ``curation`` is a line on the FOV's curation decisions (:func:`pyama_flow.curation.curation_note`),
+    shown under the subtitle (in red when some decisions are stale) when not empty.
+    """
+    fig, head, body = _figure(11.0, 3.4, 0.75 if curation else 0.5)
     axes = body.subplots(1, 3, width_ratios=[3, 2.2, 1.5])
     unit = time_unit(times_min)
     t = np.asarray(times_min, np.float64) / unit[0]
@@ -656,7 +661,11 @@ def plot_cells(
     ax.set_ylim(0, max(n_detected, 1) * 1.18)
     ax.grid(alpha=0.25, lw=0.5, axis="y")
     _title(head, title, f"{n_kept} of {n_detected} cells kept by the filters "
-           f"(present in >= {min_frames} frames, bounding box > {border} px from the border)", color)
+           f"(present in >= {min_frames} frames, bounding box > {border} px from the border)"
+, color)
+    if curation:
+        head.text(0.008, 0.16, curation, ha="left", va="top", fontsize=8.5,
+                  color="#d62728" if "STALE" in curation else "#444444")
     return fig
 
 
@@ -888,8 +897,11 @@ def render_cells(
 
     Returns
     -------
-    dict with ``cells_per_frame``, ``kept_per_frame``, ``n_detected``, ``n_kept``.
+    dict with ``cells_per_frame``, ``kept_per_frame``, ``n_detected``, ``n_kept``
+    and ``curation`` (the line on the FOV's curation decisions shown in the figure).
     """
+    from .curation import curation_note
+
     meta = read_json(metadata_path)
     st = read_json(trace_stats_path)
     tracks = pd.read_csv(tracks_path)
@@ -901,12 +913,14 @@ def render_cells(
     lengths = (tracks["last_frame"] - tracks["first_frame"] + 1).to_numpy(np.int64)
     times = _fov_times(meta, fov, n)
     filters = st.get("filters", {})
+    note = curation_note(traces_path)
     fig = plot_cells(per_frame, kept_per_frame, lengths, int(st["cells_detected"]),
                      int(st["cells_kept"]), int(filters.get("min_frames", 0)),
-                     int(filters.get("border", 0)), times, title, color)
+                     int(filters.get("border", 0)), times, title, color, note)
     save_figure(fig, out_path)
     return {"cells_per_frame": per_frame, "kept_per_frame": kept_per_frame,
-            "n_detected": int(st["cells_detected"]), "n_kept": int(st["cells_kept"])}
+            "n_detected": int(st["cells_detected"]), "n_kept": int(st["cells_kept"]),
+            "curation": note}
 
 
 #: Plots of :func:`render_sample_analysis`, by output name.

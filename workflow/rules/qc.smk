@@ -154,6 +154,8 @@ rule qc_cells:
         tracks=f"{QC_FOV}/tracks.csv",
         traces=f"{QC_FOV}/traces.csv",
         metadata=f"{RESULTS}/{{dataset}}/metadata.json",
+        # the decisions log: a decision redraws the figure's curation line
+        curation=lambda wc: curation_file(wc.dataset, wc.fov),
     output:
         report(
             f"{QC_FOV}/qc/cells.png",
