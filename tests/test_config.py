@@ -102,3 +102,24 @@ def test_shipped_configs_follow_the_schema(name):
     jsonschema.validate(cfg, schema)
     with pytest.raises(jsonschema.ValidationError, match="keep_raw"):
         jsonschema.validate({**cfg, "storage": {"keep_raw": False}}, schema)
+
+
+def test_every_model_parameter_is_documented_with_its_default_unit_and_meaning():
+    """config/README.md has one row per model parameter whose default, bounds,
+    fixed flag, unit and meaning are the model module's (DEFAULTS, INFO): the
+    table cannot drift from the code."""
+    from pyama_flow.models import get_model, list_models
+
+    doc = (ROOT / "config" / "README.md").read_text()
+    missing = []
+    for m in list_models():
+        mod = get_model(m)
+        assert set(mod.INFO) == set(mod.PARAMS), m
+        for n in mod.PARAMS:
+            d, i = mod.DEFAULTS[n], mod.INFO[n]
+            assert i.unit and i.meaning, (m, n)
+            row = (f"| `{m}` | `{n}` | {i.unit} | {d.value:g} | [{d.lb:g}, {d.ub:g}] | "
+                   f"{'fixed' if d.fixed else 'fitted'} | {i.meaning} |")
+            if row not in doc:
+                missing.append(row)
+    assert missing == []

@@ -505,9 +505,47 @@ def sample_color_of(name):
     return sample_color(name, list(samples()))
 
 
+def overview_fovs():
+    """(dataset, fov, sample) of every processed FOV, in config order."""
+    return [(ds, int(f), fov_sample(ds, f)) for ds in config["datasets"] for f in fovs(ds)]
+
+
+def overview_pages():
+    """Pages of the overview's all-traces figure: 100 FOVs each (at least one)."""
+    from pyama_flow.overview import FOVS_PER_PAGE
+
+    return list(range(max(1, -(-len(overview_fovs()) // FOVS_PER_PAGE))))
+
+
+def overview_input(wc):
+    """Every FOV's results the overview reads, by kind, in overview_fovs() order."""
+    keys = overview_fovs()
+    models = config["fit"]["models"]
+    return {
+        "trace_stats": [f"{fov_dir(ds, f)}/trace_stats.json" for ds, f, _s in keys],
+        "traces": [f"{fov_dir(ds, f)}/traces.csv" for ds, f, _s in keys],
+        "curation": [p for ds, f, _s in keys for p in curation_file(ds, f)],
+        "fits": [f"{fov_dir(ds, f)}/fits_{m}.csv" for ds, f, _s in keys for m in models],
+        "frame_stats": [
+            f"{fov_dir(ds, f)}/frame_stats_ch{c}.csv"
+            for ds, f, _s in keys
+            for c in channels(ds)[1]
+        ],
+        "summaries": [
+            f"{RESULTS}/samples/{name}/qc/{m}_summary.csv"
+            for name in samples()
+            for m in models
+        ],
+    }
+
+
 def qc_outputs():
     """QC figures and tables of every FOV, and the parameters page, for the report."""
     out = [f"{RESULTS}/qc/config.html"]
+    out += [f"{RESULTS}/qc/overview/overview.html", f"{RESULTS}/qc/overview/fovs.csv"]
+    out += [f"{RESULTS}/qc/overview/traces_{p}.png" for p in overview_pages()]
+    if samples():
+        out.append(f"{RESULTS}/qc/overview/samples.png")
     for ds in config["datasets"]:
         _pc, fl = channels(ds)
         for fov in fovs(ds):

@@ -242,6 +242,79 @@ rule qc_sample:
         "../../scripts/qc_sample.py"
 
 
+rule qc_overview:
+    input:
+        unpack(overview_input),
+    output:
+        html=report(
+            f"{RESULTS}/qc/overview/overview.html",
+            category="0 Overview",
+            subcategory="every FOV and sample",
+            caption="../report/overview.rst",
+            labels={"page": "tables: every FOV, every sample"},
+        ),
+        fovs=report(
+            f"{RESULTS}/qc/overview/fovs.csv",
+            category="0 Overview",
+            subcategory="every FOV and sample",
+            caption="../report/overview_fovs.rst",
+            labels={"page": "fovs.csv (download)"},
+        ),
+        samples_csv=report(
+            f"{RESULTS}/qc/overview/samples.csv",
+            category="0 Overview",
+            subcategory="every FOV and sample",
+            caption="../report/overview_samples_csv.rst",
+            labels={"page": "samples.csv (download)"},
+        ),
+        traces=[
+            report(
+                f"{RESULTS}/qc/overview/traces_{p}.png",
+                category="0 Overview",
+                subcategory="every FOV and sample",
+                caption="../report/overview_traces.rst",
+                labels={"page": f"traces of every FOV ({p + 1})"},
+            )
+            for p in overview_pages()
+        ],
+        comparison=(
+            [
+                report(
+                    f"{RESULTS}/qc/overview/samples.png",
+                    category="0 Overview",
+                    subcategory="every FOV and sample",
+                    caption="../report/overview_samples.rst",
+                    labels={"page": "samples compared"},
+                )
+            ]
+            if samples()
+            else []
+        ),
+    log:
+        f"{RESULTS}/logs/qc_overview.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/qc_overview.tsv"
+    priority: 10
+    conda:
+        "../../envs/fitting.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 1500 * attempt,
+        runtime=lambda wc, attempt: 20 * attempt,
+    params:
+        fovs=overview_fovs(),
+        models=config["fit"]["models"],
+        overrides=config["fit"]["params"],
+        value_cols={
+            ds: f"{config['fit']['feature']}_ch_{fit_channel(ds)}"
+            for ds in config["datasets"]
+        },
+        n_fluorescence={ds: len(channels(ds)[1]) for ds in config["datasets"]},
+        colors={name: sample_color_of(name) for name in samples()},
+    script:
+        "../../scripts/qc_overview.py"
+
+
 rule qc_config:
     output:
         report(

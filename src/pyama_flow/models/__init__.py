@@ -8,6 +8,9 @@ Every model is one module of this package defining
     ordered tuple of parameter names;
 ``DEFAULTS``
     ``{name: ParamDefault(value, lb, ub, fixed)}`` for every name in ``PARAMS``;
+``INFO``
+    ``{name: ParamInfo(unit, meaning)}`` for every name in ``PARAMS``: what the
+    report, the viewer and ``config/README.md`` say about the parameter;
 ``LINEAR``
     (optional) the parameters in which the model output is jointly affine:
     ``evaluate(t, p) == evaluate(t, p with LINEAR set to 0)
@@ -64,6 +67,13 @@ class ParamDefault(NamedTuple):
     fixed: bool = False
 
 
+class ParamInfo(NamedTuple):
+    """Unit and plain-language meaning of one model parameter (report, viewer, docs)."""
+
+    unit: str
+    meaning: str
+
+
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
     return sorted(_REGISTRY)
@@ -84,6 +94,15 @@ def get_model(name: str | ModuleType) -> ModuleType:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
     return importlib.import_module(_REGISTRY[name])
+
+
+def param_info(model: str | ModuleType, name: str) -> ParamInfo:
+    """Unit and meaning of parameter ``name`` of ``model`` (its module's ``INFO``).
+
+    Intensities are in the traces' arbitrary units (a.u.), times in hours
+    (the fits run in hours). Unknown names give ``ParamInfo("", "")``.
+    """
+    return get_model(model).INFO.get(name, ParamInfo("", ""))
 
 
 # ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, broadcast_shape, exp_divdiff, onset
+from . import ParamDefault, ParamInfo, broadcast_shape, exp_divdiff, onset
 
 NAME = "maturation"
 PARAMS = ("t0", "ktl", "km", "delta", "beta", "offset")
@@ -35,6 +35,15 @@ DEFAULTS = {
     "delta": ParamDefault(0.01, 1e-5, 11.0),
     "beta": ParamDefault(5.22e-3, 1e-5, 10.0, True),
     "offset": ParamDefault(0.0, -1e6, 1e6),
+}
+#: unit and meaning of every parameter (report, viewer, config/README.md)
+INFO = {
+    "t0": ParamInfo("h", "onset: time at which expression starts (after the first frame)"),
+    "ktl": ParamInfo("a.u./h", "translation rate: protein made per hour by the mRNA present at t0"),
+    "km": ParamInfo("1/h", "maturation rate of the fluorescent protein (maturation half-time = ln 2 / km)"),
+    "delta": ParamInfo("1/h", "mRNA degradation rate (mRNA half-life = ln 2 / delta)"),
+    "beta": ParamInfo("1/h", "protein degradation rate (protein half-life = ln 2 / beta)"),
+    "offset": ParamInfo("a.u.", "baseline intensity before the onset"),
 }
 LINEAR = ("ktl", "offset")
 #: two grid starts: the onset / offset trade-off can leave two separate minima

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, broadcast_shape, onset
+from . import ParamDefault, ParamInfo, broadcast_shape, onset
 
 NAME = "maturation_blocked"
 PARAMS = ("t0", "G0", "Gu0", "km", "beta", "offset")
@@ -42,6 +42,15 @@ DEFAULTS = {
     "km": ParamDefault(1.28, 1e-5, 30.0, True),
     "beta": ParamDefault(5.22e-3, 1e-5, 10.0, True),
     "offset": ParamDefault(0.0, -1e6, 1e6),
+}
+#: unit and meaning of every parameter (report, viewer, config/README.md)
+INFO = {
+    "t0": ParamInfo("h", "time of the translation block (after the first frame)"),
+    "G0": ParamInfo("a.u.", "mature protein present when translation is blocked (at t0)"),
+    "Gu0": ParamInfo("a.u.", "immature protein present when translation is blocked (at t0)"),
+    "km": ParamInfo("1/h", "maturation rate of the fluorescent protein (maturation half-time = ln 2 / km)"),
+    "beta": ParamInfo("1/h", "protein degradation rate (protein half-life = ln 2 / beta)"),
+    "offset": ParamInfo("a.u.", "baseline intensity before the onset"),
 }
 LINEAR = ("G0", "Gu0", "offset")
 

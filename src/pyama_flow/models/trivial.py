@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, broadcast_shape, exp_divdiff, onset
+from . import ParamDefault, ParamInfo, broadcast_shape, exp_divdiff, onset
 
 NAME = "trivial"
 PARAMS = ("t0", "ktl", "delta", "beta", "offset")
@@ -32,6 +32,14 @@ DEFAULTS = {
     "delta": ParamDefault(0.07, 1e-5, 10.1),
     "beta": ParamDefault(0.0436, 1e-5, 10.0),
     "offset": ParamDefault(0.0, -1e6, 1e6),
+}
+#: unit and meaning of every parameter (report, viewer, config/README.md)
+INFO = {
+    "t0": ParamInfo("h", "onset: time at which expression starts (after the first frame)"),
+    "ktl": ParamInfo("a.u./h", "translation rate: protein made per hour by the mRNA present at t0"),
+    "delta": ParamInfo("1/h", "mRNA degradation rate (mRNA half-life = ln 2 / delta)"),
+    "beta": ParamInfo("1/h", "protein degradation rate (protein half-life = ln 2 / beta)"),
+    "offset": ParamInfo("a.u.", "baseline intensity before the onset"),
 }
 LINEAR = ("ktl", "offset")
 #: the output has a kink at t0: a local minimum of the cost between any two
