@@ -625,3 +625,38 @@ def test_poisson_weighting_on_shot_noise():
     assert np.median(weighted["r_squared"]) == pytest.approx(np.median(plain["r_squared"]), abs=0.01)
     with pytest.raises(ValueError, match="weighting"):
         fit_batch(T, Y[:2], "maturation", weighting="gamma")
+
+
+def test_fit_script_warns_with_the_cells_per_status(tmp_path):
+    from types import SimpleNamespace
+
+    from pyama_flow.traces import read_traces
+    from test_reliability import run_script
+
+    rng = np.random.default_rng(12)
+    _, late = _maturation_cells(rng, 3, (3.0, 5.0))
+    _, early = _maturation_cells(rng, 3, (-0.5, 0.5))
+    flat = 100.0 + rng.normal(0.0, 10.0, (2, T.size))
+    df = _as_traces(np.concatenate([late, early, flat]))
+    for c in ("position_x", "position_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"):
+        df.insert(5, c, 0)
+    traces, out = tmp_path / "traces.csv", tmp_path / "fits_maturation.csv"
+    df.to_csv(traces, index=False)
+    params = SimpleNamespace(overrides={}, value_col="intensity_total_ch_1", t0_bounds="reference",
+                             weighting="none", status={"r2_min": 0.5})
+    inputs = SimpleNamespace(traces=str(traces))
+    run_script("fit", tmp_path, input=inputs, output=[str(out)], params=params,
+               wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
+    fits = pd.read_csv(out, keep_default_na=False)
+    assert fits.status.tolist() == ["at_bound"] * 3 + ["ok"] * 3 + ["not_identifiable"] * 2
+    assert fits.at_bound.tolist()[:3] == ["t0"] * 3
+    log = (tmp_path / "fit.log").read_text()
+    assert "WARNING" in log
+    assert ("maturation: 5 of 8 fits cannot be trusted: ok 3; at_bound 3 (cells 1 (t0), 2 (t0), 3 (t0)); "
+            "not_identifiable 2 (cells 7 (") in log
+    # with the data rule (the workflow's default) the late cells are ok
+    run_script("fit", tmp_path, input=inputs, output=[str(out)],
+               params=SimpleNamespace(**{**vars(params), "t0_bounds": "data"}),
+               wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
+    assert pd.read_csv(out).status.tolist() == ["ok"] * 6 + ["not_identifiable"] * 2
+    assert len(read_traces(str(traces))) == 8 * T.size
