@@ -598,7 +598,12 @@ def test_half_rise_time_and_data_bound_hand_computed():
     assert np.isnan(half_rise_time(t, np.full(t.size, 3.0)))  # no rise
     assert np.isnan(half_rise_time(t, -y))  # falling only
     Y = np.stack([y, np.full(t.size, 3.0), np.clip(t - 0.2, 0, 0.5)])
-    assert data_t0_upper(t, Y, 1.0).tolist() == [10.0, 1.0, 1.0]
+    assert data_t0_upper(t, Y, 1.0).tolist() == [16.0, 1.0, 1.0]  # 10 h, up to a power of 2
+    assert data_t0_upper(t, Y[:1], 12.0).tolist() == [12.0]  # never below the reference
+    assert data_t0_upper(t[:30], Y[:1, :30], 1.0).tolist() == [14.5]  # at most the last time point
+    Yn = Y.copy()
+    Yn[0, 3] = np.nan  # the per-cell path gives the same
+    assert data_t0_upper(t, Yn, 1.0).tolist() == [16.0, 1.0, 1.0]
 
 
 def test_poisson_weighting_on_shot_noise():

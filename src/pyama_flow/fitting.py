@@ -1498,22 +1498,46 @@ def half_rise_time(t_hours: np.ndarray, y: np.ndarray, window: int = 5) -> float
     return float(ts[np.argmax(sm >= start + 0.5 * rise)])
 
 
+def _half_rise_rows(t: np.ndarray, Y: np.ndarray, window: int = 5) -> np.ndarray:
+    """:func:`half_rise_time` of every row of ``Y`` (all finite) on one sorted time vector ``t``."""
+    out = np.full(Y.shape[0], np.nan)
+    if t.size < window + 2 or Y.shape[0] == 0:
+        return out
+    sm = np.median(np.lib.stride_tricks.sliding_window_view(Y, window, axis=1), axis=2)
+    ts = t[window // 2 : window // 2 + sm.shape[1]]
+    start = np.median(sm[:, :3], axis=1)
+    rise = sm.max(axis=1) - start
+    first = np.argmax(sm >= (start + 0.5 * rise)[:, None], axis=1)
+    return np.where(rise > 0, ts[first], np.nan)
+
+
 def data_t0_upper(T: np.ndarray, Y: np.ndarray, reference_ub: float) -> np.ndarray:
     """Per cell, the upper bound of ``t0`` under ``fit.t0_bounds: data``.
 
-    ``max(reference_ub, ceil(half-rise time))`` in whole hours (so that cells
-    share a few bounds), at most the cell's last time point (and never below
-    ``reference_ub``); ``reference_ub`` where the trace has no rise
-    (:func:`half_rise_time`). It only widens the reference bound: a cell whose
-    expression starts after it is no longer held at it.
+    The half-rise time (:func:`half_rise_time`) rounded up to a power of two
+    hours (1, 2, 4, 8, ... h, so that cells share a few bounds and are fitted
+    in a few batches), at most the cell's last time point, and never below
+    ``reference_ub`` (which is kept where the trace has no rise). It only
+    widens the reference bound: a cell whose expression starts after it is
+    no longer held at it.
     """
-    T = np.broadcast_to(np.asarray(T, dtype=np.float64), np.shape(Y))
+    Y = np.asarray(Y, dtype=np.float64)
+    T = np.broadcast_to(np.asarray(T, dtype=np.float64), Y.shape)
+    th = np.full(Y.shape[0], np.nan)
+    t0 = T[0] if Y.shape[0] else np.zeros(0)
+    simple = np.all(np.isfinite(Y), axis=1) & np.all(T == t0, axis=1)
+    if simple.any() and np.all(np.diff(t0) > 0):
+        th[simple] = _half_rise_rows(t0, Y[simple])
+    else:
+        simple[:] = False
+    for i in np.flatnonzero(~simple):
+        th[i] = half_rise_time(T[i], Y[i])
     out = np.full(Y.shape[0], float(reference_ub))
-    for i in range(Y.shape[0]):
-        th = half_rise_time(T[i], Y[i])
-        if np.isfinite(th) and th > reference_ub:
-            last = float(np.nanmax(np.where(np.isfinite(Y[i]), T[i], np.nan)))
-            out[i] = max(float(reference_ub), min(float(np.ceil(th)), last))
+    late = np.isfinite(th) & (th > reference_ub)
+    if late.any():
+        last = np.nanmax(np.where(np.isfinite(Y[late]), T[late], np.nan), axis=1)
+        up = 2.0 ** np.ceil(np.log2(np.maximum(th[late], 1e-9)))
+        out[late] = np.maximum(float(reference_ub), np.minimum(up, last))
     return out
 
 
