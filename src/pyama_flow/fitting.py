@@ -1197,6 +1197,42 @@ def _common_grid(T: np.ndarray, Y: np.ndarray, W: np.ndarray) -> tuple[np.ndarra
     return grid, Yc, Wc
 
 
+def _diagnostics(mod, spec, free, T, Y, W, valid, P, cost, n, weighting):
+    """R^2, the signal test, SEs and the bound diagnostics of fitted cells.
+
+    ``W`` are the fit's residual weights (the validity mask unless
+    ``weighting`` is ``"poisson"``), ``cost`` the weighted SS_res. Returns
+    ``(r2, signal_p, {"se", "lo", "hi", "chi2"})``, the last ``(m, k)`` in
+    ``free`` order. R^2 is the SPEC's, unweighted, whatever the weights.
+    """
+    m, N = Y.shape
+    k = len(free)
+    with np.errstate(all="ignore"):
+        f, J = _value_jacobian(mod, T, _params(spec, free, P), free)
+        f = np.broadcast_to(f, (m, N))
+    res = np.where(valid, f - Y, 0.0)
+    mean = np.sum(np.where(valid, Y, 0.0), axis=1) / n
+    ss_tot = np.sum(np.where(valid, Y - mean[:, None], 0.0) ** 2, axis=1)
+    ss_plain = cost if weighting == "none" else np.sum(res * res, axis=1)
+    with np.errstate(all="ignore"):
+        r2 = np.where(ss_tot > 0, np.clip(1.0 - ss_plain / ss_tot, 0.0, 1.0), 0.0)
+    if weighting == "none":
+        signal_p = _signal_p(ss_tot, cost, n, k)
+    else:  # the same test on the weighted sums of squares
+        with np.errstate(all="ignore"):
+            wmean = np.sum(W * W * Y, axis=1) / np.sum(W * W, axis=1)
+        signal_p = _signal_p(np.sum((W * (Y - wmean[:, None])) ** 2, axis=1), cost, n, k)
+    diag = {key: np.zeros((m, k), dtype=bool) for key in ("lo", "hi")}
+    diag["se"], diag["chi2"] = np.full((m, k), np.nan), np.zeros((m, k))
+    if k:
+        J = np.broadcast_to(J, (m, N, k)) * W[:, :, None]
+        J = np.where(np.isfinite(J), J, 0.0)
+        diag["se"] = _covariance_se(J, cost, n - k)
+        diag["lo"], diag["hi"] = _at_bounds(spec, free, P)
+        diag["chi2"] = _bound_chi2(J, res * W, diag["se"], cost, n - k, diag["lo"], diag["hi"])
+    return r2, signal_p, diag
+
+
 def fit_batch(
     t_hours: np.ndarray,
     Y: np.ndarray,
@@ -1368,32 +1404,12 @@ def fit_batch(
             full[:, names.index(p)] = Pb[:, j]
         out_params[idx] = full
         ss_res[idx] = cb
-        with np.errstate(all="ignore"):
-            f, J = _value_jacobian(mod, Tc, _params(spec, free, Pb), free)
-            f = np.broadcast_to(f, (m, N))
-        res = np.where(valid_c, f - Yc, 0.0)
-        # R^2 as the SPEC defines it: unweighted, whatever the fit's weights
-        mean = np.sum(np.where(valid_c, Yc, 0.0), axis=1) / n[idx]
-        ss_tot = np.sum(np.where(valid_c, Yc - mean[:, None], 0.0) ** 2, axis=1)
-        ss_plain = cb if weighting == "none" else np.sum(res * res, axis=1)
-        with np.errstate(all="ignore"):
-            r2[idx] = np.where(ss_tot > 0, np.clip(1.0 - ss_plain / ss_tot, 0.0, 1.0), 0.0)
-        if weighting == "none":
-            signal_p[idx] = _signal_p(ss_tot, cb, n[idx], k)
-        else:  # the same test on the weighted sums of squares
-            wmean = np.sum(Wc * Wc * Yc, axis=1) / np.sum(Wc * Wc, axis=1)
-            signal_p[idx] = _signal_p(np.sum((Wc * (Yc - wmean[:, None])) ** 2, axis=1), cb, n[idx], k)
-        if k:
-            J = np.broadcast_to(J, (m, N, k)) * Wc[:, :, None]
-            J = np.where(np.isfinite(J), J, 0.0)
-            se = _covariance_se(J, cb, n[idx] - k)
-            lo_b, hi_b = _at_bounds(spec, free, Pb)
-            chi2 = _bound_chi2(J, res * Wc, se, cb, n[idx] - k, lo_b, hi_b)
-            for j, p in enumerate(free):
-                col = names.index(p)
-                out_se[idx, col] = se[:, j]
-                at_lower[idx, col], at_upper[idx, col] = lo_b[:, j], hi_b[:, j]
-                bound_chi2[idx, col] = chi2[:, j]
+        r2[idx], signal_p[idx], diag = _diagnostics(mod, spec, free, Tc, Yc, Wc, valid_c, Pb, cb, n[idx], weighting)
+        for j, p in enumerate(free):
+            col = names.index(p)
+            out_se[idx, col] = diag["se"][:, j]
+            at_lower[idx, col], at_upper[idx, col] = diag["lo"][:, j], diag["hi"][:, j]
+            bound_chi2[idx, col] = diag["chi2"][:, j]
         failed = idx[~fin]
         out_params[failed] = np.nan
         out_se[failed] = np.nan
