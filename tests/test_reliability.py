@@ -399,7 +399,7 @@ def test_fit_script_logs_why_cells_are_not_fitted(tmp_path):
     traces = tmp_path / "traces.csv"
     write_traces(short_and_long_cells(), str(traces))
     out = tmp_path / "fits_maturation.csv"
-    run_script("fit", tmp_path, input=[str(traces)], output=[str(out)],
+    run_script("fit", tmp_path, input=SimpleNamespace(traces=str(traces)), output=[str(out)],
                params=SimpleNamespace(overrides={}, value_col="intensity_total_ch_1"),
                wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
     assert pd.read_csv(out)["success"].tolist() == [True, False]
@@ -412,7 +412,7 @@ def test_fit_script_on_empty_traces_writes_columns_and_says_why(tmp_path):
     traces = tmp_path / "traces.csv"
     traces.write_text(TRACE_COLUMNS + "\n")
     out = tmp_path / "fits_maturation.csv"
-    run_script("fit", tmp_path, input=[str(traces)], output=[str(out)],
+    run_script("fit", tmp_path, input=SimpleNamespace(traces=str(traces)), output=[str(out)],
                params=SimpleNamespace(overrides={}, value_col="intensity_total_ch_1"),
                wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
     assert out.read_text() == FIT_COLUMNS + "\n"
