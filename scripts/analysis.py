@@ -18,7 +18,8 @@ def main(snakemake):
     # analyze() writes fixed names straight into a folder: let it write a
     # scratch folder, and move each output into place once all are written
     with scratch_folder(out_dir, "analysis") as tmp:
-        analysis.analyze(fits, traces, tmp, model=snakemake.wildcards.model)
+        analysis.analyze(fits, traces, tmp, model=snakemake.wildcards.model,
+                         include=list(getattr(p, "include", analysis.RELIABLE)))
         for out in snakemake.output:
             os.replace(os.path.join(tmp, os.path.basename(out)), out)
 

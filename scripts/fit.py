@@ -1,6 +1,26 @@
 from _common import run
 
 
+def warn_status(log, model, fits):
+    """One WARNING with the cells per fit status when any fit is not ``ok``, naming a few of each."""
+    counts = fits["status"].value_counts()
+    if counts.get("ok", 0) == len(fits):
+        log.info("%s: every fit ok (%d cells)", model, len(fits))
+        return
+    parts = []
+    for status in ("ok", "at_bound", "poor_fit", "not_identifiable", "failed"):
+        n = int(counts.get(status, 0))
+        if status == "ok" or n == 0:
+            parts += [f"{status} {n}"] if status == "ok" else []
+            continue
+        rows = fits[fits["status"] == status]
+        named = ", ".join(f"{c}" + (f" ({b})" if b else "") for c, b in zip(rows["cell"][:5], rows["at_bound"][:5]))
+        parts.append(f"{status} {n} (cells {named}{' ...' if n > 5 else ''})")
+    log.warning("%s: %d of %d fits cannot be trusted: %s; the analysis uses the statuses in "
+                "fit.status.include (default ok); parameters at a bound are in the at_bound column",
+                model, len(fits) - int(counts.get("ok", 0)), len(fits), "; ".join(parts))
+
+
 def main(snakemake):
     import logging
 
@@ -19,6 +39,9 @@ def main(snakemake):
         overrides={model: dict(p.overrides)},
         value_col=p.value_col,
         n_jobs=snakemake.threads,
+        t0_bounds=getattr(p, "t0_bounds", "reference"),
+        weighting=getattr(p, "weighting", "none"),
+        status=dict(getattr(p, "status", {}) or {}),
     )
     if df.empty:
         log.warning("no cells in %s (none detected, or all removed by the traces filters: "
@@ -37,6 +60,7 @@ def main(snakemake):
             log.warning("%s: %d of %d cells not fitted (success=False): %s%s",
                         model, int(failed.sum()), len(fits), listed, more)
         log.info("%s: fitted %d of %d cells", model, int((~failed).sum()), len(fits))
+        warn_status(log, model, fits)
     write_fits(fits, out)
 
 

@@ -17,6 +17,7 @@ def main(snakemake):
             out_paths=dict(zip(keys, map(str, tmps))),
             summary_path=o.summary,
             color=snakemake.params.color,
+            include=list(getattr(snakemake.params, "include", ("ok",))),
         )
 
 

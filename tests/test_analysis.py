@@ -152,3 +152,36 @@ def test_assign_samples():
     assert out["sample"].tolist() == ["ctrl", "ctrl", "drug"]
     with pytest.raises(ValueError, match="FOV 1"):
         assign_samples(df, {"a": [0, 1], "b": [1]})
+
+
+def test_analysis_uses_reliable_fits_and_counts_every_status(tmp_path):
+    # 4 cells of sample "fast" start expressing at 4 h, beyond t0's reference
+    # bound (1 h): their fits are held at the bound, so the analysis leaves them
+    # out by default, and says how many it left out
+    rng = np.random.default_rng(4)
+    traces = _two_class_traces(rng, n=6)
+    mod = get_model("maturation")
+    late = []
+    for c in range(100, 104):
+        p = {"t0": 4.0, "ktl": 1000.0, "km": 1.28, "delta": 0.5, "beta": 5.22e-3, "offset": 0.0}
+        y = mod.evaluate(MINUTES / 60.0, p)
+        late.append(pd.DataFrame({"sample": "fast", "time": MINUTES, "fov": 0, "cell": c,
+                                  "value": y + rng.normal(0, 0.02 * y.max(), y.size)}))
+    traces = pd.concat([traces, *late], ignore_index=True)
+    fits = _fits_from_long(traces)
+    late_rows = fits["cell"] >= 100
+    assert (fits.loc[late_rows, "status"] == "at_bound").all()
+    assert (fits.loc[~late_rows, "status"] == "ok").all()
+    tables = analyze(fits, traces, tmp_path / "ok", model="maturation", n_examples=4)
+    assert not (tables["parameters"]["cell"] >= 100).any() and len(tables["parameters"]) == 12
+    assert not (tables["pca_scores"]["cell"] >= 100).any() and len(tables["pca_scores"]) == 12
+    s = tables["summary"].set_index(["sample", "parameter"])
+    assert s.loc[("fast", "delta"), "n"] == 6 and s.loc[("fast", "delta"), "n_at_bound"] == 4
+    assert s.loc[("fast", "delta"), "n_ok"] == 6 and s.loc[("slow", "delta"), "n_at_bound"] == 0
+    assert s.loc[("fast", "delta"), "median"] == pytest.approx(0.5, rel=0.2)
+    everything = ["ok", "at_bound", "poor_fit", "not_identifiable", "failed"]
+    all_tables = analyze(fits, traces, tmp_path / "all", model="maturation", n_examples=4, include=everything)
+    assert len(all_tables["parameters"]) == 16 and len(all_tables["pca_scores"]) == 16
+    assert all_tables["summary"].set_index(["sample", "parameter"]).loc[("fast", "delta"), "n"] == 10
+    with pytest.raises(ValueError, match="unknown fit status 'good'"):
+        summarize_parameters(fits, "maturation", include=["good"])

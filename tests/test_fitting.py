@@ -372,6 +372,8 @@ def test_fit_traces_columns_order_and_values():
         "aic",
         "bic",
         "n_points",
+        "status",
+        "at_bound",
     ]
     assert list(zip(out.fov, out.cell)) == sorted(truth_key for truth_key in ((f, c + 10) for f, c in truth))
     assert 99 not in set(out.cell)
@@ -456,3 +458,210 @@ def test_best_models_by_aic_among_successful_fits():
         [1, 5, ""],  # nothing succeeded
     ]
     assert out["aic_trivial"].tolist() == [12.0, 3.0, 2.0]
+
+
+# ---------------------------------------------------------------------------
+# status: fits that say when they cannot be trusted
+# ---------------------------------------------------------------------------
+
+
+def _maturation_cells(rng, n, t0_range, noise=0.05):
+    mod = get_model("maturation")
+    p = {
+        "t0": rng.uniform(*t0_range, n),
+        "ktl": 10 ** rng.uniform(2, 4, n),
+        "km": 1.28,
+        "delta": 10 ** rng.uniform(np.log10(0.02), np.log10(0.3), n),
+        "beta": 5.22e-3,
+        "offset": 0.0,
+    }
+    clean = mod.evaluate(T, {k: (v[:, None] if np.ndim(v) else v) for k, v in p.items()})
+    return p, clean + rng.normal(size=clean.shape) * noise * clean.max(axis=1)[:, None]
+
+
+def _as_traces(Y):
+    rows = [(0, i + 1, f, 10.0 * f, True, v) for i, y in enumerate(Y) for f, v in enumerate(y)]
+    return pd.DataFrame(rows, columns=["fov", "cell", "frame", "time", "good", "intensity_total_ch_1"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_late_onset_is_at_bound_under_reference_bounds_and_ok_under_data_bounds(seed):
+    # onsets 2-6 h: beyond the reference upper bound of t0 (1 h); R^2 stays high, so
+    # only the status can tell that these fits are held back by the bound
+    rng = np.random.default_rng(seed)
+    p, Y = _maturation_cells(rng, 12, (2.0, 6.0))
+    df = _as_traces(Y)
+    ref = fit_traces(df, "maturation", t0_bounds="reference")
+    assert (ref.status == "at_bound").all(), ref.status.tolist()
+    assert ref.at_bound.str.split(";").apply(lambda names: "t0" in names).all()
+    assert (ref.t0 == 1.0).all() and ref.success.all()
+    data = fit_traces(df, "maturation", t0_bounds="data")
+    assert (data.status == "ok").all(), data.status.tolist()
+    assert (data.at_bound == "").all()
+    assert np.median(np.abs(data.ktl.to_numpy() / p["ktl"] - 1)) < 0.05
+    assert np.median(np.abs(data.t0.to_numpy() - p["t0"])) < 0.15
+    # the reference fit is biased: ktl far off
+    assert np.median(np.abs(ref.ktl.to_numpy() / p["ktl"] - 1)) > 0.2
+
+
+def test_early_onset_is_ok_under_both_bound_rules():
+    rng = np.random.default_rng(3)
+    p, Y = _maturation_cells(rng, 40, (-0.8, 0.8))
+    df = _as_traces(Y)
+    for rule in ("reference", "data"):
+        out = fit_traces(df, "maturation", t0_bounds=rule)
+        assert (out.status == "ok").mean() >= 0.95, (rule, out.status.value_counts().to_dict())
+        assert np.median(np.abs(out.ktl.to_numpy() / p["ktl"] - 1)) < 0.05
+
+
+def test_data_bounds_keep_a_bound_the_user_set():
+    rng = np.random.default_rng(4)
+    _, Y = _maturation_cells(rng, 4, (3.0, 5.0))
+    out = fit_traces(_as_traces(Y), "maturation", overrides={"t0": {"ub": 2.0}}, t0_bounds="data")
+    assert (out.t0 == 2.0).all() and (out.status == "at_bound").all()
+    with pytest.raises(ValueError, match="t0_bounds"):
+        fit_traces(_as_traces(Y), "maturation", t0_bounds="wide")
+
+
+@pytest.mark.parametrize("name", ["maturation", "trivial"])
+def test_flat_traces_are_not_identifiable(name):
+    rng = np.random.default_rng(5)
+    Y = 100.0 + rng.normal(0.0, 10.0, (60, T.size))
+    res = fit_batch(T, Y, name)
+    assert res["success"].all()
+    assert (res["status"] == "not_identifiable").all(), np.unique(res["status"], return_counts=True)
+
+
+def test_a_bound_the_data_do_not_push_against_is_listed_but_ok():
+    # delta's lower bound at the true value: about half the fits end on it
+    # (noise), but releasing it gains no more than noise, so the fit stays ok
+    rng = np.random.default_rng(6)
+    mod = get_model("maturation")
+    p = {"t0": 0.3, "ktl": 2000.0, "km": 1.28, "delta": 0.1, "beta": 5.22e-3, "offset": 0.0}
+    clean = mod.evaluate(T, p)
+    Y = clean + rng.normal(0.0, 0.05 * clean.max(), (80, T.size))
+    out = fit_traces(_as_traces(Y), "maturation", overrides={"delta": {"value": 0.2, "lb": 0.1}})
+    listed = out.at_bound.str.contains("delta")
+    assert 10 <= listed.sum() <= 70
+    assert (out.status[listed] == "ok").mean() >= 0.9
+
+
+def test_classify_fits_precedence_and_thresholds():
+    from pyama_flow.fitting import StatusRule, classify_fits
+
+    spec = resolve_params("trivial", {"beta": {"fixed": True}})  # t0 ktl delta (beta) offset
+    B = 6
+    success = np.array([False, True, True, True, True, True])
+    r2 = np.array([np.nan, 0.9, 0.9, 0.3, 0.95, 0.2])
+    params = np.tile([2.0, 50.0, 0.1, 0.0436, 5.0], (B, 1))
+    se = np.tile([0.1, 2.0, 0.01, np.nan, 1.0], (B, 1))  # fixed beta: NaN SE is fine
+    se[1, 2] = 0.2  # delta SE 2x its value: not identifiable
+    lo = np.zeros((B, 5), dtype=bool)
+    hi = np.zeros((B, 5), dtype=bool)
+    chi2 = np.zeros((B, 5))
+    hi[2, 0], chi2[2, 0] = True, 50.0  # t0 held at its upper bound: binding
+    hi[3, 0], chi2[3, 0] = True, 50.0  # binding and a poor R^2: at_bound first
+    hi[4, 0], chi2[4, 0] = True, 1.0  # at a bound that does not bind: ok
+    sig = np.array([1.0, 1e-9, 1e-9, 1e-9, 1e-9, 1e-9])
+    st = classify_fits(success, r2, params, se, lo, hi, chi2, sig, spec)
+    assert st.tolist() == ["failed", "not_identifiable", "at_bound", "at_bound", "ok", "poor_fit"]
+    loose = StatusRule(rel_se_max=3.0, r2_min=0.1, bound_p=1e-20)
+    st = classify_fits(success, r2, params, se, lo, hi, chi2, sig, spec, loose)
+    assert st.tolist() == ["failed", "ok", "ok", "ok", "ok", "ok"]
+    sig[4] = 0.01  # no significant signal
+    assert classify_fits(success, r2, params, se, lo, hi, chi2, sig, spec)[4] == "not_identifiable"
+
+
+def test_bound_chi2_is_the_cost_released():
+    # a cell slightly held back by t0's upper bound: the score statistic
+    # predicts the drop of SS_res / s^2 when the bound is released
+    rng = np.random.default_rng(7)
+    mod = get_model("maturation")
+    p = {"t0": 1.15, "ktl": 1500.0, "km": 1.28, "delta": 0.08, "beta": 5.22e-3, "offset": 0.0}
+    clean = mod.evaluate(T, p)
+    y = clean + rng.normal(0.0, 0.05 * clean.max(), T.size)
+    held = fit_batch(T, y[None], "maturation")
+    free = fit_batch(T, y[None], "maturation", {"t0": {"ub": 5.0}})
+    assert held["at_upper"][0, 0] and not free["at_upper"][0, 0]
+    s2 = held["ss_res"][0] / (T.size - 4)
+    gain = (held["ss_res"][0] - free["ss_res"][0]) / s2
+    assert gain > 5.0
+    assert held["bound_chi2"][0, 0] == pytest.approx(gain, rel=0.3)
+
+
+def test_half_rise_time_and_data_bound_hand_computed():
+    from pyama_flow.fitting import data_t0_upper, half_rise_time
+
+    t = np.arange(40) * 0.5  # hours
+    y = np.clip(t - 5.0, 0.0, 10.0)  # flat, then a ramp from 5 h to 15 h: half at 10 h
+    assert half_rise_time(t, y) == pytest.approx(10.0)
+    assert np.isnan(half_rise_time(t, np.full(t.size, 3.0)))  # no rise
+    assert np.isnan(half_rise_time(t, -y))  # falling only
+    Y = np.stack([y, np.full(t.size, 3.0), np.clip(t - 0.2, 0, 0.5)])
+    assert data_t0_upper(t, Y, 1.0).tolist() == [16.0, 1.0, 1.0]  # 10 h, up to a power of 2
+    assert data_t0_upper(t, Y[:1], 12.0).tolist() == [12.0]  # never below the reference
+    assert data_t0_upper(t[:30], Y[:1, :30], 1.0).tolist() == [14.5]  # at most the last time point
+    Yn = Y.copy()
+    Yn[0, 3] = np.nan  # the per-cell path gives the same
+    assert data_t0_upper(t, Yn, 1.0).tolist() == [16.0, 1.0, 1.0]
+
+
+def test_poisson_weighting_on_shot_noise():
+    # noise variance = floor + gain * signal (8 % of the maximum at the peak):
+    # weighting by the fitted variance model gives smaller ktl errors and
+    # calibrated standard errors (+-1 SE coverage near 68 %)
+    rng = np.random.default_rng(11)
+    mod = get_model("maturation")
+    n = 300
+    p = {"t0": rng.uniform(-0.8, 0.8, n), "ktl": 10 ** rng.uniform(2, 4, n), "km": 1.28,
+         "delta": 10 ** rng.uniform(np.log10(0.02), np.log10(0.3), n), "beta": 5.22e-3, "offset": 0.0}
+    clean = mod.evaluate(T, {k: (v[:, None] if np.ndim(v) else v) for k, v in p.items()})
+    mx = clean.max(axis=1)[:, None]
+    Y = clean + rng.normal(size=clean.shape) * np.sqrt((0.01 * mx) ** 2 + 0.0064 * mx * clean)
+    plain = fit_batch(T, Y, "maturation")
+    weighted = fit_batch(T, Y, "maturation", weighting="poisson")
+    err = {k: np.abs(r["params"][:, 1] / p["ktl"] - 1) for k, r in (("plain", plain), ("w", weighted))}
+    cover = {k: np.mean(np.abs(r["params"][:, 1] - p["ktl"]) <= r["se"][:, 1])
+             for k, r in (("plain", plain), ("w", weighted))}
+    assert np.median(err["w"]) < 0.93 * np.median(err["plain"])
+    assert np.median(err["w"]) < 0.05
+    assert 0.6 <= cover["w"] <= 0.78 and cover["plain"] > 0.78
+    # R^2 is the SPEC's unweighted one in both
+    assert np.median(weighted["r_squared"]) == pytest.approx(np.median(plain["r_squared"]), abs=0.01)
+    with pytest.raises(ValueError, match="weighting"):
+        fit_batch(T, Y[:2], "maturation", weighting="gamma")
+
+
+def test_fit_script_warns_with_the_cells_per_status(tmp_path):
+    from types import SimpleNamespace
+
+    from pyama_flow.traces import read_traces
+    from test_reliability import run_script
+
+    rng = np.random.default_rng(12)
+    _, late = _maturation_cells(rng, 3, (3.0, 5.0))
+    _, early = _maturation_cells(rng, 3, (-0.5, 0.5))
+    flat = 100.0 + rng.normal(0.0, 10.0, (2, T.size))
+    df = _as_traces(np.concatenate([late, early, flat]))
+    for c in ("position_x", "position_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"):
+        df.insert(5, c, 0)
+    traces, out = tmp_path / "traces.csv", tmp_path / "fits_maturation.csv"
+    df.to_csv(traces, index=False)
+    params = SimpleNamespace(overrides={}, value_col="intensity_total_ch_1", t0_bounds="reference",
+                             weighting="none", status={"r2_min": 0.5})
+    inputs = SimpleNamespace(traces=str(traces))
+    run_script("fit", tmp_path, input=inputs, output=[str(out)], params=params,
+               wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
+    fits = pd.read_csv(out, keep_default_na=False)
+    assert fits.status.tolist() == ["at_bound"] * 3 + ["ok"] * 3 + ["not_identifiable"] * 2
+    assert fits.at_bound.tolist()[:3] == ["t0"] * 3
+    log = (tmp_path / "fit.log").read_text()
+    assert "WARNING" in log
+    assert ("maturation: 5 of 8 fits cannot be trusted: ok 3; at_bound 3 (cells 1 (t0), 2 (t0), 3 (t0)); "
+            "not_identifiable 2 (cells 7 (") in log
+    # with the data rule (the workflow's default) the late cells are ok
+    run_script("fit", tmp_path, input=inputs, output=[str(out)],
+               params=SimpleNamespace(**{**vars(params), "t0_bounds": "data"}),
+               wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
+    assert pd.read_csv(out).status.tolist() == ["ok"] * 6 + ["not_identifiable"] * 2
+    assert len(read_traces(str(traces))) == 8 * T.size

@@ -42,7 +42,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TRACE_COLUMNS = ("fov,cell,frame,time,good,position_x,position_y,bbox_x0,bbox_y0,bbox_x1,bbox_y1,"
                  "area_ch_0,intensity_total_ch_1,centroid_x,centroid_y")
 FIT_COLUMNS = ("fov,cell,model,success,r_squared,t0,ktl,km,delta,beta,offset,t0_se,ktl_se,km_se,"
-               "delta_se,beta_se,offset_se,residual_std,aic,bic,n_points")
+               "delta_se,beta_se,offset_se,residual_std,aic,bic,n_points,status,at_bound")
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -25,13 +25,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .fitting import ID_COLUMNS, STAT_COLUMNS
+from .fitting import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS, STATUSES
 from .models import get_model
 
 TIME_LABEL = "time (h)"
 INTENSITY_LABEL = "intensity (a.u.)"
 #: Columns of a fit / parameter table that are not parameters.
-_BASE = {*ID_COLUMNS, *STAT_COLUMNS, "best_model", "sample"}
+_BASE = {*ID_COLUMNS, *STAT_COLUMNS, *STATUS_COLUMNS, "best_model", "sample"}
+#: Statuses whose fits the tables, plots and PCA use by default (config ``fit.status.include``).
+RELIABLE = ("ok",)
 
 
 # ---------------------------------------------------------------------------
@@ -77,6 +79,57 @@ def sample_colors(samples: Sequence[str]) -> dict[str, tuple[float, float, float
     return {s: (*tab[i % len(tab)], 1.0) for i, s in enumerate(samples)}
 
 
+def fit_status(fits: pd.DataFrame) -> pd.Series:
+    """Each row's status: the ``status`` column, or (a table written before
+    it existed) ``ok`` where ``success`` is true and ``failed`` elsewhere."""
+    if "status" in fits.columns:
+        return fits["status"].fillna("failed").astype(str)
+    if "success" in fits.columns:
+        ok = fits["success"].astype(str).str.lower().isin(["true", "1"])
+        return pd.Series(np.where(ok, "ok", "failed"), index=fits.index, dtype=object)
+    return pd.Series("ok", index=fits.index, dtype=object)
+
+
+def select_fits(fits: pd.DataFrame, include: Iterable[str] | None = RELIABLE) -> pd.DataFrame:
+    """The rows whose status is in ``include`` (None: every successful fit).
+
+    Raises
+    ------
+    ValueError
+        An unknown status in ``include``.
+    """
+    if include is None:
+        return fits[fit_status(fits) != "failed"]
+    include = list(include)
+    bad = [s for s in include if s not in STATUSES]
+    if bad:
+        raise ValueError(f"unknown fit status {bad[0]!r} (statuses: {', '.join(STATUSES)})")
+    return fits[fit_status(fits).isin(include).to_numpy()]
+
+
+def status_counts(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per sample, the number of cells of every status: ``sample, n_ok, n_at_bound, ...``."""
+    fits = _with_sample(fits)
+    st = fit_status(fits)
+    rows = []
+    for sample in _samples(fits):
+        counts = st[(fits["sample"] == sample).to_numpy()].value_counts()
+        rows.append({"sample": sample, **{f"n_{s}": int(counts.get(s, 0)) for s in _STATUS_ORDER}})
+    return pd.DataFrame(rows, columns=["sample", *[f"n_{s}" for s in _STATUS_ORDER]])
+
+
+#: order of the status counts (most trusted first)
+_STATUS_ORDER = ("ok", "at_bound", "poor_fit", "not_identifiable", "failed")
+
+
+def traces_of(traces: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``traces`` whose ``(sample, fov, cell)`` has a row in ``fits``."""
+    traces, fits = _with_sample(traces), _with_sample(fits)
+    keys = pd.MultiIndex.from_frame(fits[["sample", "fov", "cell"]].astype({"fov": np.int64, "cell": np.int64}))
+    mine = pd.MultiIndex.from_frame(traces[["sample", "fov", "cell"]].astype({"fov": np.int64, "cell": np.int64}))
+    return traces[mine.isin(keys)]
+
+
 def _params_of(fits: pd.DataFrame, model: str | None) -> list[str]:
     if model is not None:
         return list(get_model(model).PARAMS)
@@ -94,16 +147,24 @@ def _one_model(fits: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, str
     return fits, model
 
 
-def parameter_table(fits: pd.DataFrame, model: str | None = None, successful_only: bool = True) -> pd.DataFrame:
-    """All cells of one model: ``sample, fov, cell, model, r_squared`` and its parameters.
+def parameter_table(
+    fits: pd.DataFrame,
+    model: str | None = None,
+    successful_only: bool = True,
+    include: Iterable[str] | None = RELIABLE,
+) -> pd.DataFrame:
+    """The cells of one model: ``sample, fov, cell, model, r_squared``, its parameters (and ``status``).
 
-    Rows sorted by sample (first appearance), fov, cell.
+    ``include``: the statuses kept (:func:`select_fits`; default the reliable
+    fits, ``ok``); with ``successful_only`` false, every row. Rows sorted by
+    sample (first appearance), fov, cell.
     """
     fits, model = _one_model(_with_sample(fits), model)
-    if successful_only and "success" in fits.columns:
-        fits = fits[fits["success"].astype(bool)]
+    if successful_only:
+        fits = select_fits(fits, include)
     params = [p for p in _params_of(fits, model) if p in fits.columns]
     cols = ["sample", "fov", "cell"] + (["model"] if "model" in fits.columns else []) + ["r_squared"] + params
+    cols += ["status"] if "status" in fits.columns else []
     order = {s: i for i, s in enumerate(_samples(fits))}
     out = fits[cols].copy()
     out["_o"] = out["sample"].map(order)
@@ -111,20 +172,29 @@ def parameter_table(fits: pd.DataFrame, model: str | None = None, successful_onl
 
 
 def summarize_parameters(
-    fits: pd.DataFrame, model: str | None = None, params: Sequence[str] | None = None, r2_threshold: float = 0.9
+    fits: pd.DataFrame,
+    model: str | None = None,
+    params: Sequence[str] | None = None,
+    r2_threshold: float = 0.9,
+    include: Iterable[str] | None = RELIABLE,
 ) -> pd.DataFrame:
-    """Per sample and parameter: ``n, median, q25, q75, iqr`` and ``frac_r2_above``.
+    """Per sample and parameter: ``n, median, q25, q75, iqr``, ``frac_r2_above`` and the status counts.
 
-    ``n`` counts the successful fits with a finite value; ``frac_r2_above``
-    is the fraction of all fitted cells of the sample (failed fits count as
-    below) with ``r_squared > r2_threshold``.
+    ``n`` counts the fits whose status is in ``include`` (default ``ok``;
+    None: every successful fit) with a finite value; ``frac_r2_above`` is the
+    fraction of all fitted cells of the sample (failed fits count as below)
+    with ``r_squared > r2_threshold``; ``n_ok, n_at_bound, n_poor_fit,
+    n_not_identifiable, n_failed`` count all the sample's cells by status
+    (:func:`status_counts`).
     """
     fits, model = _one_model(_with_sample(fits), model)
     params = list(params) if params is not None else [p for p in _params_of(fits, model) if p in fits.columns]
+    counts = status_counts(fits).set_index("sample")
+    count_cols = list(counts.columns)
     rows = []
     for sample in _samples(fits):
         g = fits[fits["sample"] == sample]
-        ok = g[g["success"].astype(bool)] if "success" in g.columns else g
+        ok = select_fits(g, include)
         r2 = g["r_squared"].to_numpy(dtype=np.float64)
         frac = float(np.mean(np.nan_to_num(r2, nan=-np.inf) > r2_threshold)) if r2.size else np.nan
         for p in params:
@@ -142,10 +212,12 @@ def summarize_parameters(
                     "q75": float(q75),
                     "iqr": float(q75 - q25),
                     "frac_r2_above": frac,
+                    **{c: int(counts.loc[sample, c]) for c in count_cols},
                 }
             )
     return pd.DataFrame(
-        rows, columns=["sample", "model", "parameter", "n", "median", "q25", "q75", "iqr", "frac_r2_above"]
+        rows,
+        columns=["sample", "model", "parameter", "n", "median", "q25", "q75", "iqr", "frac_r2_above", *count_cols],
     )
 
 
@@ -350,12 +422,13 @@ def plot_parameter_distributions(
 
 
 def plot_r2_histogram(
-    fits: pd.DataFrame, path: str | os.PathLike, colors: Mapping[str, object] | None = None
+    fits: pd.DataFrame,
+    path: str | os.PathLike,
+    colors: Mapping[str, object] | None = None,
+    include: Iterable[str] | None = RELIABLE,
 ) -> Figure:
-    """Histogram of R^2 per sample (successful fits)."""
-    fits = _with_sample(fits)
-    if "success" in fits.columns:
-        fits = fits[fits["success"].astype(bool)]
+    """Histogram of R^2 per sample (the fits whose status is in ``include``, see :func:`select_fits`)."""
+    fits = select_fits(_with_sample(fits), include)
     samples = _samples(fits)
     colors = dict(colors or sample_colors(samples))
     fig = Figure(figsize=(5, 3.5), layout="constrained")
@@ -380,14 +453,16 @@ def plot_example_cells(
     n: int = 12,
     seed: int = 0,
     colors: Mapping[str, object] | None = None,
+    include: Iterable[str] | None = RELIABLE,
 ) -> tuple[pd.DataFrame, Figure]:
     """Grid of example cells: data points and the fitted curve.
 
-    Up to ``n`` successful fits are drawn at random (fixed ``seed``), spread
-    over the samples. Returns ``(cells drawn: sample, fov, cell, model, Figure)``.
+    Up to ``n`` fits whose status is in ``include`` (:func:`select_fits`) are
+    drawn at random (fixed ``seed``), spread over the samples. Returns
+    ``(cells drawn: sample, fov, cell, model, Figure)``.
     """
     traces, fits = _with_sample(traces), _with_sample(fits)
-    ok = fits[fits["success"].astype(bool)] if "success" in fits.columns else fits
+    ok = select_fits(fits, include)
     rng = np.random.default_rng(seed)
     picks = []
     samples = _samples(ok)
@@ -490,6 +565,7 @@ def analyze(
     r2_threshold: float = 0.9,
     n_examples: int = 12,
     n_grid: int = 100,
+    include: Iterable[str] | None = RELIABLE,
 ) -> dict[str, pd.DataFrame]:
     """Write every table (CSV) and plot (PNG) of the analysis into ``out_dir``.
 
@@ -497,6 +573,10 @@ def analyze(
     ``pca_scores.csv``, ``pca_components.csv``, ``pca_explained.csv``,
     ``parameters.png``, ``r_squared.png``, ``examples.png``,
     ``median_trace.png``, ``pca.png``. Returns the tables by name.
+
+    Only the cells whose fit status is in ``include`` (default ``ok``; None:
+    every successful fit) enter the parameter table, the plots, the median
+    trace and the PCA; ``summary.csv`` counts every cell by status.
     """
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -504,10 +584,11 @@ def analyze(
     fits_m, model = _one_model(fits, model)
     samples = list(dict.fromkeys(_samples(fits_m) + _samples(traces)))
     colors = sample_colors(samples)
-    table = parameter_table(fits_m, model)
-    summary = summarize_parameters(fits_m, model, r2_threshold=r2_threshold)
-    med = median_trace(traces, n=n_grid)
-    pca = trace_pca(traces, n_grid=n_grid)
+    table = parameter_table(fits_m, model, include=include)
+    summary = summarize_parameters(fits_m, model, r2_threshold=r2_threshold, include=include)
+    used = traces_of(traces, select_fits(fits_m, include)) if len(fits_m) else traces.iloc[:0]
+    med = median_trace(used, n=n_grid)
+    pca = trace_pca(used, n_grid=n_grid)
     tables = {
         "parameters": table,
         "summary": summary,
@@ -519,9 +600,9 @@ def analyze(
     for name, df in tables.items():
         df.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False, float_format="%.9g", lineterminator="\n")
     plot_parameter_distributions(table, os.path.join(out_dir, "parameters.png"), colors=colors)
-    plot_r2_histogram(fits_m, os.path.join(out_dir, "r_squared.png"), colors=colors)
+    plot_r2_histogram(fits_m, os.path.join(out_dir, "r_squared.png"), colors=colors, include=include)
     tables["examples"], _ = plot_example_cells(
-        traces, fits_m, os.path.join(out_dir, "examples.png"), n=n_examples, colors=colors
+        traces, fits_m, os.path.join(out_dir, "examples.png"), n=n_examples, colors=colors, include=include
     )
     plot_median_trace(med, os.path.join(out_dir, "median_trace.png"), colors=colors)
     plot_pca(pca, os.path.join(out_dir, "pca.png"), colors=colors)
@@ -531,8 +612,13 @@ def analyze(
 __all__ = [
     "INTENSITY_LABEL",
     "TIME_LABEL",
+    "RELIABLE",
     "analyze",
     "assign_samples",
+    "fit_status",
+    "select_fits",
+    "status_counts",
+    "traces_of",
     "median_trace",
     "parameter_table",
     "plot_example_cells",

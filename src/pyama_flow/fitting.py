@@ -75,6 +75,12 @@ FLOAT_FORMAT = "%.9g"
 #: ``fov, cell, model, success, r_squared, <params>, <params>_se, residual_std, aic, bic, n_points``.
 ID_COLUMNS = ("fov", "cell", "model", "success", "r_squared")
 STAT_COLUMNS = ("residual_std", "aic", "bic", "n_points")
+#: Last columns of a fit table (after ``best_model`` when there is one): the
+#: per-cell status (:data:`STATUSES`) and the free parameters at a bound,
+#: ``;``-separated.
+STATUS_COLUMNS = ("status", "at_bound")
+#: ``fit.t0_bounds``: the model's (reference) bounds, or an upper bound that follows the data
+T0_BOUNDS = ("data", "reference")
 
 _OVERRIDE_KEYS = ("value", "lb", "ub", "fixed")
 #: Levenberg-Marquardt damping: initial value (relative to diag(J^T J)) and
@@ -877,6 +883,160 @@ def _covariance_se(J: np.ndarray, cost: np.ndarray, dof: np.ndarray) -> np.ndarr
     return se
 
 
+#: Fit statuses (see :func:`classify_fits` for the order in which they are decided).
+STATUSES = ("failed", "not_identifiable", "at_bound", "poor_fit", "ok")
+
+
+@dataclass(frozen=True)
+class StatusRule:
+    """Thresholds of :func:`classify_fits` (config ``fit.status``).
+
+    Attributes
+    ----------
+    signal_p : float
+        ``not_identifiable`` when the fitted curve does not explain the data
+        better than a constant at this significance (F test of SS_tot against
+        SS_res with ``k - 1`` and ``n - k`` degrees of freedom): a flat or
+        pure-noise trace.
+    rel_se_max : float
+        ``not_identifiable`` when a free non-negative parameter (lower bound
+        >= 0: rates, amplitudes) that is not at a bound has a standard error
+        above this multiple of its value, or any free parameter has no finite
+        standard error (singular ``J^T J``).
+    bound_p : float
+        ``at_bound`` when a free parameter sits at a bound that holds it
+        back: the score (Lagrange multiplier) test of releasing that bound,
+        ``chi2 = g_j^2 se_j^2 / s^4`` (``g = J^T r``, ``s^2 = SS_res / (n -
+        k)``), exceeds the chi-square(1) quantile of ``1 - bound_p``. A
+        parameter at a bound the data do not push against (releasing it would
+        gain no more than noise) is listed in ``at_bound`` but the fit can
+        still be ``ok``.
+    r2_min : float
+        ``poor_fit`` when ``r_squared`` is below this.
+    """
+
+    signal_p: float = 1e-3
+    rel_se_max: float = 1.0
+    bound_p: float = 0.01
+    r2_min: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg: "Mapping[str, object] | StatusRule | None") -> "StatusRule":
+        """From a mapping with any of the attribute names (other keys are ignored)."""
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, StatusRule):
+            return cfg
+        keys = ("signal_p", "rel_se_max", "bound_p", "r2_min")
+        return cls(**{k: float(cfg[k]) for k in keys if k in cfg})
+
+
+def _at_bounds(spec: Sequence[ParamSpec], free: Sequence[str], P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which free parameters sit at their lower / upper bound, ``(m, k)`` bool each.
+
+    Within ``1e-6`` of the bound range (of its logarithm for a positive range
+    spanning > 20x, as the grid is spaced); infinite bounds are never reached.
+    """
+    by_name = {s.name: s for s in spec}
+    lo = np.zeros(P.shape, dtype=bool)
+    hi = np.zeros(P.shape, dtype=bool)
+    for j, name in enumerate(free):
+        s, v = by_name[name], P[:, j]
+        with np.errstate(all="ignore"):
+            if s.lb > 0 and s.ub / s.lb > 20.0 and np.isfinite(s.ub):
+                tol = 1e-6 * np.log(s.ub / s.lb)
+                lv = np.log(np.maximum(v, _TINY))
+                lo[:, j] = lv - np.log(s.lb) <= tol
+                hi[:, j] = np.log(s.ub) - lv <= tol
+            else:
+                tol = 1e-6 * (s.ub - s.lb) if np.isfinite(s.ub - s.lb) else 0.0
+                lo[:, j] = np.isfinite(s.lb) & (v - s.lb <= tol)
+                hi[:, j] = np.isfinite(s.ub) & (s.ub - v <= tol)
+    return lo, hi
+
+
+def _bound_chi2(
+    J: np.ndarray, res: np.ndarray, se: np.ndarray, cost: np.ndarray, dof: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Score test statistic of releasing each bound a parameter sits at, ``(m, k)``.
+
+    ``g = J^T r`` (``r`` = model - data, weighted) is half the gradient of the
+    cost; at the optimum it vanishes for free interior parameters. Releasing
+    a parameter held at a bound (the others re-fitted) lowers the cost by
+    ``g_j^2 (J^T J)^-1_jj = g_j^2 se_j^2 / s^2`` to second order, which in
+    units of ``s^2 = cost / dof`` is ``chi2 = g_j^2 se_j^2 / s^4``
+    (chi-square(1) under the hypothesis that the bound does not bind). 0
+    where the gradient points into the box or the parameter is not at a
+    bound; NaN where ``se`` is not finite.
+    """
+    g = np.einsum("mnk,mn->mk", J, res)
+    with np.errstate(all="ignore"):
+        s2 = cost / np.where(dof > 0, dof, np.nan)
+        chi2 = (g * se) ** 2 / (s2 * s2)[:, None]
+    pushing = (lo & (g > 0)) | (hi & (g < 0))
+    return np.where(pushing, chi2, 0.0)
+
+
+def _signal_p(ss_tot: np.ndarray, ss_res: np.ndarray, n: np.ndarray, k: int) -> np.ndarray:
+    """p-value of the F test "the curve explains no more than a constant" (1 where undefined)."""
+    from scipy.special import fdtrc
+
+    df1 = max(k - 1, 1)
+    df2 = n - k
+    with np.errstate(all="ignore"):
+        F = ((ss_tot - ss_res) / df1) / (ss_res / np.where(df2 > 0, df2, np.nan))
+        F = np.where(ss_res > 0, F, np.where(ss_tot > 0, np.inf, 0.0))
+        p = fdtrc(df1, np.where(df2 > 0, df2, 1), np.where(np.isnan(F), 0.0, np.maximum(F, 0.0)))
+    return np.where((df2 > 0) & np.isfinite(p), p, 1.0)
+
+
+def classify_fits(
+    success: np.ndarray,
+    r_squared: np.ndarray,
+    params: np.ndarray,
+    se: np.ndarray,
+    at_lower: np.ndarray,
+    at_upper: np.ndarray,
+    bound_chi2: np.ndarray,
+    signal_p: np.ndarray,
+    spec: Sequence[ParamSpec],
+    rule: StatusRule | None = None,
+) -> np.ndarray:
+    """One status per cell, the first of these that applies.
+
+    1. ``failed``: ``success`` false;
+    2. ``not_identifiable``: no significant signal (``signal_p``);
+    3. ``at_bound``: a bound that binds (see :class:`StatusRule`); it comes
+       before the standard-error checks, as the SEs of a fit held back by a
+       bound describe a wrong optimum;
+    4. ``not_identifiable``: a free parameter without a finite SE, or a free
+       non-negative parameter off its bounds with SE > ``rel_se_max`` x its
+       value;
+    5. ``poor_fit``: R^2 < ``r2_min``;
+    6. ``ok``.
+ Arrays are ``(B,)`` or ``(B, P)`` in
+    ``PARAMS`` order (fixed parameters are ignored).
+    """
+    rule = rule or StatusRule()
+    from scipy.special import chdtri
+
+    free = np.array([not s.fixed for s in spec], dtype=bool)
+    nonneg = np.array([s.lb >= 0 for s in spec], dtype=bool) & free
+    at = (at_lower | at_upper) & free
+    with np.errstate(all="ignore"):
+        rel = np.abs(se) / np.abs(params)
+    no_se = np.any(free & ~np.isfinite(se), axis=1)
+    vague = np.any(nonneg & ~at & ~(rel <= rule.rel_se_max), axis=1)
+    binding = np.any(free & (bound_chi2 > chdtri(1, rule.bound_p)), axis=1)
+    status = np.full(success.shape, "ok", dtype=object)
+    status[r_squared < rule.r2_min] = "poor_fit"
+    status[no_se | vague] = "not_identifiable"
+    status[binding] = "at_bound"  # the SEs of a fit held back by a bound mean little
+    status[signal_p > rule.signal_p] = "not_identifiable"
+    status[~success] = "failed"
+    return status
+
+
 def cramer_rao_se(
     t_hours: np.ndarray,
     params: Mapping[str, object] | np.ndarray,
@@ -952,6 +1112,57 @@ def cramer_rao_se(
 # ---------------------------------------------------------------------------
 
 
+def _poisson_weights(signal: np.ndarray, res: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Residual weights ``1 / sd`` from a shot-noise variance model, ``(m, N)``.
+
+    Per cell, ``var = a + b * max(signal, 0)`` with ``a, b >= 0`` fitted by
+    least squares to the squared residuals ``res^2`` of the valid points (one
+    of the two set to 0 where the unconstrained solution is negative), floored
+    at 1 % of its mean; the weights are normalised so that the mean of
+    ``1 / var`` over the valid points is 1 (0 at invalid points).
+    """
+    mu = np.where(valid, np.maximum(signal, 0.0), 0.0)
+    r2 = np.where(valid, res * res, 0.0)
+    n = np.maximum(valid.sum(axis=1), 1).astype(np.float64)
+    s_mu, s_mumu = mu.sum(axis=1), (mu * mu).sum(axis=1)
+    s_r, s_mur = r2.sum(axis=1), (mu * r2).sum(axis=1)
+    det = n * s_mumu - s_mu * s_mu
+    with np.errstate(all="ignore"):
+        a = np.where(det > 0, (s_mumu * s_r - s_mu * s_mur) / det, s_r / n)
+        b = np.where(det > 0, (n * s_mur - s_mu * s_r) / det, 0.0)
+        b_only = np.where(s_mumu > 0, s_mur / s_mumu, 0.0)
+    neg_a, neg_b = a < 0, b < 0
+    a, b = np.where(neg_a, 0.0, np.where(neg_b, s_r / n, a)), np.where(neg_a, b_only, np.where(neg_b, 0.0, b))
+    var = a[:, None] + b[:, None] * mu
+    mean_var = np.sum(np.where(valid, var, 0.0), axis=1) / n
+    var = np.maximum(var, 0.01 * mean_var[:, None])
+    with np.errstate(all="ignore"):
+        inv = np.where(valid & (var > 0), 1.0 / var, 0.0)
+        inv = inv / (inv.sum(axis=1) / n)[:, None]
+    return np.sqrt(np.where(np.isfinite(inv), inv, 0.0)) * valid
+
+
+def _poisson_refit(mod, spec, free, T, Y, W, P, cost, conv, max_iter, ftol):
+    """Refit every cell from its unweighted optimum with :func:`_poisson_weights`.
+
+    Returns ``(W, P, cost, converged)`` of the weighted fit (cells whose
+    weights cannot be formed keep unit weights).
+    """
+    valid = W > 0
+    with np.errstate(all="ignore"):
+        f = np.broadcast_to(mod.evaluate(T, _params(spec, free, P)), Y.shape)
+    names = [s.name for s in spec]
+    if "offset" in free:
+        off = P[:, list(free).index("offset")][:, None]
+    else:
+        off = spec[names.index("offset")].value if "offset" in names else 0.0
+    Wn = _poisson_weights(f - off, np.where(valid, f - Y, 0.0), valid)
+    bad = ~np.all(np.isfinite(Wn), axis=1) | ~np.isfinite(cost)
+    Wn[bad] = W[bad]
+    P2, c2, v2, _, _ = _lm(mod, spec, free, T, Y, Wn, P, max_iter, ftol, fallback="held")
+    return Wn, P2, c2, v2
+
+
 def _common_grid(T: np.ndarray, Y: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One time vector for the grid start: exact if the cells share their times.
 
@@ -986,6 +1197,42 @@ def _common_grid(T: np.ndarray, Y: np.ndarray, W: np.ndarray) -> tuple[np.ndarra
     return grid, Yc, Wc
 
 
+def _diagnostics(mod, spec, free, T, Y, W, valid, P, cost, n, weighting):
+    """R^2, the signal test, SEs and the bound diagnostics of fitted cells.
+
+    ``W`` are the fit's residual weights (the validity mask unless
+    ``weighting`` is ``"poisson"``), ``cost`` the weighted SS_res. Returns
+    ``(r2, signal_p, {"se", "lo", "hi", "chi2"})``, the last ``(m, k)`` in
+    ``free`` order. R^2 is the SPEC's, unweighted, whatever the weights.
+    """
+    m, N = Y.shape
+    k = len(free)
+    with np.errstate(all="ignore"):
+        f, J = _value_jacobian(mod, T, _params(spec, free, P), free)
+        f = np.broadcast_to(f, (m, N))
+    res = np.where(valid, f - Y, 0.0)
+    mean = np.sum(np.where(valid, Y, 0.0), axis=1) / n
+    ss_tot = np.sum(np.where(valid, Y - mean[:, None], 0.0) ** 2, axis=1)
+    ss_plain = cost if weighting == "none" else np.sum(res * res, axis=1)
+    with np.errstate(all="ignore"):
+        r2 = np.where(ss_tot > 0, np.clip(1.0 - ss_plain / ss_tot, 0.0, 1.0), 0.0)
+    if weighting == "none":
+        signal_p = _signal_p(ss_tot, cost, n, k)
+    else:  # the same test on the weighted sums of squares
+        with np.errstate(all="ignore"):
+            wmean = np.sum(W * W * Y, axis=1) / np.sum(W * W, axis=1)
+        signal_p = _signal_p(np.sum((W * (Y - wmean[:, None])) ** 2, axis=1), cost, n, k)
+    diag = {key: np.zeros((m, k), dtype=bool) for key in ("lo", "hi")}
+    diag["se"], diag["chi2"] = np.full((m, k), np.nan), np.zeros((m, k))
+    if k:
+        J = np.broadcast_to(J, (m, N, k)) * W[:, :, None]
+        J = np.where(np.isfinite(J), J, 0.0)
+        diag["se"] = _covariance_se(J, cost, n - k)
+        diag["lo"], diag["hi"] = _at_bounds(spec, free, P)
+        diag["chi2"] = _bound_chi2(J, res * W, diag["se"], cost, n - k, diag["lo"], diag["hi"])
+    return r2, signal_p, diag
+
+
 def fit_batch(
     t_hours: np.ndarray,
     Y: np.ndarray,
@@ -998,6 +1245,8 @@ def fit_batch(
     ftol: float = 1e-10,
     coarse_ftol: float = 1e-6,
     grid_starts: int | None = None,
+    weighting: str = "none",
+    status: StatusRule | Mapping | None = None,
 ) -> dict[str, np.ndarray]:
     """Fit many cells at once.
 
@@ -1026,12 +1275,29 @@ def fit_batch(
         still win (cost within ``10 * coarse_ftol`` of the best, at a distinct
         optimum) are polished to ``ftol``.
 
+    weighting : {"none", "poisson"}
+        ``"poisson"``: after the unweighted fit, each cell's noise variance is
+        modelled as ``a + b * max(signal, 0)`` (shot noise on top of a
+        constant floor; ``signal`` = fitted curve minus offset, ``a, b >= 0``
+        by least squares on the squared residuals) and the cell is refitted
+        with weights ``1 / variance`` (normalised to mean 1), see
+        :func:`_poisson_weights`. ``r_squared`` stays the SPEC's unweighted
+        one; SEs, ``residual_std``, AIC and BIC are those of the weighted fit.
+    status : StatusRule or mapping, optional
+        Thresholds of the per-cell status (:func:`classify_fits`).
+
     Returns
     -------
     dict of arrays: ``success`` (B,), ``r_squared``, ``params`` (B, P) and
     ``se`` (B, P) in ``PARAMS`` order, ``residual_std``, ``aic``, ``bic``,
-    ``n_points``, ``ss_res``, ``start`` (0 = configured, 1... = grid starts).
+    ``n_points``, ``ss_res``, ``start`` (0 = configured, 1... = grid starts),
+    ``at_lower``, ``at_upper`` (B, P) bool (free parameters at a bound),
+    ``bound_chi2`` (B, P), ``signal_p`` (B,) and ``status`` (B,) object
+    (:data:`STATUSES`).
     """
+    if weighting not in ("none", "poisson"):
+        raise ValueError(f"weighting must be 'none' or 'poisson', not {weighting!r}")
+    rule = StatusRule.from_config(status)
     mod = get_model(model)
     spec = _check_spec(mod, spec)
     Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
@@ -1058,6 +1324,10 @@ def fit_batch(
     r2 = np.full(B, np.nan)
     ss_res = np.full(B, np.nan)
     start = np.full(B, -1, dtype=np.int64)
+    at_lower = np.zeros((B, len(names)), dtype=bool)
+    at_upper = np.zeros((B, len(names)), dtype=bool)
+    bound_chi2 = np.zeros((B, len(names)))
+    signal_p = np.ones(B)
     idx = np.flatnonzero(ok)
     if idx.size:
         m = idx.size
@@ -1123,6 +1393,9 @@ def fit_batch(
         if multistart and k:
             Pb, cb, convb = _escape_saddles(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, Ab, max_iter, ftol)
             Pb, cb, convb = _hop_onset(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, max_iter, ftol)
+        valid_c = Wc > 0
+        if weighting == "poisson" and k:
+            Wc, Pb, cb, convb = _poisson_refit(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, max_iter, ftol)
         fin = np.isfinite(cb) & np.all(np.isfinite(Pb), axis=1)
         success[idx] = fin & convb
         start[idx] = best
@@ -1131,17 +1404,12 @@ def fit_batch(
             full[:, names.index(p)] = Pb[:, j]
         out_params[idx] = full
         ss_res[idx] = cb
-        mean = np.sum(Yc * Wc, axis=1) / n[idx]
-        ss_tot = np.sum(Wc * (Yc - mean[:, None]) ** 2, axis=1)
-        with np.errstate(all="ignore"):
-            r2[idx] = np.where(ss_tot > 0, np.clip(1.0 - cb / ss_tot, 0.0, 1.0), 0.0)
-        if k:
-            with np.errstate(all="ignore"):
-                J = np.broadcast_to(mod.jacobian(Tc, _params(spec, free, Pb), free), (m, N, k)) * Wc[:, :, None]
-            J = np.where(np.isfinite(J), J, 0.0)
-            se = _covariance_se(J, cb, n[idx] - k)
-            for j, p in enumerate(free):
-                out_se[idx, names.index(p)] = se[:, j]
+        r2[idx], signal_p[idx], diag = _diagnostics(mod, spec, free, Tc, Yc, Wc, valid_c, Pb, cb, n[idx], weighting)
+        for j, p in enumerate(free):
+            col = names.index(p)
+            out_se[idx, col] = diag["se"][:, j]
+            at_lower[idx, col], at_upper[idx, col] = diag["lo"][:, j], diag["hi"][:, j]
+            bound_chi2[idx, col] = diag["chi2"][:, j]
         failed = idx[~fin]
         out_params[failed] = np.nan
         out_se[failed] = np.nan
@@ -1165,6 +1433,13 @@ def fit_batch(
         "n_points": n,
         "ss_res": ss_res,
         "start": start,
+        "at_lower": at_lower,
+        "at_upper": at_upper,
+        "bound_chi2": bound_chi2,
+        "signal_p": signal_p,
+        "status": classify_fits(
+            success, r2, out_params, out_se, at_lower, at_upper, bound_chi2, signal_p, spec, rule
+        ),
     }
 
 
@@ -1214,6 +1489,105 @@ def _records(model: ModuleType, res: Mapping[str, np.ndarray]) -> list[dict[str,
     return out
 
 
+def half_rise_time(t_hours: np.ndarray, y: np.ndarray, window: int = 5) -> float:
+    """Time (hours) at which a trace first reaches half its rise; NaN without a rise.
+
+    The trace (NaNs dropped, sorted by time) is smoothed by a running median of
+    ``window`` points; ``start`` is the median of the first three smoothed
+    values and the rise is ``max - start``. The result is the first smoothed
+    time point at or above ``start + rise / 2``. The onset of expression comes
+    before it, so it is a data-driven upper limit for ``t0``.
+    """
+    t = np.asarray(t_hours, dtype=np.float64)
+    v = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(t) & np.isfinite(v)
+    if ok.sum() < window + 2:
+        return float("nan")
+    order = np.argsort(t[ok], kind="stable")
+    t, v = t[ok][order], v[ok][order]
+    sm = np.median(np.lib.stride_tricks.sliding_window_view(v, window), axis=1)
+    ts = t[window // 2 : window // 2 + sm.size]
+    start = float(np.median(sm[:3]))
+    rise = float(sm.max()) - start
+    if not rise > 0:
+        return float("nan")
+    return float(ts[np.argmax(sm >= start + 0.5 * rise)])
+
+
+def _half_rise_rows(t: np.ndarray, Y: np.ndarray, window: int = 5) -> np.ndarray:
+    """:func:`half_rise_time` of every row of ``Y`` (all finite) on one sorted time vector ``t``."""
+    out = np.full(Y.shape[0], np.nan)
+    if t.size < window + 2 or Y.shape[0] == 0:
+        return out
+    sm = np.median(np.lib.stride_tricks.sliding_window_view(Y, window, axis=1), axis=2)
+    ts = t[window // 2 : window // 2 + sm.shape[1]]
+    start = np.median(sm[:, :3], axis=1)
+    rise = sm.max(axis=1) - start
+    first = np.argmax(sm >= (start + 0.5 * rise)[:, None], axis=1)
+    return np.where(rise > 0, ts[first], np.nan)
+
+
+def data_t0_upper(T: np.ndarray, Y: np.ndarray, reference_ub: float) -> np.ndarray:
+    """Per cell, the upper bound of ``t0`` under ``fit.t0_bounds: data``.
+
+    The half-rise time (:func:`half_rise_time`) rounded up to a power of two
+    hours (1, 2, 4, 8, ... h, so that cells share a few bounds and are fitted
+    in a few batches), at most the cell's last time point, and never below
+    ``reference_ub`` (which is kept where the trace has no rise). It only
+    widens the reference bound: a cell whose expression starts after it is
+    no longer held at it.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    T = np.broadcast_to(np.asarray(T, dtype=np.float64), Y.shape)
+    th = np.full(Y.shape[0], np.nan)
+    t0 = T[0] if Y.shape[0] else np.zeros(0)
+    simple = np.all(np.isfinite(Y), axis=1) & np.all(T == t0, axis=1)
+    if simple.any() and np.all(np.diff(t0) > 0):
+        th[simple] = _half_rise_rows(t0, Y[simple])
+    else:
+        simple[:] = False
+    for i in np.flatnonzero(~simple):
+        th[i] = half_rise_time(T[i], Y[i])
+    out = np.full(Y.shape[0], float(reference_ub))
+    late = np.isfinite(th) & (th > reference_ub)
+    if late.any():
+        last = np.nanmax(np.where(np.isfinite(Y[late]), T[late], np.nan), axis=1)
+        up = 2.0 ** np.ceil(np.log2(np.maximum(th[late], 1e-9)))
+        out[late] = np.maximum(float(reference_ub), np.minimum(up, last))
+    return out
+
+
+def _t0_groups(
+    spec: tuple[ParamSpec, ...], T: np.ndarray, Y: np.ndarray, rule: str, user_bounded: bool
+) -> list[tuple[np.ndarray, tuple[ParamSpec, ...]]]:
+    """``(rows, spec)`` pairs: the cells that share one ``t0`` upper bound and their spec.
+
+    One group with the spec unchanged for ``rule == "reference"``, a model
+    without a free ``t0``, or bounds of ``t0`` set by the user.
+    """
+    names = [p.name for p in spec]
+    rows = np.arange(Y.shape[0])
+    if rule == "reference" or "t0" not in names or spec[names.index("t0")].fixed or user_bounded:
+        return [(rows, spec)]
+    j = names.index("t0")
+    ub = data_t0_upper(T, Y, spec[j].ub)
+    groups = []
+    for value in np.unique(ub):
+        new = list(spec)
+        new[j] = ParamSpec("t0", spec[j].value, spec[j].lb, float(value), False)
+        groups.append((rows[ub == value], tuple(new)))
+    return groups
+
+
+def _bounds_set(overrides: Mapping | None, model: str, param: str) -> bool:
+    """Whether the user's overrides set a bound of ``param`` (flat or keyed by model)."""
+    overrides = dict(overrides or {})
+    nested = bool(overrides) and all(key in set(list_models()) for key in overrides)
+    ov = (overrides.get(model) if nested else overrides) or {}
+    cfg = ov.get(param)
+    return isinstance(cfg, Mapping) and ("lb" in cfg or "ub" in cfg)
+
+
 def _fit_task(task: tuple) -> dict[str, np.ndarray]:
     model_name, spec, t, Y, options = task
     return fit_batch(t, Y, model_name, spec, **options)
@@ -1253,6 +1627,9 @@ def fit_traces(
     value_col: str = "intensity_total_ch_1",
     n_jobs: int | None = 1,
     chunk_size: int = CHUNK_SIZE,
+    t0_bounds: str = "reference",
+    weighting: str = "none",
+    status: StatusRule | Mapping | None = None,
     **options: object,
 ) -> pd.DataFrame:
     """Fit every cell of a traces table with one or more models.
@@ -1276,6 +1653,14 @@ def fit_traces(
         order, are cut into fixed batches of ``chunk_size`` (each cell keeps
         its own time points), independent of ``n_jobs``, so the output is
         identical for any ``n_jobs``.
+    t0_bounds : {"reference", "data"}
+        ``"data"``: the upper bound of a free ``t0`` follows each cell's
+        data (:func:`data_t0_upper`; not where the overrides set a bound of
+        ``t0``); cells that share a bound are fitted together.
+    weighting : {"none", "poisson"}
+        See :func:`fit_batch`.
+    status : StatusRule or mapping, optional
+        Thresholds of the ``status`` column (:func:`classify_fits`).
     **options
         Passed to :func:`fit_batch`.
 
@@ -1287,8 +1672,13 @@ def fit_traces(
     ``residual_std, aic, bic, n_points`` and, when several models are given,
     ``best_model``: per cell the model with the lowest AIC among its
     successful fits (empty if none succeeded; ties go to the model name that
-    sorts first). Rows sorted by fov, cell, model. Time is converted to hours.
+    sorts first), then ``status`` (:data:`STATUSES`) and ``at_bound`` (the
+    free parameters at a bound, ``;``-separated; empty for a failed fit).
+    Rows sorted by fov, cell, model. Time is converted to hours.
     """
+    if t0_bounds not in T0_BOUNDS:
+        raise ValueError(f"t0_bounds must be one of {', '.join(T0_BOUNDS)}, not {t0_bounds!r}")
+    options = {**options, "weighting": weighting, "status": StatusRule.from_config(status)}
     specs = _normalise_models(models, overrides)
     missing = [c for c in ("fov", "cell", "time", "good", value_col) if c not in df.columns]
     if missing:
@@ -1301,6 +1691,7 @@ def fit_traces(
     columns = [*ID_COLUMNS, *param_cols, *[f"{p}_se" for p in param_cols], *STAT_COLUMNS]
     if len(specs) > 1:
         columns.append("best_model")
+    columns.extend(STATUS_COLUMNS)
 
     sub = df.loc[_good_mask(df["good"]), ["fov", "cell", "time", value_col]]
     if sub.duplicated(["fov", "cell", "time"]).any():
@@ -1331,8 +1722,11 @@ def fit_traces(
         if np.all(Tc == Tc[0]):  # shared time vector: pass it once
             Tc = Tc[0]
         for name, spec in specs.items():
-            tasks.append((name, spec, Tc, Yc, dict(options)))
-            keys.append((fovs[lo:hi], cells[lo:hi], name))
+            user = _bounds_set(overrides, name, "t0")
+            for rows, spec_g in _t0_groups(spec, Tc, Yc, t0_bounds, user):
+                Tg = Tc if Tc.ndim == 1 else Tc[rows]
+                tasks.append((name, spec_g, Tg, Yc[rows], dict(options)))
+                keys.append((fovs[lo:hi][rows], cells[lo:hi][rows], name))
     workers = (os.cpu_count() or 1) if (n_jobs is None or n_jobs <= 0) else int(n_jobs)
     if workers == 1 or len(tasks) <= 1:
         results = [_fit_task(task) for task in tasks]
@@ -1356,6 +1750,8 @@ def fit_traces(
             data[f"{p}_se"] = res["se"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
         for c in STAT_COLUMNS:
             data[c] = res[c]
+        data["status"] = res["status"]
+        data["at_bound"] = _at_bound_names(pnames, res)
         frames.append(pd.DataFrame(data))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
@@ -1368,6 +1764,12 @@ def fit_traces(
         lookup = {(f, c): m for f, c, m in zip(best["fov"], best["cell"], best["best_model"])}
         out["best_model"] = [lookup.get((f, c), "") for f, c in zip(out["fov"], out["cell"])]
     return out[columns]
+
+
+def _at_bound_names(names: Sequence[str], res: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per cell, the parameters at a bound, ``;``-separated (empty for failed fits)."""
+    at = (res["at_lower"] | res["at_upper"]) & res["success"][:, None]
+    return np.array([";".join(n for n, a in zip(names, row) if a) for row in at], dtype=object)
 
 
 def best_models(fits: pd.DataFrame) -> pd.DataFrame:
@@ -1455,7 +1857,13 @@ def write_fits(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 __all__ = [
     "CHUNK_SIZE",
+    "STATUSES",
+    "STATUS_COLUMNS",
     "ParamSpec",
+    "StatusRule",
+    "classify_fits",
+    "data_t0_upper",
+    "half_rise_time",
     "fit_batch",
     "fit_cell",
     "fit_traces",

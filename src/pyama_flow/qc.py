@@ -942,6 +942,7 @@ def render_sample_analysis(
     summary_path: str,
     color: str = NO_SAMPLE_COLOR,
     n_examples: int = 12,
+    include: Sequence[str] | None = ("ok",),
 ) -> pd.DataFrame:
     """A sample's fit and trace plots, drawn by :mod:`pyama_flow.analysis` in the sample's colour.
 
@@ -950,7 +951,9 @@ def render_sample_analysis(
     fits_paths : the ``fits_{model}.csv`` of the sample's FOVs.
     traces_path : the sample's merged table (``time, fov, cell, value``) of the fitted column.
     out_paths : one PNG path per key of :data:`SAMPLE_PLOTS`.
-    summary_path : CSV of the parameter summary (median, quartiles, fraction R² > 0.9).
+    summary_path : CSV of the parameter summary (median, quartiles, fraction R² > 0.9, cells per status).
+    include : the fit statuses whose cells the plots and the summary use
+        (config ``fit.status.include``; default the reliable fits, ``ok``).
 
     Returns
     -------
@@ -964,16 +967,21 @@ def render_sample_analysis(
     fits.insert(0, "sample", sample)
     traces = an.stack_samples({sample: pd.read_csv(traces_path)})
     colors = {sample: color}
-    an.plot_parameter_distributions(an.parameter_table(fits, model), out_paths["parameters"], colors=colors)
-    an.plot_r2_histogram(fits, out_paths["r_squared"], colors=colors)
-    an.plot_example_cells(traces, fits, out_paths["examples"], n=n_examples, colors=colors)
-    an.plot_median_trace(an.median_trace(traces), out_paths["median_trace"], colors=colors)
-    an.plot_pca(an.trace_pca(traces), out_paths["pca"], colors=colors)
-    summary = an.summarize_parameters(fits, model)
+    used = an.traces_of(traces, an.select_fits(fits, include))
+    an.plot_parameter_distributions(an.parameter_table(fits, model, include=include), out_paths["parameters"],
+                                    colors=colors)
+    an.plot_r2_histogram(fits, out_paths["r_squared"], colors=colors, include=include)
+    an.plot_example_cells(traces, fits, out_paths["examples"], n=n_examples, colors=colors, include=include)
+    an.plot_median_trace(an.median_trace(used), out_paths["median_trace"], colors=colors)
+    an.plot_pca(an.trace_pca(used), out_paths["pca"], colors=colors)
+    summary = an.summarize_parameters(fits, model, include=include)
     with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.9g")
-    log.info("sample %s, model %s: %d fits, %d cells with traces", sample, model, len(fits),
-             traces.groupby(["fov", "cell"]).ngroups)
+    counts = an.status_counts(fits).iloc[0].drop("sample") if len(fits) else pd.Series(dtype=int)
+    log.info("sample %s, model %s: %d fits (%s), %d cells with traces, %d used (status in %s)", sample, model,
+             len(fits), ", ".join(f"{k[2:]} {v}" for k, v in counts.items()),
+             traces.groupby(["fov", "cell"]).ngroups, used.groupby(["fov", "cell"]).ngroups,
+             "any but failed" if include is None else "/".join(include))
     return summary
 
 

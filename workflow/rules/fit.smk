@@ -17,6 +17,9 @@ rule fit:
     params:
         overrides=lambda wc: config["fit"]["params"].get(wc.model, {}),
         value_col=lambda wc: f"{config['fit']['feature']}_ch_{fit_channel(wc.dataset)}",
+        t0_bounds=config["fit"]["t0_bounds"],
+        weighting=config["fit"]["weighting"],
+        status={k: v for k, v in config["fit"]["status"].items() if k != "include"},
     script:
         "../../scripts/fit.py"
 
@@ -74,5 +77,6 @@ rule analysis:
     params:
         fit_samples=lambda wc: [s for _p, s in analysis_fits(wc.model)],
         trace_samples=[s for _p, s in analysis_traces()],
+        include=config["fit"]["status"]["include"],
     script:
         "../../scripts/analysis.py"

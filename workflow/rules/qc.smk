@@ -238,6 +238,7 @@ rule qc_sample:
         runtime=lambda wc, attempt: 10 * attempt,
     params:
         color=lambda wc: sample_color_of(wc.sample),
+        include=config["fit"]["status"]["include"],
     script:
         "../../scripts/qc_sample.py"
 
