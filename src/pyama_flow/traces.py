@@ -11,6 +11,12 @@ position_x, position_y, bbox_x0, bbox_y0, bbox_x1, bbox_y1``, then
 ``{feature}_ch_{c}`` per feature and channel, then ``centroid_x, centroid_y``
 (and ``parent`` when asked for). Position is the bounding-box centre as in the
 reference; bounding boxes are inclusive pixel indices.
+
+``intensity_total`` sums the mask (PyAMA, ``expand_px=0``) or, with
+``expand_px`` > 0 (the workflow's ``traces.measure: expanded``), the mask grown
+by that margin into the cell's own territory (:func:`expand_labels`), which
+collects the light that optical blur and a tight outline leave outside the
+mask; geometry is always the mask's.
 """
 
 from __future__ import annotations
