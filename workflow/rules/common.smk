@@ -20,7 +20,10 @@ class ConfigError(Exception):
 try:
     from pyama_flow.fovs import parse_fovs
     from pyama_flow.io import read_metadata
-    from pyama_flow.io.fingerprint import fingerprint as input_fingerprint, plane_bytes_of
+    from pyama_flow.io.fingerprint import (
+        fingerprint as input_fingerprint,
+        plane_bytes_of,
+    )
 except ImportError as exc:  # e.g. a Snakemake-only environment under --sdm conda
     raise ConfigError(
         f"the Snakemake process itself needs pyama-flow's dependencies ({exc}): run it where "
@@ -69,7 +72,9 @@ def check_duplicate_keys():
     silently), naming the key, the file and both lines."""
     import yaml
 
-    for path in dict.fromkeys(str(p) for p in getattr(workflow, "configfiles", None) or ()):
+    for path in dict.fromkeys(
+        str(p) for p in getattr(workflow, "configfiles", None) or ()
+    ):
         try:
             with open(path) as fh:
                 root = yaml.compose(fh, Loader=yaml.SafeLoader)
@@ -94,10 +99,16 @@ def check_finite(node=None, where=()):
     import math
 
     node = config if node is None else node
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node) if isinstance(node, list) else ()
+    )
     for key, value in items:
         if isinstance(value, float) and not math.isfinite(value):
-            fail(f"{'.'.join(map(str, where + (key,)))}: {value} is not a finite number; give a number")
+            fail(
+                f"{'.'.join(map(str, where + (key,)))}: {value} is not a finite number; give a number"
+            )
         check_finite(value, where + (key,))
 
 
