@@ -2,10 +2,14 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.steps import segment
+    from pyama_flow.steps import segment, segment_external
 
-    p = snakemake.params
-    segment(snakemake.input[0], snakemake.output[0], p.method, p.options, compression=p.compression)
+    i, p = snakemake.input, snakemake.params
+    if p.method == "external":
+        segment_external(i.raw, i.labels, snakemake.output[0], int(snakemake.wildcards.fov),
+                         compression=p.compression)
+    else:
+        segment(i.raw, snakemake.output[0], p.method, p.options, compression=p.compression)
 
 
 run(main, snakemake)  # noqa: F821

@@ -18,6 +18,7 @@ def main(snakemake):
         border=p.border,
         lineage_path=i.lineage if p.lineage else None,
         stats_path=o.stats,
+        expand_px=p.expand_px,
     )
 
 

@@ -64,6 +64,12 @@ def test_demo_config_is_valid(tmp_path):
          "parameter 'delta': value 50 outside bounds [1e-05, 11]"),
         (edited(fit__params={"matur": {"delta": {"value": 0.1}}}), "fit.params.matur: unknown model"),
         (edited(datasets__demo__fluorescence=["GFP", "GFP"]), "a channel is listed twice"),
+        (edited(segmentation__method="external"), "segmentation.external.path: method external needs"),
+        (edited(segmentation__method="external", segmentation__external={"path": "masks/{dataset}_{fov:03d}.tif"}),
+         "segmentation.external.path: masks/demo_000.tif not found (dataset demo, FOV 0)"),
+        (edited(segmentation__method="external", segmentation__external={"path": "masks/{well}.tif"}),
+         "placeholders are {dataset} and {fov}"),
+        (edited(traces__measure="ring"), "traces.measure: 'ring' is not one of ['expanded', 'mask']"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, config, message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -99,3 +100,86 @@ def test_traces_reject_mismatched_time_points(tmp_path):
         steps.traces(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
                      str(tmp_path / "meta.json"), str(tmp_path / "traces.csv"), 0, 0, 1.0, 0, 0)
     assert not (tmp_path / "traces.csv").exists()
+
+
+# -- segmentation.method: external ----------------------------------------------
+
+
+def _phase_stack(tmp_path, n=3, shape=(16, 20)):
+    path = tmp_path / "raw_ch0.tif"
+    write_stack(path, (np.full(shape, 100 + t, np.uint16) for t in range(n)), n, shape, np.uint16)
+    return str(path)
+
+
+@pytest.mark.parametrize("n", [3, 6])
+@pytest.mark.parametrize("layout", ["pages", "imagej", "default"])
+def test_external_segmentation_is_taken_as_it_is(tmp_path, n, layout):
+    raw = _phase_stack(tmp_path, n)
+    labels = np.zeros((n, 16, 20), np.uint16 if layout == "imagej" else np.uint32)
+    labels[:, 2:6, 3:9] = 7
+    labels[1, 10:14, 10:18] = 65535  # any ids up to 65535
+    labels[2, 0, 0] = 3
+    # a page per frame; an ImageJ hyperstack; tifffile's default, which stores 3
+    # frames as one page of colour planes
+    options = {"pages": {"photometric": "minisblack"}, "imagej": {"imagej": True}, "default": {}}[layout]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tifffile.imwrite(tmp_path / "cellpose.tif", labels, **options)
+    out = tmp_path / "segmentation.tif"
+    steps.segment_external(raw, str(tmp_path / "cellpose.tif"), str(out), fov=4)
+    with StackReader(out) as r:
+        assert r.dtype == np.uint16
+    assert np.array_equal(read_stack(out), labels)
+
+
+@pytest.mark.parametrize(
+    "stack,message",
+    [
+        (np.zeros((2, 16, 20), np.uint16), r"external segmentation of FOV 4: 2 frames, the phase channel has 3"),
+        (np.zeros((3, 16, 21), np.uint16), r"FOV 4: frame shape \(16, 21\) differs from the phase channel's \(16, 20\)"),
+        (np.zeros((3, 16, 20), np.float32), r"FOV 4: dtype float32 is not an integer label type"),
+        (np.full((3, 16, 20), 70000, np.uint32), r"FOV 4: frame 0 has ids outside 0-65535"),
+        (np.full((3, 16, 20), -1, np.int16), r"FOV 4: frame 0 has ids outside 0-65535"),
+        (None, r"external segmentation of FOV 4 not found"),
+    ],
+    ids=["frames", "shape", "float", "too-many-ids", "negative", "missing"],
+)
+def test_external_segmentation_refuses_what_does_not_fit(tmp_path, stack, message):
+    raw = _phase_stack(tmp_path)
+    ext = tmp_path / "labels" / "fov_004.tif"
+    if stack is not None:
+        ext.parent.mkdir()
+        tifffile.imwrite(ext, stack, photometric="minisblack")
+    out = tmp_path / "out" / "segmentation.tif"
+    out.parent.mkdir()
+    with pytest.raises(InputError, match=message) as err:
+        steps.segment_external(raw, str(ext), str(out), fov=4)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(str(ext))
+    assert not list(out.parent.iterdir())  # nothing left behind
+
+
+def test_external_labels_path_pattern():
+    assert steps.external_labels_path("m/{dataset}/fov_{fov:03d}.tif", "exp1", 7) == "m/exp1/fov_007.tif"
+    with pytest.raises(InputError, match=r"placeholders are \{dataset\} and \{fov\}"):
+        steps.external_labels_path("m/{well}_{fov}.tif", "exp1", 7)
+
+
+def test_correct_fits_the_background_outside_the_grown_cells(tmp_path):
+    """A cell's blurred rim is bright: counted as background where the mask alone is
+    excluded (the median is the rim's 400), excluded once the cells are grown by the
+    margin (the true 100)."""
+    from pyama_flow import background as bgmod
+
+    n, shape = 1, (16, 16)
+    seg = np.zeros(shape, np.uint16)
+    seg[5:11, 5:11] = 1
+    image = np.full(shape, 100, np.uint16)
+    image[1:15, 1:15] = 400  # the light reaches 4 px past the mask: most of the frame
+    image[5:11, 5:11] = 1000
+    write_stack(tmp_path / "raw.tif", [image], n, shape, np.uint16)
+    write_stack(tmp_path / "seg.tif", [seg], n, shape, np.uint16)
+    for margin, expected in ((0.0, 400.0), (6.0, 100.0)):
+        out = tmp_path / f"bg{margin}.npz"
+        steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(out), 32, 1, expand_px=margin)
+        assert float(bgmod.BackgroundModels(str(out))[0][0, 0]) == expected

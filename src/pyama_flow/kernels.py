@@ -713,6 +713,48 @@ def cell_intensity(labels, n, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly
     return total, background, bad, saturated
 
 
+@_jit
+def expand_labels(labels, offsets_y, offsets_x, offsets_d2):
+    """Labels grown into the background by the nearest-cell partition.
+
+    Every background pixel (0) within the largest of ``offsets_d2`` (squared
+    Euclidean distance) of a labelled pixel takes the id of the nearest
+    labelled pixel; labelled pixels keep theirs, so a cell never grows into
+    a neighbour's mask, and a background pixel between two cells goes to the
+    nearer one (CellProfiler's "expand objects", ``skimage.segmentation.
+    expand_labels``). ``offsets_*`` list the disc's offsets sorted by
+    distance. Ties (equidistant cells) go to the cell whose edge pixel comes
+    first in raster order, so the result is deterministic.
+
+    Only edge pixels (a 4-neighbour is background) are spread from: the
+    labelled pixel nearest to a background pixel is always one of them, so
+    the cost is the cells' outline length times the disc's size, not the
+    frame's pixels times it.
+    """
+    h, w = labels.shape
+    out = labels.copy()
+    best = np.full((h, w), np.int32(1) << 30, np.int32)
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            if lab == 0:
+                continue
+            edge = ((y > 0 and labels[y - 1, x] == 0) or (y < h - 1 and labels[y + 1, x] == 0)
+                    or (x > 0 and labels[y, x - 1] == 0) or (x < w - 1 and labels[y, x + 1] == 0))
+            if not edge:
+                continue
+            for k in range(offsets_d2.size):
+                yy = y + offsets_y[k]
+                xx = x + offsets_x[k]
+                if yy < 0 or yy >= h or xx < 0 or xx >= w or labels[yy, xx] != 0:
+                    continue
+                d2 = offsets_d2[k]
+                if d2 < best[yy, xx]:
+                    best[yy, xx] = d2
+                    out[yy, xx] = lab
+    return out
+
+
 # -- background tiles -----------------------------------------------------------------
 
 

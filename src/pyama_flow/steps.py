@@ -229,21 +229,116 @@ def segment(
     log.info("segmented %d frames with %s %s", n, method, dict(params))
 
 
-def correct(
-    raw_path: str, seg_path: str, out_path: str, tile_size: int, dilation: int
+def external_labels_path(pattern: str, dataset: str, fov: int) -> str:
+    """The label stack of a FOV from ``segmentation.external.path``.
+
+    ``pattern`` is a Python format string with ``{dataset}`` and ``{fov}``
+    (an integer: ``{fov:03d}`` gives ``000``); an unknown placeholder is an
+    :class:`InputError` naming it.
+    """
+    try:
+        return pattern.format(dataset=dataset, fov=int(fov))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(
+            f"segmentation.external.path: {pattern!r} is not a valid pattern ({exc!r}); "
+            "placeholders are {dataset} and {fov} (e.g. {fov:03d})"
+        ) from None
+
+
+class _ExternalLabels(StackReader):
+    """A label TIFF written by another program, frame by frame.
+
+    Most writers put one frame per page (ImageJ, Cellpose, ``tifffile.imwrite``
+    of a (T, Y, X) array with T > 4); tifffile's default writes a stack of 3 or 4
+    frames as one page of colour planes, which is read whole (4 frames at most).
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._whole: np.ndarray | None = None
+        if len(self.shape) == 3 and len(self._pages) != self.shape[0]:
+            self._whole = self._tif.series[0].asarray().reshape(self.shape)
+
+    def _read(self, t: int) -> np.ndarray:
+        return self._whole[t] if self._whole is not None else super()._read(t)
+
+
+def _open_external(path: str, fov: int, n: int, shape: tuple[int, int]) -> StackReader:
+    """Open an external label stack and check it against the FOV's phase stack."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: external segmentation of FOV {fov} not found")
+    try:
+        labels = _ExternalLabels(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
+        raise InputError(f"{path}: external segmentation of FOV {fov} is not a readable TIFF ({exc})") from None
+    problem = None
+    if labels.dtype.kind not in "ui" or labels.dtype.itemsize > 4:
+        problem = (f"dtype {labels.dtype} is not an integer label type "
+                   "(uint8/16/32 or int8/16/32; a float or probability map is not labels)")
+    elif len(labels.shape) != 3 or labels.shape[1:] != tuple(shape):
+        problem = f"frame shape {labels.shape[1:]} differs from the phase channel's {tuple(shape)}"
+    elif labels.shape[0] != n:
+        problem = f"{labels.shape[0]} frames, the phase channel has {n}"
+    if problem is not None:
+        labels.close()
+        raise InputError(f"{path}: external segmentation of FOV {fov}: {problem}")
+    return labels
+
+
+def segment_external(
+    raw_path: str, labels_path: str, out_path: str, fov: int, compression: str = DEFAULT_CODEC
 ) -> None:
-    """Background tile models of one fluorescence channel (see ``background``)."""
+    """Take a FOV's segmentation from a label stack made elsewhere (Cellpose, StarDist, ilastik).
+
+    ``labels_path`` is a (T, Y, X) TIFF of integer instance labels (0 =
+    background; ids need not be linked over time). Its frame count and frame
+    shape must equal the phase channel's (``raw_path``) and its dtype must be
+    an integer one; negative ids and ids above 65535 (the segmentation stack
+    is uint16) are refused. Every refusal is an :class:`InputError` naming
+    the file and the FOV, raised before anything is written or, for a bad
+    frame, with the partial output removed (:func:`write_stack` is atomic).
+    """
+    with open_frames(raw_path) as raw:
+        n, h, w = raw.shape
+    with _open_external(labels_path, fov, n, (h, w)) as ext:
+
+        def frames() -> Iterator[np.ndarray]:
+            for t in range(n):
+                frame = ext[t]
+                if frame.size and (int(frame.min()) < 0 or int(frame.max()) > 65535):
+                    raise InputError(
+                        f"{labels_path}: external segmentation of FOV {fov}: frame {t} has ids outside "
+                        f"0-65535 ({int(frame.min())}..{int(frame.max())}); renumber the labels per frame"
+                    )
+                yield frame.astype(np.uint16, copy=False)
+
+        write_stack(out_path, frames(), n, (h, w), np.uint16, compression=compression)
+    log.info("FOV %d: %d frames of labels taken from %s", fov, n, labels_path)
+
+
+def correct(
+    raw_path: str, seg_path: str, out_path: str, tile_size: int, dilation: int, expand_px: float = 0.0
+) -> None:
+    """Background tile models of one fluorescence channel (see ``background``).
+
+    The pixels excluded from the tile medians are the cells grown by
+    ``expand_px`` (:func:`pyama_flow.traces.expand_labels`, as the traces step
+    measures them), dilated by a square of side ``dilation``: the background
+    is estimated outside every grown cell.
+    """
     from . import background as bgmod
+    from .traces import expand_labels
 
     models = []
     with open_frames(raw_path) as raw, StackReader(seg_path) as seg:
         _check_same_shape(raw, seg)
         for t in range(len(raw)):
-            models.append(bgmod.fit_tiles(raw[t], seg[t], tile_size=tile_size, dilation=dilation))
+            cells = expand_labels(seg[t], expand_px)
+            models.append(bgmod.fit_tiles(raw[t], cells, tile_size=tile_size, dilation=dilation))
     with atomic_path(out_path) as tmp:
         bgmod.save_models(str(tmp), models, tile_size, dilation)
-    log.info("background models for %d frames (tile %d px, dilation %d px)",
-             len(models), tile_size, dilation)
+    log.info("background models for %d frames (tile %d px, dilation %d px, cells grown by %g px)",
+             len(models), tile_size, dilation, expand_px)
 
 
 def track(
@@ -279,8 +374,14 @@ def traces(
     border: int,
     lineage_path: str | None = None,
     stats_path: str | None = None,
+    expand_px: float = 0.0,
 ) -> pd.DataFrame:
-    """Per-cell features of every frame, filtered as the reference, sorted by cell, frame."""
+    """Per-cell features of every frame, filtered as the reference, sorted by cell, frame.
+
+    ``expand_px`` > 0 (``traces.measure: expanded``) sums ``intensity_total``
+    over each cell's mask grown by that margin into its own territory
+    (:func:`pyama_flow.traces.expand_labels`); 0 is PyAMA's in-mask sum.
+    """
     from . import background as bgmod
     from .traces import TraceBuilder, TraceFilter, write_traces
 
@@ -291,7 +392,7 @@ def traces(
     except KeyError:
         raise InputError(f"{metadata_path}: no time points for FOV {fov}") from None
     channels = sorted(raw_paths)
-    builder = TraceBuilder(fov, pc_channel, channels, background_weight)
+    builder = TraceBuilder(fov, pc_channel, channels, background_weight, expand_px)
     labels = StackReader(labels_path)
     raws = {c: open_frames(raw_paths[c]) for c in channels}
     bgs = {c: bgmod.BackgroundModels(background_paths[c]) for c in channels}
@@ -356,6 +457,8 @@ def traces(
                 "rows_kept": int(len(df)),
                 "cells_per_frame": [int(per_frame.get(t, 0)) for t in range(len(times))],
                 "filters": {"min_frames": int(min_frames), "border": int(border)},
+                "measure": {"mode": "expanded" if expand_px > 0 else "mask",
+                            "expand_px": float(expand_px)},
             },
         )
     log.info("FOV %d: %d of %d cells kept by the filters (min_frames=%d, border=%d)",

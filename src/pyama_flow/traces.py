@@ -11,6 +11,12 @@ position_x, position_y, bbox_x0, bbox_y0, bbox_x1, bbox_y1``, then
 ``{feature}_ch_{c}`` per feature and channel, then ``centroid_x, centroid_y``
 (and ``parent`` when asked for). Position is the bounding-box centre as in the
 reference; bounding boxes are inclusive pixel indices.
+
+``intensity_total`` sums the mask (PyAMA, ``expand_px=0``) or, with
+``expand_px`` > 0 (the workflow's ``traces.measure: expanded``), the mask grown
+by that margin into the cell's own territory (:func:`expand_labels`), which
+collects the light that optical blur and a tight outline leave outside the
+mask; geometry is always the mask's.
 """
 
 from __future__ import annotations
@@ -40,6 +46,43 @@ BASE_COLUMNS = [
 PC_FEATURES = ("area",)
 #: features measured on each fluorescence channel
 FL_FEATURES = ("intensity_total",)
+#: ``traces.measure``: where ``intensity_total`` sums a cell's light
+MEASURES = ("expanded", "mask")
+
+
+def disc_offsets(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets (dy, dx) and squared distances of a disc of ``radius`` px, nearest first.
+
+    The centre (0, 0) is left out. Returns three int32 / int64 arrays sorted by
+    distance (ties in raster order).
+    """
+    r = int(np.floor(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    d2 = (dy * dy + dx * dx).ravel()
+    keep = (d2 > 0) & (d2 <= radius * radius)
+    order = np.argsort(d2[keep], kind="stable")
+    return (dy.ravel()[keep][order].astype(np.int64), dx.ravel()[keep][order].astype(np.int64),
+            d2[keep][order].astype(np.int32))
+
+
+def expand_labels(labels: np.ndarray, distance: float) -> np.ndarray:
+    """``labels`` grown by up to ``distance`` px into the background, each cell
+    into its own territory only (the nearest-cell partition).
+
+    Background pixels (0) within ``distance`` (Euclidean) of a cell take the id
+    of the nearest cell; cells keep their own pixels and never take a
+    neighbour's, as CellProfiler's "expand objects" and
+    :func:`skimage.segmentation.expand_labels` do (ties between equidistant
+    cells are broken by raster order instead of by scipy's distance transform).
+    ``distance`` <= 0 returns ``labels`` unchanged. Compiled
+    (:func:`pyama_flow.kernels.expand_labels`): the cost grows with the
+    cells' outline length, not with the frame.
+    """
+    if distance <= 0:
+        return labels
+    labels = np.ascontiguousarray(labels)
+    oy, ox, d2 = disc_offsets(float(distance))
+    return kernels.expand_labels(labels, oy, ox, d2)
 
 
 def feature_column(feature: str, channel: int) -> str:
@@ -52,6 +95,7 @@ def frame_features(
     fluorescence: Mapping[int, np.ndarray] | None = None,
     backgrounds: Mapping[int, np.ndarray] | None = None,
     background_weight: float = 1.0,
+    expand_px: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Geometry and intensity features of every labelled cell in one frame.
 
@@ -65,6 +109,15 @@ def frame_features(
         Background of each channel (a :class:`~pyama_flow.background.TileSpline`
         is evaluated at cell pixels only); ``intensity_total`` is the sum over the
         cell of ``I - background_weight * B`` (no correction where missing).
+    background_weight : float
+        ``w`` above (PyAMA's default 1.0).
+    expand_px : float
+        0 (``traces.measure: mask``, PyAMA's definition): ``intensity_total``
+        sums the cell's mask. > 0 (``traces.measure: expanded``): it sums the
+        mask grown by up to this many pixels into the cell's own territory
+        (:func:`expand_labels`), which collects the light that optical blur
+        and a mask drawn inside the cell's edge put outside the mask.
+        Geometry (``area``, bounding box, centroid) stays the mask's.
 
     Returns
     -------
@@ -115,6 +168,7 @@ def frame_features(
     out["centroid_x"] = sums[1, ids] / area
     invalid = np.zeros(n, dtype=np.int64)
     saturated = np.zeros(n, dtype=np.int64)
+    measured = expand_labels(labels, expand_px)
     no_spline = (np.zeros(1), 0, np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64), np.zeros((1, 1)))
     for c, image in fluorescence.items():
         image = np.ascontiguousarray(image)
@@ -128,7 +182,7 @@ def frame_features(
                 mode, spline = 2, (bg.c, bg.nky1, bg.lx, bg.wx, bg.ly, bg.wy)
             else:
                 mode, bg_image = 1, np.ascontiguousarray(bg)
-        total, bg_sum, bad, sat = kernels.cell_intensity(labels, count.size, image, top, mode, bg_image, *spline)
+        total, bg_sum, bad, sat = kernels.cell_intensity(measured, count.size, image, top, mode, bg_image, *spline)
         saturated += sat[ids]
         invalid += bad[ids]
         total = total[ids]
@@ -162,8 +216,11 @@ class TraceBuilder:
         pc_channel: int,
         fl_channels: Iterable[int],
         background_weight: float = 1.0,
+        expand_px: float = 0.0,
     ) -> None:
         self.fov = int(fov)
+        #: margin of ``intensity_total`` (see :func:`frame_features`); 0 = in-mask (PyAMA)
+        self.expand_px = float(expand_px)
         self.pc_channel = int(pc_channel)
         self.fl_channels = [int(c) for c in fl_channels]
         self.background_weight = float(background_weight)
@@ -186,7 +243,7 @@ class TraceBuilder:
     ) -> None:
         """Measure one frame and keep its rows."""
         self.shape = tuple(labels.shape)  # type: ignore[assignment]
-        feats = frame_features(labels, fluorescence, backgrounds, self.background_weight)
+        feats = frame_features(labels, fluorescence, backgrounds, self.background_weight, self.expand_px)
         n = feats["cell"].size
         n_bad = int(np.count_nonzero(feats["invalid_pixels"]))
         if n_bad:

@@ -20,7 +20,10 @@ class ConfigError(Exception):
 try:
     from pyama_flow.fovs import parse_fovs
     from pyama_flow.io import read_metadata
-    from pyama_flow.io.fingerprint import fingerprint as input_fingerprint, plane_bytes_of
+    from pyama_flow.io.fingerprint import (
+        fingerprint as input_fingerprint,
+        plane_bytes_of,
+    )
 except ImportError as exc:  # e.g. a Snakemake-only environment under --sdm conda
     raise ConfigError(
         f"the Snakemake process itself needs pyama-flow's dependencies ({exc}): run it where "
@@ -69,7 +72,9 @@ def check_duplicate_keys():
     silently), naming the key, the file and both lines."""
     import yaml
 
-    for path in dict.fromkeys(str(p) for p in getattr(workflow, "configfiles", None) or ()):
+    for path in dict.fromkeys(
+        str(p) for p in getattr(workflow, "configfiles", None) or ()
+    ):
         try:
             with open(path) as fh:
                 root = yaml.compose(fh, Loader=yaml.SafeLoader)
@@ -94,10 +99,16 @@ def check_finite(node=None, where=()):
     import math
 
     node = config if node is None else node
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node) if isinstance(node, list) else ()
+    )
     for key, value in items:
         if isinstance(value, float) and not math.isfinite(value):
-            fail(f"{'.'.join(map(str, where + (key,)))}: {value} is not a finite number; give a number")
+            fail(
+                f"{'.'.join(map(str, where + (key,)))}: {value} is not a finite number; give a number"
+            )
         check_finite(value, where + (key,))
 
 
@@ -387,7 +398,58 @@ def dataset_input(wc):
 
 def segmentation_params(wc):
     method = config["segmentation"]["method"]
+    if method == "external":
+        return {}
     return dict(config["segmentation"].get(method, {}))
+
+
+def external_labels(dataset, fov):
+    """The label stack of a FOV under ``segmentation.method: external``."""
+    from pyama_flow.io.base import InputError
+    from pyama_flow.steps import external_labels_path
+
+    try:
+        return external_labels_path(
+            config["segmentation"]["external"]["path"], dataset, fov
+        )
+    except InputError as exc:
+        fail(str(exc))
+
+
+def check_external_segmentation():
+    """``segmentation.method: external`` needs a path pattern, and every selected
+    FOV's file must exist (checked now, one line naming the first missing file)."""
+    if config["segmentation"]["method"] != "external":
+        return
+    if not config["segmentation"]["external"].get("path"):
+        fail(
+            "segmentation.external.path: method external needs the path of each FOV's labels "
+            "(a pattern with {dataset} and {fov}, e.g. masks/{dataset}/fov_{fov:03d}.tif)"
+        )
+    for dataset in config["datasets"]:
+        for fov in fovs(dataset):
+            path = external_labels(dataset, fov)
+            if not Path(path).is_file():
+                fail(
+                    f"segmentation.external.path: {path} not found (dataset {dataset}, FOV {fov})"
+                )
+
+
+check_external_segmentation()
+
+
+def segment_input(wc):
+    """The phase channel's frames, and with method external the FOV's label stack."""
+    out = {"raw": raw_file(wc.dataset, wc.fov, channels(wc.dataset)[0])}
+    if config["segmentation"]["method"] == "external":
+        out["labels"] = external_labels(wc.dataset, int(wc.fov))
+    return out
+
+
+def expand_px():
+    """Margin of ``intensity_total`` (traces.measure: expanded), 0 for PyAMA's in-mask sum."""
+    traces = config["traces"]
+    return float(traces["expand_px"]) if traces["measure"] == "expanded" else 0.0
 
 
 def traces_input(wc):

@@ -18,5 +18,6 @@ rule correct:
     params:
         tile_size=config["background"]["tile_size"],
         dilation=config["background"]["dilation"],
+        expand_px=expand_px(),
     script:
         "../../scripts/correct.py"

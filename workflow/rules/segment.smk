@@ -1,6 +1,6 @@
 rule segment:
     input:
-        lambda wc: raw_file(wc.dataset, wc.fov, channels(wc.dataset)[0]),
+        unpack(segment_input),
     output:
         f"{RESULTS}/{{dataset}}/fov_{{fov}}/segmentation.tif",
     log:

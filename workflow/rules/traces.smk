@@ -19,6 +19,7 @@ rule traces:
         channels=lambda wc: channels(wc.dataset)[1],
         pc_channel=lambda wc: channels(wc.dataset)[0],
         background_weight=config["traces"]["background_weight"],
+        expand_px=expand_px(),
         min_frames=config["traces"]["min_frames"],
         border=config["traces"]["border"],
         lineage=config["traces"]["lineage"],
