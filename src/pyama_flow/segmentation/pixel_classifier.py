@@ -42,9 +42,19 @@ Brightness is only used locally (up to 7x7 grid px): mean brightness over
 larger areas follows the illumination of a particular frame and made the
 model generalise worse in cross-validation.
 
-The weights ship in :mod:`._pixel_mlp_weights` (generated, with its data
-provenance, by ``resources/segmentation/train_pixel_classifier.py``; trained
-on the hand-annotated Usiigaci T98G frames set1 and set2 only).
+A second perceptron of the same form, on the same features, but with a
+linear output, is the **seed map**: it predicts, for a pixel of a cell, its
+distance (classifier-grid px, clipped to ``SEED_CLIP``) to the outline of
+*its own* cell, where the outline includes the line along which it touches
+another cell (0 on the background). Unlike the distance transform of a
+foreground mask, it dips along the phase halo between touching cells and
+does not peak on the thick middle of debris bands, so the watershed on it
+splits touching cells without cutting spread ones in pieces.
+
+The weights of both ship in :mod:`._pixel_mlp_weights` (generated, with their
+data provenance and cross-validation by set, by
+``resources/segmentation/train_pixel_classifier.py``; trained on the
+hand-annotated Usiigaci T98G frames set1 to set25).
 """
 
 from __future__ import annotations
@@ -77,6 +87,8 @@ N_FEATURES = len(FEATURE_NAMES)
 SD_CLIP = 6.0
 #: classifier-grid pixel size as a fraction of the cell diameter
 GRID_PER_DIAMETER = 1.0 / 15.0
+#: clip (classifier-grid px) of the seed map's target, the distance to the own outline
+SEED_CLIP = 8.0
 
 
 class PixelMLP(NamedTuple):
@@ -160,9 +172,7 @@ def predict_proba(model: PixelMLP, features: np.ndarray) -> np.ndarray:
     """Foreground probability per pixel (float32, shape of ``features[..., 0]``)."""
     shape = features.shape[:-1]
     x = features.reshape(-1, features.shape[-1])
-    # fold the standardisation into the first layer
-    w1 = (model.w1 / model.std[:, None]).astype(np.float32)
-    b1 = (model.b1 - (model.mean / model.std) @ model.w1).astype(np.float32)
+    w1, b1 = _folded(model)  # standardisation folded into the first layer
     h = x @ w1
     h += b1
     np.maximum(h, 0, out=h)
@@ -173,21 +183,77 @@ def predict_proba(model: PixelMLP, features: np.ndarray) -> np.ndarray:
     return p.astype(np.float32).reshape(shape)
 
 
-@lru_cache(maxsize=1)
-def default_model() -> PixelMLP:
-    """The shipped T98G model (see :mod:`._pixel_mlp_weights` for provenance)."""
+def _folded(model: PixelMLP) -> tuple[np.ndarray, np.ndarray]:
+    """First layer with the standardisation folded in: ``(w1 / std, b1 - mean / std @ w1)``."""
+    w1 = (model.w1 / model.std[:, None]).astype(np.float32)
+    b1 = (model.b1 - (model.mean / model.std) @ model.w1).astype(np.float32)
+    return w1, b1
+
+
+def predict_maps(fg: PixelMLP, seed: PixelMLP, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground probability and seed map (predicted distance to the own
+    outline, >= 0, classifier-grid px) per pixel, both float32.
+
+    The two hidden layers are computed in one matrix product (the values of
+    :func:`predict_proba` and :func:`predict_distance` up to float32
+    rounding, faster).
+    """
+    shape = features.shape[:-1]
+    x = features.reshape(-1, features.shape[-1])
+    wf, bf = _folded(fg)
+    ws, bs = _folded(seed)
+    h = x @ np.concatenate([wf, ws], axis=1)
+    h += np.concatenate([bf, bs])
+    np.maximum(h, 0, out=h)
+    nf = wf.shape[1]
+    logit = h[:, :nf] @ fg.w2.astype(np.float32)
+    logit += np.float32(fg.b2)
+    np.clip(logit, -30, 30, out=logit)
+    p = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    dist = h[:, nf:] @ seed.w2.astype(np.float32)
+    dist += np.float32(seed.b2)
+    np.maximum(dist, 0, out=dist)
+    return p.reshape(shape), dist.astype(np.float32).reshape(shape)
+
+
+def predict_distance(model: PixelMLP, features: np.ndarray) -> np.ndarray:
+    """Linear output of the perceptron, floored at 0 (the seed map), float32."""
+    shape = features.shape[:-1]
+    w1, b1 = _folded(model)
+    h = features.reshape(-1, features.shape[-1]) @ w1
+    h += b1
+    np.maximum(h, 0, out=h)
+    out = h @ model.w2.astype(np.float32)
+    out += np.float32(model.b2)
+    np.maximum(out, 0, out=out)
+    return out.astype(np.float32).reshape(shape)
+
+
+def _load(prefix: str) -> PixelMLP:
     from . import _pixel_mlp_weights as w
 
     if tuple(w.FEATURE_NAMES) != FEATURE_NAMES:
         raise RuntimeError("pixel classifier weights do not match the feature set; retrain")
     return PixelMLP(
-        mean=np.asarray(w.MEAN, dtype=np.float32),
-        std=np.asarray(w.STD, dtype=np.float32),
-        w1=np.asarray(w.W1, dtype=np.float32),
-        b1=np.asarray(w.B1, dtype=np.float32),
-        w2=np.asarray(w.W2, dtype=np.float32),
-        b2=float(w.B2),
+        mean=np.asarray(getattr(w, prefix + "MEAN"), dtype=np.float32),
+        std=np.asarray(getattr(w, prefix + "STD"), dtype=np.float32),
+        w1=np.asarray(getattr(w, prefix + "W1"), dtype=np.float32),
+        b1=np.asarray(getattr(w, prefix + "B1"), dtype=np.float32),
+        w2=np.asarray(getattr(w, prefix + "W2"), dtype=np.float32),
+        b2=float(getattr(w, prefix + "B2")),
     )
+
+
+@lru_cache(maxsize=1)
+def default_model() -> PixelMLP:
+    """The shipped T98G foreground model (see :mod:`._pixel_mlp_weights` for provenance)."""
+    return _load("")
+
+
+@lru_cache(maxsize=1)
+def default_seed_model() -> PixelMLP:
+    """The shipped T98G seed-map model (distance to the own outline)."""
+    return _load("SEED_")
 
 
 def upsample_linear(a: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:

@@ -37,7 +37,13 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    the shallower peak rises less than ``split_depth`` above their saddle --
    the partition that seeding from the h-maxima would give, at a fraction
    of the cost (for the learned mask on the classifier's coarser grid, labels
-   then put back on the mask, :func:`split_coarse`);
+   then put back on the mask, :func:`split_coarse`). With the learned
+   foreground the map split is by default not the mask's distance map but
+   the classifier's **seed map** (``seed_map="learned"``): each cell pixel's
+   predicted distance to its own cell's outline, which dips where two cells
+   touch (smoothed by diameter / 30, same ``split_depth``; chosen by a
+   5-fold cross-validation by set on 25 annotated T98G frames: mean F1
+   0.771 against 0.733 for the mask's distance map);
 6. **learned outlines**: the split needs a clean mask (the opening keeps
    spurs from seeding false objects), but the cell outline does not: the
    objects then grow into the classifier's foreground at
@@ -586,14 +592,18 @@ def split_coarse(
     smooth_sigma: float,
     split_depth: float,
     halo_weight: float,
+    height: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`split_objects` on a ``step`` x coarser grid, labels put back on ``mask``.
 
     Lengths are in pixels of ``mask``; ``halo_weight`` per robust SD of
-    ``brightness`` (z-score on ``mask``'s grid). The coarse labels are grown by
-    one coarse pixel, upsampled and cut to ``mask``; each object keeps its
-    largest connected piece. Several times cheaper than splitting at full
-    grid, with split lines within a coarse pixel.
+    ``brightness`` (z-score on ``mask``'s grid). ``height`` (optional) is the
+    map to split on, given on the coarse grid (``mask.shape // step``) in
+    coarse pixels, instead of the coarse mask's distance map (the learned
+    seed map). The coarse labels are grown by one coarse pixel, upsampled
+    and cut to ``mask``; each object keeps its largest connected piece.
+    Several times cheaper than splitting at full grid, with split lines
+    within a coarse pixel.
     """
     mask = np.asarray(mask, dtype=bool)
     if step <= 1 or min(mask.shape) < 4 * step:
@@ -601,13 +611,20 @@ def split_coarse(
         if halo_weight > 0:
             z = ndi.gaussian_filter(brightness, _HALO_SIGMA, truncate=3.0)
             barrier = np.maximum(z, 0) * np.float32(halo_weight)
-        return split_objects(mask, smooth_sigma, split_depth, barrier=barrier)
+        if height is not None:
+            height = np.asarray(height, dtype=np.float32)
+            if step > 1:
+                height = unbin_labels(height * np.float32(step), step, mask.shape)
+            height = height[: mask.shape[0], : mask.shape[1]]
+        return split_objects(mask, smooth_sigma, split_depth, barrier=barrier, height=height)
     coarse = bin_image(mask.astype(np.float32), step) >= 0.5
     barrier = None
     if halo_weight > 0:
         z = ndi.gaussian_filter(bin_image(brightness, step), _HALO_SIGMA / step, truncate=3.0)
         barrier = np.maximum(z, 0) * np.float32(halo_weight / step)
-    lab = split_objects(coarse, smooth_sigma / step, split_depth / step, barrier=barrier)
+    if height is not None:
+        height = np.asarray(height, dtype=np.float32)[: coarse.shape[0], : coarse.shape[1]]
+    lab = split_objects(coarse, smooth_sigma / step, split_depth / step, barrier=barrier, height=height)
     lab = np.where(lab > 0, lab, ndi.grey_dilation(lab, size=3))
     lab = unbin_labels(lab, step, mask.shape)
     return _keep_largest_piece(np.where(mask, lab, 0))
@@ -642,14 +659,20 @@ def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: flo
     return classifier_features(tex_g, z_g, raw_g, prior_g), k
 
 
-def _learned_probability(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float) -> tuple[np.ndarray, int]:
-    """Pixel-classifier foreground probability on the pipeline grid, and the
-    classifier step."""
-    from .pixel_classifier import default_model, predict_proba, upsample_linear
+def _learned_probability(
+    maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float, seeds: bool = False
+) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Pixel-classifier foreground probability on the pipeline grid, the
+    classifier step and (``seeds``) the learned seed map on the classifier
+    grid (classifier-grid px; else None)."""
+    from .pixel_classifier import default_model, default_seed_model, predict_maps, predict_proba, upsample_linear
 
     feats, k = _classifier_features(maps, raw, prior, d)
-    p = predict_proba(default_model(), feats)
-    return upsample_linear(p, k, maps.shape), k
+    if seeds:
+        p, dist = predict_maps(default_model(), default_seed_model(), feats)
+    else:
+        p, dist = predict_proba(default_model(), feats), None
+    return upsample_linear(p, k, maps.shape), k, dist
 
 
 def _bin_for(d: float, shape: tuple[int, ...], bin_factor: int | None) -> int:
@@ -733,19 +756,25 @@ def learned_features(
     return feats, front.f * k
 
 
-def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
-    """Slices of ``mask``'s bounding box grown by ``pad`` (None if empty)."""
+def _bounding_box(mask: np.ndarray, pad: int, align: int = 1) -> tuple[slice, slice] | None:
+    """Slices of ``mask``'s bounding box grown by ``pad`` (None if empty); the
+    start rows / columns are rounded down to multiples of ``align``."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
+    y0 = max(int(rows[0]) - pad, 0) // align * align
+    x0 = max(int(cols[0]) - pad, 0) // align * align
     return (
-        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, mask.shape[0])),
-        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, mask.shape[1])),
+        slice(y0, min(int(rows[-1]) + pad + 1, mask.shape[0])),
+        slice(x0, min(int(cols[-1]) + pad + 1, mask.shape[1])),
     )
 
 
 FOREGROUNDS = ("auto", "texture", "dark", "learned")
+SEED_MAPS = ("learned", "mask")
+#: smoothing of the learned seed map, as a ratio to ``cell_diameter``
+_SEED_SMOOTH = 1.0 / 30.0
 
 
 def segment_watershed(
@@ -770,6 +799,7 @@ def segment_watershed(
     min_agreement: float = 0.5,
     min_halo_depth: float = 0.08,
     dark_fraction: float = 0.3,
+    seed_map: str = "learned",
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
     """Segment one phase-contrast frame into cells, splitting touching ones.
@@ -807,7 +837,8 @@ def segment_watershed(
         diameter / 15 for the texture foreground, 0 for the dark and learned
         ones.
     smooth_sigma : float or None
-        Gaussian sigma (input px) on the distance map; None = diameter / 15.
+        Gaussian sigma (input px) on the map that is split; None = diameter
+        / 15 (the mask's distance map) or diameter / 30 (the learned seed map).
     split_depth : float or None
         Minimum neck depth (input px) between two cells; None = diameter / 15.
     halo_weight : float
@@ -855,6 +886,14 @@ def segment_watershed(
     dark_fraction : float
         ``"auto"``: minimum ratio of dark to textured pixels for the dark
         foreground (>= 0).
+    seed_map : {"learned", "mask"}
+        Learned foreground: what the watershed splits. ``"learned"``
+        (default): the seed map of :mod:`.pixel_classifier`, each cell
+        pixel's predicted distance to its own cell's outline (which dips
+        between touching cells); ``"mask"``: the distance map of the cleaned
+        mask minus the halo barrier (the previous default). Ignored by the
+        other foregrounds and when ``erode_radius`` or ``exact_distance`` is
+        set.
     return_info : bool
         Also return a dict with the choices made (``foreground``,
         ``cell_diameter``, ``bin_factor``, ``halo_depth``, ``agreement``).
@@ -875,6 +914,8 @@ def segment_watershed(
         raise ValueError("texture_threshold and dark_threshold cannot both be None")
     if texture_threshold is None and foreground == "learned":
         raise ValueError("the learned foreground needs texture_threshold")
+    if seed_map not in SEED_MAPS:
+        raise ValueError(f"seed_map must be one of {SEED_MAPS}, got {seed_map!r}")
     front = _Front(
         image,
         cell_diameter,
@@ -891,11 +932,13 @@ def segment_watershed(
     mode, d, f, maps, mask = front.mode, front.d, front.f, front.maps, front.mask
     lin = 1.0 / f
     info: dict = {"cell_diameter": d, "bin_factor": f}
+    seed_dist = None
     if mode in ("auto", "learned"):
         depth = halo_depth(mask, maps.z) * f / d
         info["halo_depth"] = depth
         if mode == "learned" or depth >= min_halo_depth:
-            p, k = _learned_probability(maps, front.raw, mask, d)
+            seeds = seed_map == "learned" and erode_radius is None and not exact_distance
+            p, k, seed_dist = _learned_probability(maps, front.raw, mask, d, seeds)
             learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
             info["agreement"] = _iou(learned, mask)
             if mode == "learned" or info["agreement"] >= min_agreement:
@@ -903,18 +946,27 @@ def segment_watershed(
         if mode != "learned":
             mode = "texture"
     info["foreground"] = mode
-    smooth = _derived(smooth_sigma, "smooth_sigma", d) * lin
+    learned_seeds = mode == "learned" and seed_dist is not None
+    info["seed_map"] = "learned" if learned_seeds else "mask"
+    if learned_seeds and smooth_sigma is None:
+        smooth = d * _SEED_SMOOTH * lin
+    else:
+        smooth = _derived(smooth_sigma, "smooth_sigma", d) * lin
     depth_split = _derived(split_depth, "split_depth", d) * lin
 
     r_er = _derived(erode_radius, "erode_radius", d) if mode == "texture" or erode_radius is not None else 0.0
     r_er *= lin
     band = r_er if refine_band is None else float(refine_band) * lin
     # the split only needs the mask's bounding box (plus room for the filters)
-    box = _bounding_box(mask, int(np.ceil(3 * max(smooth, _HALO_SIGMA) + band + 2)))
+    align = k if learned_seeds else 1
+    box = _bounding_box(mask, int(np.ceil(3 * max(smooth, _HALO_SIGMA) + band + 2)), align)
     labels = np.zeros(mask.shape, dtype=np.int32)
     if box is not None:
         m, z = mask[box], maps.z[box]
-        if mode == "learned" and erode_radius is None and not exact_distance:
+        if learned_seeds:
+            coarse = (slice(box[0].start // k, None), slice(box[1].start // k, None))
+            lab = split_coarse(m, z, k, smooth, depth_split, 0.0, height=seed_dist[coarse])
+        elif mode == "learned" and erode_radius is None and not exact_distance:
             lab = split_coarse(m, z, k, smooth, depth_split, halo_weight * lin)
         else:
             dist = distance_map(m, exact=exact_distance)
