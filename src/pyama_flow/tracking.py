@@ -758,8 +758,7 @@ class Tracker:
                 (a, b), mother = sisters[tids]
                 rejoin_at[int(cur.first[c])] = (mother, a, b)
                 continue
-            age = np.array([self._frame - self._first[k - 1] for k in self._prev_track[members].tolist()])
-            members = members[age >= self.division_min_age]
+            members = members[self._old_enough(self._prev_track[members])]
             if members.size < 2:
                 continue
             pix = cur.idx[cur.comp == c]
@@ -770,6 +769,12 @@ class Tracker:
         by_first = {int(f): k for k, f in enumerate(new.first.tolist()) if k > 0}
         rejoin = {by_first[f]: v for f, v in rejoin_at.items()}
         return out, new, rejoin, None
+
+    def _old_enough(self, tids: np.ndarray) -> np.ndarray:
+        """True for tracks seen for at least ``division_min_age`` frames up to
+        the previous frame, or present since the first frame (age unknown)."""
+        first = np.array([self._first[k - 1] for k in tids.tolist()], np.int64)
+        return (self._frame - first >= self.division_min_age) | (first == 0)
 
     def _record_pending(self, new_parent: np.ndarray, track: np.ndarray, t: int) -> None:
         """Remember this frame's divisions as pending (revocable) for ``division_confirm`` frames."""
@@ -918,9 +923,7 @@ class Tracker:
         the first frame has an unknown age and counts as old. Returns the
         mothers that divided.
         """
-        tid = self._prev_track[mothers]
-        first = np.array([self._first[k - 1] for k in tid.tolist()], np.int64)
-        old = (self._frame - first >= self.division_min_age) | (first == 0)
+        old = self._old_enough(self._prev_track[mothers])
         mothers, d1, d2 = mothers[old], d1[old], d2[old]
         ended_prev[mothers] = True
         taken[d1] = taken[d2] = True
