@@ -8,7 +8,9 @@ Scores: ``link_P/R/F1`` and ``div_R`` from :func:`pyama_flow.tracking_metrics.li
 (IoU >= 0.5 matching; gaps not counted as links); ``DET``, ``TRA``, ``LNK``
 (the Cell Tracking Challenge's, CTC matching) and ``divP``/``divR`` (division
 precision / recall, IoU >= 0.5 one-to-one matching, same frame) computed by
-the maintained ``traccuracy`` package (:func:`pyama_flow.tracking_metrics.ctc_scores`).
+the maintained ``traccuracy`` package (:func:`pyama_flow.tracking_metrics.ctc_scores`);
+``divP2``/``divR2`` also count a division found up to 2 frames early or late
+(traccuracy's frame buffer; NaN where traccuracy 0.3.0 fails on that).
 
 Datasets (the tracker always gets per-frame instance masks whose ids are
 shuffled randomly in every frame, so nothing is linked in the input):
@@ -142,7 +144,15 @@ def evaluate(
         }
         if ctc:
             c = ctc_scores(np.stack(list(replay())), lineage, np.stack(list(true_frames)), true_lineage)
-            row.update(DET=c["DET"], TRA=c["TRA"], LNK=c["LNK"], divP=c["division_precision"], divR=c["division_recall"])
+            row.update(
+                DET=c["DET"],
+                TRA=c["TRA"],
+                LNK=c["LNK"],
+                divP=c["division_precision"],
+                divR=c["division_recall"],
+                divP2=c["division_precision_shifted"],
+                divR2=c["division_recall_shifted"],
+            )
         rows.append(row)
     return rows
 

@@ -627,3 +627,14 @@ def test_segmented_simulation_beats_the_old_tracker():
     assert full["link_f1"] >= 0.93 and full["link_f1"] >= before["link_f1"] + 0.02
     assert full["n_pred_divisions"] <= 1.5 * full["n_true_divisions"] < before["n_pred_divisions"]
     assert full["division_precision"] >= 1.5 * before["division_precision"]
+
+
+def test_long_merge_is_accepted_as_one_cell():
+    # a cell cut in two for 3 frames, then whole for good: the merge is split
+    # for merge_max_frames frames only, then one id goes on and the other ends
+    a, b = box(10, 30, 10, 30), box(10, 30, 30, 50)
+    frames = [frame(a, b)] * 3 + [frame(a | b)] * 8
+    out, lin = run(frames, merge_max_frames=3)
+    assert all(ids_of(o, a) == [1] and ids_of(o, b) == [2] for o in out[3:6])
+    assert all(ids_of(o, a | b) == [1] for o in out[6:])
+    assert rows(lin) == [(1, 0, 0, 10), (2, 0, 0, 5)]

@@ -515,6 +515,16 @@ class Tracker:
         previous frame (touching cells the segmentation merged) along the
         previous frame's masks, so each cell keeps its id through the merge
         and no division is recorded when they separate again.
+    rejoin_min_area : float
+        ``division_confirm``: a daughter unmatched in the next frame was
+        absorbed by her sister when the sister's object now has at least
+        this fraction of the two daughters' summed area (or covers
+        ``merge_min_overlap`` of the lost daughter's mask).
+    merge_max_frames : int
+        ``split_merges``: a merge that lasts this many frames is accepted as
+        one cell (one id goes on, the others end), so a cell that the
+        segmentation cut in two for a while and then gives whole again is
+        not kept cut for ever.
 
     Notes
     -----
@@ -545,6 +555,7 @@ class Tracker:
         merge_min_overlap: float = 0.5,
         split_merges: bool = True,
         rejoin_min_area: float = 0.8,
+        merge_max_frames: int = 5,
     ):
         if not 0.0 < min_iou <= 1.0:
             raise ValueError("min_iou must be in (0, 1]")
@@ -567,6 +578,10 @@ class Tracker:
         self.merge_min_overlap = float(merge_min_overlap)
         self.split_merges = bool(split_merges)
         self.rejoin_min_area = float(rejoin_min_area)
+        if merge_max_frames < 0:
+            raise ValueError("merge_max_frames must be >= 0")
+        self.merge_max_frames = int(merge_max_frames)
+        self._merge_start: dict[int, int] = {}  # track id -> first frame of its current merge
         self._frame = 0
         # divisions still revocable: (daughter id, daughter id) -> (mother id, frame)
         self._pending: dict[tuple[int, int], tuple[int, int]] = {}
@@ -749,9 +764,10 @@ class Tracker:
         if not groups:
             return labels, cur, {}, (pp, pc, inter)
         sisters = {frozenset(k): (k, v[0]) for k, v in self._pending.items()}
-        out = labels.astype(np.int64)
-        next_label = int(out.max()) + 1
+        t = self._frame
         rejoin_at: dict[int, tuple[int, int, int]] = {}  # flat first pixel -> (mother, a, b)
+        splits: list[tuple[int, np.ndarray]] = []
+        merge_start: dict[int, int] = {}
         for c, members in groups:
             tids = frozenset(self._prev_track[members].tolist())
             if tids in sisters:
@@ -761,10 +777,28 @@ class Tracker:
             members = members[self._old_enough(self._prev_track[members])]
             if members.size < 2:
                 continue
-            pix = cur.idx[cur.comp == c]
-            owner = _nearest_owner(pix, prev.compact_at(self._prev_labels, pix), members, labels.shape)
-            out.ravel()[pix] = next_label + owner
-            next_label += members.size
+            start = min(self._merge_start.get(k, t) for k in self._prev_track[members].tolist())
+            if t - start >= self.merge_max_frames:  # merged for too long: one cell after all
+                continue
+            splits.append((c, members))
+            merge_start.update({k: start for k in self._prev_track[members].tolist()})
+        self._merge_start = merge_start
+        if not splits and not rejoin_at:
+            return labels, cur, {}, (pp, pc, inter)
+        out = labels.astype(np.int64)
+        next_label = int(out.max()) + 1
+        if splits:
+            flag = np.zeros(cur.n + 1, bool)
+            flag[[c for c, _ in splits]] = True
+            sel = np.flatnonzero(flag[cur.comp])
+            sel = sel[np.argsort(cur.comp[sel], kind="stable")]
+            comp_sel = cur.comp[sel]
+            for c, members in splits:
+                lo, hi = np.searchsorted(comp_sel, [c, c + 1])
+                pix = cur.idx[sel[lo:hi]]
+                owner = _nearest_owner(pix, prev.compact_at(self._prev_labels, pix), members, labels.shape)
+                out.ravel()[pix] = next_label + owner
+                next_label += members.size
         new = frame_objects(out)
         by_first = {int(f): k for k, f in enumerate(new.first.tolist()) if k > 0}
         rejoin = {by_first[f]: v for f, v in rejoin_at.items()}
