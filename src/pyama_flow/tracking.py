@@ -1136,7 +1136,9 @@ def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]
     (Y, X) uint32 track-id images, one per input frame, as soon as each is
     tracked. The generator's return value (``StopIteration.value``, or the
     result of ``yield from``) is the lineage table; use :class:`Tracker`
-    directly to get it more conveniently.
+    directly to get it more conveniently. The ids are provisional: a
+    division revoked later leaves its daughters' ids in the frames already
+    yielded (see :meth:`Tracker.relabel_lut`).
     """
     tracker = Tracker(**params)
     for labels in frames:
