@@ -397,6 +397,21 @@ def find_divisions(
     return mothers.astype(np.int64), lo.astype(np.int64), hi.astype(np.int64)
 
 
+def _paint(shape: tuple[int, int], cur: FrameObjects, track: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """The frame's objects drawn with their track ids (uint32), into ``out`` if given."""
+    if out is None:
+        out = np.zeros(shape, np.uint32)
+    else:
+        if out.shape != shape or out.dtype != np.uint32 or not out.flags.c_contiguous:
+            raise ValueError("out must be a C-contiguous uint32 array of the frame's shape")
+        out.fill(0)
+    if cur.n:
+        if track.max() > np.iinfo(np.uint32).max:
+            raise OverflowError("more than 2**32 - 1 tracks")
+        out.ravel()[cur.idx] = track.astype(np.uint32)[cur.comp]
+    return out
+
+
 def _merge_groups(
     pp: np.ndarray,
     pc: np.ndarray,
@@ -654,15 +669,9 @@ class Tracker:
 
             if self.divisions and pp.size:
                 mo, d1, d2 = find_divisions(
-                    pp,
-                    pc,
-                    inter,
-                    prev.area,
-                    cur.area,
-                    self.division_min_overlap,
-                    self.division_min_coverage,
-                    self.division_max_area_ratio,
-                )
+                    pp, pc, inter, prev.area, cur.area,
+                    self.division_min_overlap, self.division_min_coverage, self.division_max_area_ratio,
+                )  # fmt: skip
                 if mo.size:
                     ok = self._not_reappearing(cur, in_open, pp, pc, inter, mo, d1, d2)
                     self._divide(mo[ok], d1[ok], d2[ok], taken, new_parent, ended_prev)
@@ -704,7 +713,20 @@ class Tracker:
         if self._open:
             self._open = {k: o for k, o in self._open.items() if t - o.last_frame <= self.max_gap}
 
-        # new ids: births and daughters, in raster order of their first pixel
+        self._new_ids(cur, track, new_parent, t)
+        out = _paint(labels.shape, cur, track, out)
+        self._prev = cur
+        if self._prev_labels is not None and self._prev_labels.dtype == labels.dtype:
+            np.copyto(self._prev_labels, labels)  # reuse the buffer
+        else:
+            self._prev_labels = labels.copy()
+        self._prev_track = track
+        self._frame = t + 1
+        return out
+
+    def _new_ids(self, cur: FrameObjects, track: np.ndarray, new_parent: np.ndarray, t: int) -> None:
+        """Give new ids to births and daughters (raster order of their first
+        pixel), record them in the lineage and update every track's last frame."""
         new = np.flatnonzero(track == 0)
         new = new[new > 0]
         if new.size:
@@ -717,25 +739,6 @@ class Tracker:
             self._record_pending(new_parent, track, t)
         for tid in track[1:].tolist():
             self._last[tid - 1] = t
-
-        if out is None:
-            out = np.zeros(labels.shape, np.uint32)
-        else:
-            if out.shape != labels.shape or out.dtype != np.uint32 or not out.flags.c_contiguous:
-                raise ValueError("out must be a C-contiguous uint32 array of the frame's shape")
-            out.fill(0)
-        if cur.n:
-            if track.max() > np.iinfo(np.uint32).max:
-                raise OverflowError("more than 2**32 - 1 tracks")
-            out.ravel()[cur.idx] = track.astype(np.uint32)[cur.comp]
-        self._prev = cur
-        if self._prev_labels is not None and self._prev_labels.dtype == labels.dtype:
-            np.copyto(self._prev_labels, labels)  # reuse the buffer
-        else:
-            self._prev_labels = labels.copy()
-        self._prev_track = track
-        self._frame = t + 1
-        return out
 
     def _split_merges(
         self, labels: np.ndarray, cur: FrameObjects, prev: FrameObjects
