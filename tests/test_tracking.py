@@ -638,3 +638,17 @@ def test_long_merge_is_accepted_as_one_cell():
     assert all(ids_of(o, a) == [1] and ids_of(o, b) == [2] for o in out[3:6])
     assert all(ids_of(o, a | b) == [1] for o in out[6:])
     assert rows(lin) == [(1, 0, 0, 10), (2, 0, 0, 5)]
+
+
+def test_merge_splitting_and_revoking_do_not_depend_on_input_ids():
+    a, b = box(10, 30, 10, 30), box(10, 30, 30, 50)
+    cell, split_frames = _oversplit_frames()
+    for frames_of in (
+        lambda ids: [frame(a, b, ids=ids)] * 3 + [frame(a | b, ids=ids[:1])] * 2 + [frame(a, b, ids=ids)] * 2,
+        lambda ids: [f if f.max() < 2 else frame(f == 1, f == 2, ids=ids) for f in split_frames],
+    ):
+        t1, t2 = Tracker(), Tracker()
+        out1 = [t1.update(f) for f in frames_of([1, 2])]
+        out2 = [t2.update(f) for f in frames_of([60000, 5])]
+        assert all(np.array_equal(x, y) for x, y in zip(out1, out2, strict=True))
+        assert rows(t1.lineage()) == rows(t2.lineage())
