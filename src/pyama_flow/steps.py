@@ -356,6 +356,11 @@ def track(
         n, h, w = seg.shape
         frames = (tracker.update(seg[t]) for t in range(n))
         write_stack(labels_path, frames, n, (h, w), np.uint32, compression=compression)
+        lut = tracker.relabel_lut()
+        if lut is not None:  # revoked divisions: track again (deterministic) and rename their ids
+            again = Tracker(**params)
+            frames = (lut[again.update(seg[t])] for t in range(n))
+            write_stack(labels_path, frames, n, (h, w), np.uint32, compression=compression)
     lineage = tracker.lineage_columns()
     write_lineage(lineage, lineage_path)
     log.info("tracked %d frames: %d tracks", n, len(lineage["cell"]))

@@ -49,8 +49,21 @@ Per frame t (``update``):
    field, cells first seen after frame 0) and every daughter gets a new id;
    ids start at 1 and are given in raster order of the objects' first pixels.
 
-Reference (PyAMA) compatibility: ``Tracker(max_gap=0, divisions=False)`` is
-the reference's IoU + Hungarian frame-to-frame linking with ``min_iou=0.1``.
+7. **Merges** (``split_merges``, before steps 2-6): an object holding
+   ``merge_min_overlap`` of each of two or more tracked cells of frame t-1
+   is the segmentation merging touching cells; its pixels are split along
+   the previous frame's masks (nearest mask for the rest), so each cell
+   keeps its id through the merge and their separation is not a division.
+8. **Revocable divisions** (``division_confirm``): for that many frames
+   after a division, daughters that join again into one object, or one
+   daughter vanishing while the other goes on, revoke it (one frame's
+   over-segmentation): the daughters' ids become the mother's. ``update``
+   returns provisional ids; :meth:`Tracker.relabel_lut` maps them to the
+   final ones (the track job tracks a second time when needed, streaming).
+
+Reference (PyAMA) compatibility: ``Tracker(max_gap=0, divisions=False,
+split_merges=False)`` is the reference's IoU + Hungarian frame-to-frame
+linking with ``min_iou=0.1``.
 Two reference defects are fixed unconditionally, not options: IoU is computed
 on the masks (the reference used bounding boxes) and unmatched objects start
 new tracks (the reference only ever tracked the cells of frame 0).
@@ -384,6 +397,82 @@ def find_divisions(
     return mothers.astype(np.int64), lo.astype(np.int64), hi.astype(np.int64)
 
 
+def _paint(shape: tuple[int, int], cur: FrameObjects, track: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """The frame's objects drawn with their track ids (uint32), into ``out`` if given."""
+    if out is None:
+        out = np.zeros(shape, np.uint32)
+    else:
+        if out.shape != shape or out.dtype != np.uint32 or not out.flags.c_contiguous:
+            raise ValueError("out must be a C-contiguous uint32 array of the frame's shape")
+        out.fill(0)
+    if cur.n:
+        if track.max() > np.iinfo(np.uint32).max:
+            raise OverflowError("more than 2**32 - 1 tracks")
+        out.ravel()[cur.idx] = track.astype(np.uint32)[cur.comp]
+    return out
+
+
+def _merge_groups(
+    pp: np.ndarray,
+    pc: np.ndarray,
+    inter: np.ndarray,
+    area_prev: np.ndarray,
+    area_cur: np.ndarray,
+    min_overlap: float,
+) -> list[tuple[int, np.ndarray]]:
+    """Objects of frame t that hold two or more whole cells of frame t-1.
+
+    Returns ``(c, members)`` pairs: compact index c of the merged object and
+    the compact indices (frame t-1, ascending) of the cells merged in it.
+    A member has at least ``min_overlap`` of its area inside c and overlaps c
+    more than any other object; c covers at least half the members' area.
+    """
+    if pp.size == 0:
+        return []
+    order = np.lexsort((pc, -inter, pp))  # per previous object, its largest overlap first
+    head = np.ones(order.size, bool)
+    head[1:] = pp[order][1:] != pp[order][:-1]
+    dom = order[head]
+    dom = dom[inter[dom] >= min_overlap * area_prev[pp[dom]]]
+    counts = np.bincount(pc[dom], minlength=area_cur.size)
+    out = []
+    for c in np.flatnonzero(counts >= 2).tolist():
+        members = np.sort(pp[dom[pc[dom] == c]])
+        if area_cur[c] >= 0.5 * area_prev[members].sum():
+            out.append((c, members))
+    return out
+
+
+def _nearest_owner(pix: np.ndarray, under: np.ndarray, members: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which member each pixel of a merged object goes to (index into ``members``).
+
+    Parameters
+    ----------
+    pix : flat indices of the merged object's pixels
+    under : compact index (frame t-1) of the object under each pixel
+    members : compact indices of the merged cells
+    shape : frame shape
+
+    Returns
+    -------
+    int64 index into ``members`` per pixel: the member whose previous mask
+    holds the pixel, else the member with the nearest such pixel.
+    """
+    from scipy import ndimage as ndi
+
+    pos = np.searchsorted(members, under)
+    pos = np.minimum(pos, members.size - 1)
+    own = np.where(members[pos] == under, pos, -1)
+    if (own >= 0).all():
+        return own.astype(np.int64)
+    y, x = np.divmod(pix, shape[1])
+    y0, x0 = int(y.min()), int(x.min())
+    box = np.full((int(y.max()) - y0 + 1, int(x.max()) - x0 + 1), -1, np.int64)
+    box[y - y0, x - x0] = own
+    _, (iy, ix) = ndi.distance_transform_edt(box < 0, return_indices=True)
+    return box[iy[y - y0, x - x0], ix[y - y0, x - x0]].astype(np.int64)
+
+
 @dataclass
 class _OpenTrack:
     """A track that missed at least one frame, kept for gap closing."""
@@ -422,11 +511,40 @@ class Tracker:
         other daughter moved out of her mask and is unmatched): largest
         distance of that daughter's centroid from the mother's, in units of
         the mother's equivalent radius sqrt(area / pi).
+    division_min_age : int
+        A cell divides only if its track has been seen for at least this
+        many frames; also, only cells tracked this long count as merged
+        cells (``split_merges``). Keeps a fragment or a merged pair seen for
+        the first time from making a division.
+    division_confirm : int
+        A division stays revocable for this many frames: if within them the
+        two daughters join into one object again, or one of them vanishes
+        while the other goes on, it was one frame's over-segmentation; the
+        daughters' ids are renamed to the mother's (:meth:`relabel_lut`)
+        and the division is dropped from the lineage. 0 = never revoked.
+    merge_min_overlap : float
+        ``split_merges``: fraction of a cell's previous area that must lie
+        inside an object of frame t for the cell to count as merged into it.
+    split_merges : bool
+        Split an object that holds two or more tracked cells of the
+        previous frame (touching cells the segmentation merged) along the
+        previous frame's masks, so each cell keeps its id through the merge
+        and no division is recorded when they separate again.
+    rejoin_min_area : float
+        ``division_confirm``: a daughter unmatched in the next frame was
+        absorbed by her sister when the sister's object now has at least
+        this fraction of the two daughters' summed area (or covers
+        ``merge_min_overlap`` of the lost daughter's mask).
+    merge_max_frames : int
+        ``split_merges``: a merge that lasts this many frames is accepted as
+        one cell (one id goes on, the others end), so a cell that the
+        segmentation cut in two for a while and then gives whole again is
+        not kept cut for ever.
 
     Notes
     -----
-    ``Tracker(max_gap=0, divisions=False)`` is the reference-compatible
-    setting: plain frame-to-frame IoU + Hungarian linking (with mask IoU and
+    ``Tracker(max_gap=0, divisions=False, split_merges=False)`` is the
+    reference-compatible setting: plain frame-to-frame IoU + Hungarian linking (with mask IoU and
     new ids for unmatched objects, which are defect fixes, not options).
 
     Examples
@@ -447,6 +565,12 @@ class Tracker:
         division_min_coverage: float = 0.4,
         division_max_area_ratio: float = 0.8,
         division_search_radius: float = 2.0,
+        division_min_age: int = 3,
+        division_confirm: int = 1,
+        merge_min_overlap: float = 0.5,
+        split_merges: bool = True,
+        rejoin_min_area: float = 0.8,
+        merge_max_frames: int = 5,
     ):
         if not 0.0 < min_iou <= 1.0:
             raise ValueError("min_iou must be in (0, 1]")
@@ -460,7 +584,23 @@ class Tracker:
         self.division_min_coverage = float(division_min_coverage)
         self.division_max_area_ratio = float(division_max_area_ratio)
         self.division_search_radius = float(division_search_radius)
+        if division_min_age < 1 or division_confirm < 0:
+            raise ValueError("division_min_age must be >= 1 and division_confirm >= 0")
+        if not 0.0 < merge_min_overlap <= 1.0:
+            raise ValueError("merge_min_overlap must be in (0, 1]")
+        self.division_min_age = int(division_min_age)
+        self.division_confirm = int(division_confirm)
+        self.merge_min_overlap = float(merge_min_overlap)
+        self.split_merges = bool(split_merges)
+        self.rejoin_min_area = float(rejoin_min_area)
+        if merge_max_frames < 0:
+            raise ValueError("merge_max_frames must be >= 0")
+        self.merge_max_frames = int(merge_max_frames)
+        self._merge_start: dict[int, int] = {}  # track id -> first frame of its current merge
         self._frame = 0
+        # divisions still revocable: (daughter id, daughter id) -> (mother id, frame)
+        self._pending: dict[tuple[int, int], tuple[int, int]] = {}
+        self._alias: dict[int, int] = {}  # revoked daughter id -> mother id
         self._shape: tuple[int, int] | None = None
         self._prev: FrameObjects | None = None
         self._prev_labels: np.ndarray | None = None
@@ -500,6 +640,12 @@ class Tracker:
         cur = frame_objects(labels)
         prev = self._prev
         n_prev = prev.n if prev is not None else 0
+        rejoin: dict[int, tuple[int, int, int]] = {}
+        pairs = None
+        pp = pc = inter = np.zeros(0, np.int64)
+        if cur.n and n_prev and self.split_merges:
+            labels, cur, rejoin, pairs = self._split_merges(labels, cur, prev)
+        self._pending = {k: v for k, v in self._pending.items() if t - v[1] <= self.division_confirm}
         track = np.zeros(cur.n + 1, np.int64)
         new_parent = np.full(cur.n + 1, -1, np.int64)  # parent track id of daughters
         matched_prev = np.zeros(n_prev + 1, bool)
@@ -508,32 +654,31 @@ class Tracker:
 
         if cur.n:
             if n_prev:
-                pp, pc, inter = pair_overlaps(prev, self._prev_labels, cur)
+                pp, pc, inter = pairs if pairs is not None else pair_overlaps(prev, self._prev_labels, cur)
                 iou = inter / (prev.area[pp] + cur.area[pc] - inter)
             else:
                 pp = pc = inter = np.zeros(0, np.int64)
                 iou = np.zeros(0)
+            rejoined = np.zeros(cur.n + 1, bool)
+            for obj, (mother, a, b) in rejoin.items():
+                rejoined[obj] = True
+                ended_prev[np.isin(self._prev_track, (a, b))] = True
+                self._revoke(mother, a, b, t)
             open_ids = sorted(self._open)
             oi, oc, o_iou, in_open = self._open_pairs(labels, cur, open_ids)
 
             if self.divisions and pp.size:
                 mo, d1, d2 = find_divisions(
-                    pp,
-                    pc,
-                    inter,
-                    prev.area,
-                    cur.area,
-                    self.division_min_overlap,
-                    self.division_min_coverage,
-                    self.division_max_area_ratio,
-                )
+                    pp, pc, inter, prev.area, cur.area,
+                    self.division_min_overlap, self.division_min_coverage, self.division_max_area_ratio,
+                )  # fmt: skip
                 if mo.size:
                     ok = self._not_reappearing(cur, in_open, pp, pc, inter, mo, d1, d2)
                     self._divide(mo[ok], d1[ok], d2[ok], taken, new_parent, ended_prev)
 
             # joint assignment: previous objects and open tracks (rows) to objects (columns)
-            keep_p = (iou >= self.min_iou) & ~ended_prev[pp] & ~taken[pc]
-            keep_o = (o_iou >= self.min_iou) & ~taken[oc]
+            keep_p = (iou >= self.min_iou) & ~ended_prev[pp] & ~taken[pc] & ~rejoined[pc]
+            keep_o = (o_iou >= self.min_iou) & ~taken[oc] & ~rejoined[oc]
             gaps = np.array([t - 1 - self._open[k].last_frame for k in open_ids], np.int64)
             rows = np.concatenate([pp[keep_p], n_prev + 1 + oi[keep_o]])
             cols = np.concatenate([pc[keep_p], oc[keep_o]])
@@ -547,6 +692,8 @@ class Tracker:
             if self.divisions and mr.size:
                 mr, mc = self._rescue_divisions(cur, prev, mr, mc, c, in_open, taken, new_parent, ended_prev)
             track[mc] = self._prev_track[mr]
+            for obj, (mother, _a, _b) in rejoin.items():
+                track[obj] = mother
             matched_prev[mr] = True
             for row, k in zip((r[~from_prev] - n_prev - 1).tolist(), c[~from_prev].tolist(), strict=True):
                 tid = open_ids[row]
@@ -559,12 +706,27 @@ class Tracker:
         if n_prev:
             lost = np.flatnonzero(~matched_prev & ~ended_prev)
             lost = lost[lost > 0]
+            if self._pending and lost.size:
+                lost = self._revoke_lost(lost, track, t, (pp, pc, inter), cur.area)
             if self.max_gap > 0 and lost.size:
                 self._open_tracks(t - 1, prev, lost)
         if self._open:
             self._open = {k: o for k, o in self._open.items() if t - o.last_frame <= self.max_gap}
 
-        # new ids: births and daughters, in raster order of their first pixel
+        self._new_ids(cur, track, new_parent, t)
+        out = _paint(labels.shape, cur, track, out)
+        self._prev = cur
+        if self._prev_labels is not None and self._prev_labels.dtype == labels.dtype:
+            np.copyto(self._prev_labels, labels)  # reuse the buffer
+        else:
+            self._prev_labels = labels.copy()
+        self._prev_track = track
+        self._frame = t + 1
+        return out
+
+    def _new_ids(self, cur: FrameObjects, track: np.ndarray, new_parent: np.ndarray, t: int) -> None:
+        """Give new ids to births and daughters (raster order of their first
+        pixel), record them in the lineage and update every track's last frame."""
         new = np.flatnonzero(track == 0)
         new = new[new > 0]
         if new.size:
@@ -574,27 +736,182 @@ class Tracker:
             self._parent.extend(np.maximum(new_parent[new], 0).tolist())
             self._first.extend([t] * new.size)
             self._last.extend([t] * new.size)
+            self._record_pending(new_parent, track, t)
         for tid in track[1:].tolist():
             self._last[tid - 1] = t
 
-        if out is None:
-            out = np.zeros(labels.shape, np.uint32)
-        else:
-            if out.shape != labels.shape or out.dtype != np.uint32 or not out.flags.c_contiguous:
-                raise ValueError("out must be a C-contiguous uint32 array of the frame's shape")
-            out.fill(0)
-        if cur.n:
-            if track.max() > np.iinfo(np.uint32).max:
-                raise OverflowError("more than 2**32 - 1 tracks")
-            out.ravel()[cur.idx] = track.astype(np.uint32)[cur.comp]
-        self._prev = cur
-        if self._prev_labels is not None and self._prev_labels.dtype == labels.dtype:
-            np.copyto(self._prev_labels, labels)  # reuse the buffer
-        else:
-            self._prev_labels = labels.copy()
-        self._prev_track = track
-        self._frame = t + 1
-        return out
+    def _split_merges(
+        self, labels: np.ndarray, cur: FrameObjects, prev: FrameObjects
+    ) -> tuple[np.ndarray, FrameObjects, dict[int, tuple[int, int, int]], tuple | None]:
+        """Split objects that are two or more cells of frame t-1 merged by the segmentation.
+
+        An object c of frame t is a merge when at least two objects of frame
+        t-1 each have ``merge_min_overlap`` of their area inside c, c is the
+        object each of them overlaps most, and c covers at least half their
+        summed area. Its pixels are given to those cells: a pixel inside one
+        of their previous masks goes to that cell, any other pixel to the
+        nearest such mask, so every cell keeps its id through the merge.
+
+        Exception: when the merged cells are exactly the two daughters of a
+        division still pending (:attr:`division_confirm`), the division was
+        one frame's over-segmentation and is revoked instead (returned in
+        ``rejoin``: compact index -> (mother, daughter, daughter)).
+
+        Returns the (possibly relabelled copy of the) label frame, its
+        objects, ``rejoin`` (compact indices of the returned objects) and
+        the overlaps with frame t-1 (:func:`pair_overlaps`) when the frame
+        was not changed, else None.
+        """
+        pp, pc, inter = pair_overlaps(prev, self._prev_labels, cur)
+        groups = _merge_groups(pp, pc, inter, prev.area, cur.area, self.merge_min_overlap)
+        if not groups:
+            return labels, cur, {}, (pp, pc, inter)
+        sisters = {frozenset(k): (k, v[0]) for k, v in self._pending.items()}
+        t = self._frame
+        rejoin_at: dict[int, tuple[int, int, int]] = {}  # flat first pixel -> (mother, a, b)
+        splits: list[tuple[int, np.ndarray]] = []
+        merge_start: dict[int, int] = {}
+        for c, members in groups:
+            tids = frozenset(self._prev_track[members].tolist())
+            if tids in sisters:
+                (a, b), mother = sisters[tids]
+                rejoin_at[int(cur.first[c])] = (mother, a, b)
+                continue
+            members = members[self._old_enough(self._prev_track[members])]
+            if members.size < 2:
+                continue
+            start = min(self._merge_start.get(k, t) for k in self._prev_track[members].tolist())
+            if t - start >= self.merge_max_frames:  # merged for too long: one cell after all
+                continue
+            splits.append((c, members))
+            merge_start.update({k: start for k in self._prev_track[members].tolist()})
+        self._merge_start = merge_start
+        if not splits and not rejoin_at:
+            return labels, cur, {}, (pp, pc, inter)
+        out = labels.astype(np.int64)
+        next_label = int(out.max()) + 1
+        if splits:
+            flag = np.zeros(cur.n + 1, bool)
+            flag[[c for c, _ in splits]] = True
+            sel = np.flatnonzero(flag[cur.comp])
+            sel = sel[np.argsort(cur.comp[sel], kind="stable")]
+            comp_sel = cur.comp[sel]
+            for c, members in splits:
+                lo, hi = np.searchsorted(comp_sel, [c, c + 1])
+                pix = cur.idx[sel[lo:hi]]
+                owner = _nearest_owner(pix, prev.compact_at(self._prev_labels, pix), members, labels.shape)
+                out.ravel()[pix] = next_label + owner
+                next_label += members.size
+        new = frame_objects(out)
+        by_first = {int(f): k for k, f in enumerate(new.first.tolist()) if k > 0}
+        rejoin = {by_first[f]: v for f, v in rejoin_at.items()}
+        return out, new, rejoin, None
+
+    def _old_enough(self, tids: np.ndarray) -> np.ndarray:
+        """True for tracks seen for at least ``division_min_age`` frames up to
+        the previous frame, or present since the first frame (age unknown)."""
+        first = np.array([self._first[k - 1] for k in tids.tolist()], np.int64)
+        return (self._frame - first >= self.division_min_age) | (first == 0)
+
+    def _record_pending(self, new_parent: np.ndarray, track: np.ndarray, t: int) -> None:
+        """Remember this frame's divisions as pending (revocable) for ``division_confirm`` frames."""
+        if self.division_confirm <= 0:
+            return
+        daughters = np.flatnonzero(new_parent > 0)
+        by_mother: dict[int, list[int]] = {}
+        for k in daughters.tolist():
+            by_mother.setdefault(int(new_parent[k]), []).append(int(track[k]))
+        for mother, ids in by_mother.items():
+            if len(ids) == 2:
+                self._pending[(min(ids), max(ids))] = (mother, t)
+
+    def _revoke(self, mother: int, a: int, b: int, t: int) -> None:
+        """Undo a pending division: daughters a and b were pieces of the mother."""
+        self._pending.pop((min(a, b), max(a, b)), None)
+        for d in (a, b):
+            self._alias[d] = mother
+            self._open.pop(d, None)
+        self._last[mother - 1] = t
+
+    def _revoke_lost(
+        self,
+        lost: np.ndarray,
+        track: np.ndarray,
+        t: int,
+        pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+        cur_area: np.ndarray,
+    ) -> np.ndarray:
+        """Revoke pending divisions whose one daughter was absorbed by the other.
+
+        A cell split in two by one frame's over-segmentation looks like a
+        division; in the next frame the segmentation gives the whole cell
+        again, matched to one piece, and the other piece is unmatched. When
+        the object carrying the surviving piece covers at least
+        ``merge_min_overlap`` of the lost piece's last mask, the pieces
+        joined again: the survivor continues the mother's id. (A daughter
+        missed by the segmentation is not covered by her sister, so a true
+        division is kept and the daughter can come back by gap closing.)
+
+        Parameters
+        ----------
+        lost : compact indices (frame t-1) of tracks unmatched in frame t
+        track : track id per compact index of frame t (updated in place)
+        t : frame index
+        pairs : overlaps (pp, pc, inter) between frames t-1 and t
+
+        Returns the lost tracks still to be handled (opened or ended).
+        """
+        pp, pc, inter = pairs
+        prev_of = {int(v): k for k, v in enumerate(self._prev_track.tolist()) if k > 0}
+        lost_ids = {int(self._prev_track[k]): int(k) for k in lost.tolist()}
+        alive = {int(v): k for k, v in enumerate(track.tolist()) if k > 0 and v > 0}
+        lost_k = set(lost_ids.values())
+        covered = {(int(a), int(b)): int(n) for a, b, n in zip(pp.tolist(), pc.tolist(), inter.tolist())
+                   if a in lost_k}
+        gone: set[int] = set()
+        for (a, b), (mother, _t0) in list(self._pending.items()):
+            for dead, other in ((a, b), (b, a)):
+                if dead not in lost_ids or other not in alive:
+                    continue
+                k = lost_ids[dead]
+                k_other = prev_of.get(other, 0)
+                whole = self._prev.area[k] + self._prev.area[k_other]
+                if (
+                    covered.get((k, alive[other]), 0) >= self.merge_min_overlap * self._prev.area[k]
+                    or cur_area[alive[other]] >= self.rejoin_min_area * whole
+                ):
+                    track[alive[other]] = mother
+                    self._revoke(mother, a, b, t)
+                    gone.add(dead)
+                    break
+        if not gone:
+            return lost
+        return lost[~np.isin(self._prev_track[lost], list(gone))]
+
+    def final_id(self, tid: int) -> int:
+        """The id a provisional track id ends up as (after revoked divisions)."""
+        while tid in self._alias:
+            tid = self._alias[tid]
+        return tid
+
+    def relabel_lut(self) -> np.ndarray | None:
+        """Lookup table provisional id -> final id (uint32), or None if every id is final.
+
+        :meth:`update` returns frames labelled with provisional ids: a
+        division revoked later (the "daughters" joined again within
+        ``division_confirm`` frames) renames its daughters' pixels to the
+        mother's id. Apply ``lut[frame]`` to every returned frame (e.g. by
+        tracking twice, as the track job does) to get the final labels that
+        match :meth:`lineage`. The tracker is deterministic, so a second
+        ``Tracker`` with the same parameters fed the same frames gives the
+        same provisional frames again: streaming twice needs no frame store.
+        """
+        if not self._alias:
+            return None
+        lut = np.arange(len(self._parent) + 1, dtype=np.uint32)
+        for tid in self._alias:
+            lut[tid] = self.final_id(tid)
+        return lut
 
     def _open_pairs(
         self, labels: np.ndarray, cur: FrameObjects, open_ids: list[int]
@@ -634,12 +951,22 @@ class Tracker:
         taken: np.ndarray,
         new_parent: np.ndarray,
         ended_prev: np.ndarray,
-    ) -> None:
-        """Record divisions (compact indices) in the per-frame bookkeeping arrays."""
+    ) -> np.ndarray:
+        """Record divisions (compact indices) in the per-frame bookkeeping arrays.
+
+        Only mothers whose track is at least ``division_min_age`` frames old
+        divide (a division is never inferred for a cell just seen for the
+        first time, e.g. a merged pair that separates); a track present since
+        the first frame has an unknown age and counts as old. Returns the
+        mothers that divided.
+        """
+        old = self._old_enough(self._prev_track[mothers])
+        mothers, d1, d2 = mothers[old], d1[old], d2[old]
         ended_prev[mothers] = True
         taken[d1] = taken[d2] = True
         new_parent[d1] = self._prev_track[mothers]
         new_parent[d2] = self._prev_track[mothers]
+        return mothers
 
     def _not_reappearing(
         self,
@@ -719,8 +1046,7 @@ class Tracker:
         if i.size == 0:
             return r, c
         ri, cj = assign(i, j, dist[i, j], no_match=2.0)
-        mothers = mr[ri]
-        self._divide(mothers, mc[ri], u[cj], taken, new_parent, ended_prev)
+        mothers = self._divide(mr[ri], mc[ri], u[cj], taken, new_parent, ended_prev)
         keep = ~np.isin(r, mothers)
         return r[keep], c[keep]
 
@@ -776,12 +1102,20 @@ class Tracker:
     def lineage_columns(self) -> dict[str, np.ndarray]:
         """The columns of :meth:`lineage` (int64 arrays), without pandas."""
         n = len(self._parent)
-        return {
-            "cell": np.arange(1, n + 1, dtype=np.int64),
-            "parent": np.asarray(self._parent, np.int64),
-            "first_frame": np.asarray(self._first, np.int64),
-            "last_frame": np.asarray(self._last, np.int64),
-        }
+        cell = np.arange(1, n + 1, dtype=np.int64)
+        parent = np.asarray(self._parent, np.int64)
+        first = np.asarray(self._first, np.int64)
+        last = np.asarray(self._last, np.int64)
+        if self._alias:
+            for tid in self._alias:  # a revoked daughter's frames belong to the mother
+                root = self.final_id(tid)
+                first[root - 1] = min(first[root - 1], first[tid - 1])
+                last[root - 1] = max(last[root - 1], last[tid - 1])
+            parent = np.array([self.final_id(p) if p else 0 for p in parent.tolist()], np.int64)
+            keep = np.ones(n, bool)
+            keep[np.array(sorted(self._alias), np.int64) - 1] = False
+            cell, parent, first, last = cell[keep], parent[keep], first[keep], last[keep]
+        return {"cell": cell, "parent": parent, "first_frame": first, "last_frame": last}
 
 
 def write_lineage(columns: dict[str, np.ndarray], path: str) -> None:
@@ -805,7 +1139,9 @@ def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]
     (Y, X) uint32 track-id images, one per input frame, as soon as each is
     tracked. The generator's return value (``StopIteration.value``, or the
     result of ``yield from``) is the lineage table; use :class:`Tracker`
-    directly to get it more conveniently.
+    directly to get it more conveniently. The ids are provisional: a
+    division revoked later leaves its daughters' ids in the frames already
+    yielded (see :meth:`Tracker.relabel_lut`).
     """
     tracker = Tracker(**params)
     for labels in frames:
