@@ -127,11 +127,12 @@ def test_info_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: 
 def test_formats_lists_libraries(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run(capsys, "formats")
     assert code == 0
-    assert "Nikon ND2" in out and "Zeiss CZI" in out and "folder of one-TIFF-per-frame" in out
+    assert "Nikon ND2" in out and "Zeiss CZI" in out and "Leica LIF" in out
+    assert "folder of one-TIFF-per-frame" in out
     code, out, _err = run(capsys, "formats", "--json")
     rows = {r["library"]: r for r in json.loads(out)}
     assert rows["tifffile"]["installed"] is True and rows["tifffile"]["install"] is None
-    assert set(rows) == {"tifffile", "nd2", "aicspylibczi"}
+    assert set(rows) == {"tifffile", "nd2", "aicspylibczi", "liffile"}
 
 
 def test_formats_shows_pip_command_when_missing(
@@ -144,3 +145,21 @@ def test_formats_shows_pip_command_when_missing(
     czi_line = next(line for line in out.splitlines() if line.startswith("Zeiss CZI"))
     assert nd2_line.rstrip().endswith("no: pip install nd2")
     assert czi_line.rstrip().endswith("no: pip install aicspylibczi")
+
+
+def test_info_and_thumbnail_of_a_real_lif(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The LAS X x-y-z-t image: summary with its dims, stamps and pixel size; a thumbnail
+    of a λ band's max projection; the file's λ-sweep image refused in one line."""
+    lif = DATA / "lif" / "LeicaLASX_wavelength-sweep_example.lif"
+    need(lif)
+    code, out, _ = run(capsys, "info", "--summary", lif, "-o", "image=x_y_z_t_lambdaEmi")
+    assert code == 0
+    assert "dims:           P=1 T=2 C=10 Z=11 Y=64 X=64" in out
+    assert "frame interval: 1.349 min (median, from plane time stamps)" in out
+    assert "pixel size:     0.1048 um" in out and "λ 575 nm" in out
+    png = tmp_path / "t.png"
+    code, _, _ = run(capsys, "thumbnail", lif, "--option", "image=2", "--channel", "λ 575 nm",
+                     "--frame", "1", "--mip", "-o", png)
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = run(capsys, "info", lif)
+    assert code == 2 and err.count("\n") == 1 and "emission λ sweep (λ: 20) without time" in err

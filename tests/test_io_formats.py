@@ -28,6 +28,9 @@ CZI_DIR = DATA / "czi"
 NEUBIAS = DATA / "tiff" / "neubias"
 IJ_FILE = NEUBIAS / "xyc_16bit__embryo_transmission_fluorescence.tif"
 MITOCHECK = NEUBIAS / "mitocheck-movie"
+LIF_DIR = DATA / "lif"
+LIF_SWEEP = LIF_DIR / "LeicaLASX_wavelength-sweep_example.lif"
+LIF_XZ = LIF_DIR / "testdata_2channel_xz.lif"
 
 pytestmark = pytest.mark.realdata
 
@@ -534,6 +537,87 @@ def test_czi_truncated_is_a_one_line_input_error(tmp_path: Path) -> None:
     assert str(cut) in str(err.value) and "\n" not in str(err.value)
 
 
+# ----------------------------------------------------------------------------- LIF
+def test_lif_xyzt_image_dims_metadata_and_pixels() -> None:
+    """The x-y-z-t image of the LAS X sweep file: T=2, λ=10 bands as channels, Z=11, 64x64 uint8."""
+    need_module("liffile")
+    import liffile
+
+    path = need(LIF_SWEEP)
+    with open_image(path, image="x_y_z_t_lambdaEmi") as reader:
+        m = reader.metadata
+        assert (m.n_fovs, m.n_frames, m.n_channels, m.n_z, m.height, m.width) == (1, 2, 10, 11, 64, 64)
+        assert m.dtype == "uint8" and m.format == "lif"
+        # emission bands 550-595 nm in 5 nm steps (LambdaDetectionBegin/StepSize of the XML)
+        assert m.channel_names == [f"λ {nm} nm" for nm in range(550, 600, 5)]
+        # the planes' own stamps: frame 1 starts 80.91 s after frame 0
+        assert m.time_min == pytest.approx([0.0, 80.91 / 60], abs=1e-6)
+        assert m.extra["time_source"] == "plane time stamps"
+        assert m.pixel_size_um == pytest.approx(0.1048144, rel=1e-5)
+        assert m.extra["z_step_um"] == pytest.approx(0.5002, rel=1e-3)
+        assert m.objective == "HC PL APO CS2 63x/1.30 GLYC" and m.microscope == "TCS SP8"
+        assert m.extra["lif_dims"] == {"T": 2, "λ": 10, "Z": 11, "Y": 64, "X": 64}
+        with liffile.LifFile(path) as lif:
+            whole = lif.images["x_y_z_t_lambdaEmi"].asarray()  # (T, λ, Z, Y, X)
+        for t, c, z in [(0, 0, 0), (1, 9, 10), (1, 3, 5), (0, 7, 2)]:
+            assert np.array_equal(reader.read_plane(0, t, c, z), whole[t, c, z])
+        mip = reader.read_frame(0, 1, reader.channel_index("λ 575 nm"), "max")
+        assert np.array_equal(mip, whole[1, 5].max(axis=0))
+        with pytest.raises(InputError, match=r"frame 2 is out of range \(valid: 0-1\)"):
+            reader.read_plane(0, 2, 0, 0)
+
+
+def test_lif_pixel_size_agrees_with_readlif() -> None:
+    """readlif (the other LIF reader) gives the same scale for the same image."""
+    need_module("readlif")
+    from readlif.reader import LifFile
+
+    path = need(LIF_SWEEP)
+    scale = LifFile(str(path)).get_image(2).scale  # px per µm
+    assert read_metadata(path, image=2).pixel_size_um == pytest.approx(1 / scale[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("path,image,reason", [
+    (LIF_SWEEP, None, r"'x_y_lambdaEmi' \(λ: 20, Y: 64, X: 64\) is an emission λ sweep \(λ: 20\) without time"),
+    (LIF_SWEEP, "x_y_lambdaExc", r"'x_y_lambdaExc' \(Λ: 15, Y: 64, X: 64\) is an excitation Λ sweep"),
+    (LIF_XZ, None, r"'xzt' \(T: 20, C: 2, Z: 128, X: 128\) is an X-Z line scan \(no Y\)"),
+    (LIF_XZ, "xzy", r"'xzy' \(Y: 23, C: 2, Z: 128, X: 128\) is an X-Z scan: its planes are Z-X"),
+    (LIF_XZ, 2, r"'xz' \(C: 2, Z: 512, X: 512\) is an X-Z line scan"),
+])
+def test_lif_odd_layouts_are_refused_in_one_line(path: Path, image: object, reason: str) -> None:
+    need_module("liffile")
+    with pytest.raises(InputError, match=reason) as err:
+        open_image(need(path), image=image)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    if path == LIF_SWEEP:  # says which image would do
+        assert "time-lapse images here: 'x_y_z_t_lambdaEmi'" in msg
+    else:
+        assert "no X-Y time-lapse image" in msg
+
+
+def test_lif_image_option_names_globs_and_errors(tmp_path: Path) -> None:
+    need_module("liffile")
+    path = need(LIF_SWEEP)
+    assert read_metadata(path, image="x_y_z_t*").extra["images"] == ["x_y_z_t_lambdaEmi"]
+    with pytest.raises(InputError, match=r"no image named 'nope' \(images: 'x_y_lambdaEmi', "):
+        open_image(path, image="nope")
+    with pytest.raises(InputError, match=r"image 7 is out of range \(valid: 0-2\)"):
+        open_image(path, image=7)
+    with pytest.raises(InputError, match="do not apply to LIF input"):
+        open_image(path, image=2, axes="TYX")
+    cut = tmp_path / "half.lif"
+    cut.write_bytes(path.read_bytes()[:40000])
+    with pytest.raises(InputError) as err:
+        open_image(cut, image=2)
+    assert str(cut) in str(err.value) and "\n" not in str(err.value)
+    cut.write_bytes(path.read_bytes()[:600000])  # the x-y-z-t image's pixels end at 1149961
+    with open_image(cut, image=2) as reader:
+        assert reader.read_plane(0, 0, 0, 0).shape == (64, 64)  # stored before the cut
+        with pytest.raises(InputError, match=r"cannot read image 'x_y_z_t_lambdaEmi' frame 1 channel 9 Z 10"):
+            reader.read_plane(0, 1, 9, 10)
+
+
 # ----------------------------------------------------------------------------- folders
 def test_mitocheck_folder_thirty_frames_in_order() -> None:
     folder = need(MITOCHECK)
@@ -632,7 +716,8 @@ def test_missing_library_via_formatinfo(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_every_format_registered() -> None:
     readers = {f.reader for f in FORMATS}
-    assert readers == {"tiff:TiffReader", "nd2:ND2Reader", "czi:CziReader", "folder:FolderReader"}
+    assert readers == {"tiff:TiffReader", "nd2:ND2Reader", "czi:CziReader", "lif:LifReader",
+                       "folder:FolderReader"}
 
 
 def test_missing_file(tmp_path: Path) -> None:

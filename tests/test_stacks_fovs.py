@@ -75,3 +75,43 @@ def test_parse_fovs(spec, n, expected):
 def test_parse_fovs_errors(spec, n, message):
     with pytest.raises(ValueError, match=message):
         parse_fovs(spec, n, what="datasets.x.fovs")
+
+
+def test_calibration_and_metadata_round_trip(tmp_path):
+    from pyama_flow.io.stacks import Calibration
+
+    frames = [np.full((6, 5), i, np.uint16) for i in range(3)]
+    write_stack(tmp_path / "c.tif", iter(frames), 3, (6, 5), np.uint16,
+                metadata={"source": "a b\nc.nd2", "fov": 4}, calibration=Calibration(0.65, 600.0))
+    with StackReader(tmp_path / "c.tif") as r:
+        assert r.calibration == Calibration(pytest.approx(0.65), 600.0)
+        assert r.description == {"source": "a b c.nd2", "fov": 4}  # one line per key
+    with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "TYX" and tif.imagej_metadata["frames"] == 3
+    write_stack(tmp_path / "n.tif", iter(frames), 3, (6, 5), np.uint16)  # nothing known: nothing claimed
+    with tifffile.TiffFile(tmp_path / "n.tif") as tif:
+        assert "unit" not in tif.imagej_metadata and "finterval" not in tif.imagej_metadata
+    assert Calibration.of(float("nan"), -1.0) == Calibration(None, None)
+
+
+def test_labels_are_uint16_until_an_id_passes_65535(tmp_path):
+    """Two frames of 45,000 one-pixel cells each, 300 px apart (nothing links):
+    90,000 track ids do not fit uint16, so labels.tif is uint32 with the same ids."""
+    from pyama_flow import steps
+    from pyama_flow.io.stacks import label_dtype
+
+    assert label_dtype(65535) == np.uint16 and label_dtype(65536) == np.uint32
+    seg = np.zeros((2, 600, 600), np.uint16)
+    ids = np.arange(1, 45001, dtype=np.uint16).reshape(300, 150)
+    seg[0, ::2, 0:300:2] = ids
+    seg[1, ::2, 300::2] = ids
+    write_stack(tmp_path / "seg.tif", iter(seg), 2, (600, 600), np.uint16)
+    steps.track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+    labels = read_stack(tmp_path / "labels.tif")
+    assert labels.dtype == np.uint32 and labels.max() == 90000
+    assert len(np.unique(labels[1])) == 45001 and labels[1][labels[1] > 0].min() == 45001
+    # a few cells: uint16
+    small = seg[:, :20, :20] % 7
+    write_stack(tmp_path / "s.tif", iter(small), 2, (20, 20), np.uint16)
+    steps.track(str(tmp_path / "s.tif"), str(tmp_path / "l2.tif"), str(tmp_path / "t2.csv"), {})
+    assert read_stack(tmp_path / "l2.tif").dtype == np.uint16

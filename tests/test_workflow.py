@@ -153,15 +153,15 @@ def run_demo_with_storage(demo_run, tmp_path, storage, cores):
 
 
 def test_one_core_and_other_storage_give_byte_identical_results(demo_run, tmp_path):
-    """--cores 1 with deflate stacks and temporary raw extracts: the same
-    tables as the 2-core run with Zstandard and kept raw stacks."""
+    """--cores 1 with Zstandard stacks (the opt-in) and temporary raw extracts:
+    the same tables as the 2-core run with deflate (the default) and kept raw stacks."""
     import tifffile
 
-    run_demo_with_storage(demo_run, tmp_path, {"compression": "zlib", "raw": "temp"}, cores=1)
+    run_demo_with_storage(demo_run, tmp_path, {"compression": "zstd", "raw": "temp"}, cores=1)
     fov = Path("results/demo/fov_000")
     assert not list((tmp_path / "results").rglob("raw_ch*.tif"))  # temp(): gone after the run
     assert (demo_run / fov / "raw_ch0.tif").exists()
-    for run, codec in ((tmp_path, "ADOBE_DEFLATE"), (demo_run, "ZSTD")):
+    for run, codec in ((tmp_path, "ZSTD"), (demo_run, "ADOBE_DEFLATE")):
         for name in ("segmentation.tif", "labels.tif"):
             with tifffile.TiffFile(run / fov / name) as tif:
                 assert tif.pages[0].compression.name == codec

@@ -115,10 +115,10 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
 
 
 #: each step called as its Snakemake rule's script calls it (the same outputs);
-#: RAW is the raw extract's codec by ``storage.raw``: "zstd" where the copy is
+#: RAW is the raw extract's codec by ``storage.raw``: "zlib" (the default codec) where the copy is
 #: kept (keep, the default), "none" where it is temp(), "source" where there is
 #: no copy (RAW0 / RAW1 are then ``.json`` references into the input)
-RAW_MODES = {"raw: keep (zstd copy, the default)": "zstd", "raw: temp (uncompressed copy)": "none",
+RAW_MODES = {"raw: keep (zlib copy, the default)": "zlib", "raw: temp (uncompressed copy)": "none",
              "raw: source (no copy)": "source"}
 STEP_CODE = {
     "extract_pc": "steps.extract(IN, {}, 0, 0, 0, RAW0, OUT + '/frame_stats_ch0.csv', RAW)",

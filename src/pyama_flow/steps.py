@@ -22,7 +22,16 @@ from .io.fingerprint import fingerprint, plane_bytes_of
 from .io.folder import gap_warning
 from .io.source import SUFFIX as SOURCE_SUFFIX
 from .io.source import open_frames, write_source
-from .io.stacks import DEFAULT_CODEC, StackReader, atomic_path, write_json, write_stack
+from .io.stacks import (
+    DEFAULT_CODEC,
+    Calibration,
+    StackReader,
+    atomic_path,
+    frame_interval_s,
+    label_dtype,
+    write_json,
+    write_stack,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,7 +125,9 @@ def extract(
     """Copy one FOV's channel, frame by frame and in the original dtype, into a stack.
 
     ``compression`` names the lossless codec (:data:`pyama_flow.io.stacks.CODECS`);
-    horizontal differencing is applied first (smaller and faster on images).
+    horizontal differencing is applied first with ``zstd`` only (ImageJ < 1.53v
+    misreads it with deflate). The stack carries the input's pixel size and
+    frame interval (median of the FOV's time stamps) where the input has them.
     ``"none"`` writes the frames uncompressed: the fastest to write and to
     read, for a raw copy that is deleted after the run (``storage.raw: temp``).
     An ``out_path`` ending in ``.json`` gets no copy but a reference to the
@@ -165,6 +176,7 @@ def extract(
                 compression=compression,
                 predictor=True,
                 metadata={"source": os.path.basename(path), "fov": int(fov), "channel": int(c)},
+                calibration=Calibration.of(m.pixel_size_um, frame_interval_s(reader.frame_times(fov))),
             )
             try:
                 check_fingerprint(path, fingerprint(path, planes), before, "during extraction")
@@ -219,7 +231,8 @@ def segment(
                 log.debug("frame %d: %d objects", t, int(labels.max()))
                 yield labels
 
-        write_stack(out_path, frames(), n, (h, w), np.uint16, compression=compression)
+        write_stack(out_path, frames(), n, (h, w), np.uint16, compression=compression,
+                    calibration=raw.calibration)
     if nonfinite:
         log.warning("%s: %d of %d frames have NaN/inf pixels (first: frame %d); "
                     "they are segmented as background", raw_path, len(nonfinite), n, nonfinite[0])
@@ -341,6 +354,17 @@ def correct(
              len(models), tile_size, dilation, expand_px)
 
 
+class _IdsOverflow(Exception):
+    """A track id does not fit the label stack's dtype."""
+
+
+def _fits(labels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``labels`` unchanged, or :class:`_IdsOverflow` when its largest id needs a wider dtype."""
+    if labels.size and label_dtype(int(labels.max())).itemsize > dtype.itemsize:
+        raise _IdsOverflow
+    return labels
+
+
 def track(
     seg_path: str,
     labels_path: str,
@@ -348,19 +372,31 @@ def track(
     params: Mapping[str, Any],
     compression: str = DEFAULT_CODEC,
 ) -> None:
-    """Link per-frame labels into tracks; write the label stack and the lineage table."""
+    """Link per-frame labels into tracks; write the label stack and the lineage table.
+
+    The label stack is uint16 while every track id fits (:func:`label_dtype`);
+    a movie with more than 65535 tracks is tracked again and written as uint32
+    (tracking is deterministic, so the ids are the same).
+    """
     from .tracking import Tracker, write_lineage
 
-    tracker = Tracker(**params)
-    with StackReader(seg_path) as seg:
-        n, h, w = seg.shape
-        frames = (tracker.update(seg[t]) for t in range(n))
-        write_stack(labels_path, frames, n, (h, w), np.uint32, compression=compression)
-        lut = tracker.relabel_lut()
-        if lut is not None:  # revoked divisions: track again (deterministic) and rename their ids
-            again = Tracker(**params)
-            frames = (lut[again.update(seg[t])] for t in range(n))
-            write_stack(labels_path, frames, n, (h, w), np.uint32, compression=compression)
+    for dtype in (np.dtype(np.uint16), np.dtype(np.uint32)):
+        tracker = Tracker(**params)
+        try:
+            with StackReader(seg_path) as seg:
+                n, h, w = seg.shape
+                frames = (_fits(tracker.update(seg[t]), dtype) for t in range(n))
+                write_stack(labels_path, frames, n, (h, w), dtype, compression=compression,
+                            calibration=seg.calibration)
+                lut = tracker.relabel_lut()
+                if lut is not None:  # revoked divisions: track again (deterministic) and rename their ids
+                    again = Tracker(**params)
+                    frames = (_fits(lut[again.update(seg[t])], dtype) for t in range(n))
+                    write_stack(labels_path, frames, n, (h, w), dtype, compression=compression,
+                                calibration=seg.calibration)
+            break
+        except _IdsOverflow:
+            log.info("%s: more than 65535 track ids; writing uint32 labels", labels_path)
     lineage = tracker.lineage_columns()
     write_lineage(lineage, lineage_path)
     log.info("tracked %d frames: %d tracks", n, len(lineage["cell"]))

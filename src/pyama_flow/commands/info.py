@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="print the metadata of a microscopy file (JSON, or --summary)",
         description="Print what pyama-flow reads from a microscopy file or frame folder.",
     )
-    parser.add_argument("file", help="ND2, CZI, TIFF file, or a folder of TIFF frames")
+    parser.add_argument("file", help="ND2, CZI, LIF, TIFF file, or a folder of TIFF frames")
     parser.add_argument("--summary", action="store_true", help="short human-readable summary")
     parser.add_argument("--axes", help="axes of a plain TIFF, e.g. TCYX")
     parser.add_argument(

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "a contrast-stretched PNG with title, colour bar (a.u.) and scale bar."
         ),
     )
-    parser.add_argument("file", help="ND2, CZI, TIFF file, or a folder of TIFF frames")
+    parser.add_argument("file", help="ND2, CZI, LIF, TIFF file, or a folder of TIFF frames")
     parser.add_argument("--fov", type=int, default=0, help="FOV index (default 0)")
     parser.add_argument("--channel", default="0", help="channel index or name (default 0)")
     parser.add_argument("--frame", type=int, default=0, help="time point index (default 0)")

@@ -37,6 +37,7 @@ FORMATS: list[FormatInfo] = [
     ),
     FormatInfo("Nikon ND2", (".nd2",), "nd2", "nd2", "nd2:ND2Reader"),
     FormatInfo("Zeiss CZI", (".czi",), "aicspylibczi", "aicspylibczi", "czi:CziReader"),
+    FormatInfo("Leica LIF", (".lif",), "liffile", "liffile", "lif:LifReader"),
     FormatInfo(
         "folder of one-TIFF-per-frame",
         (),

@@ -25,7 +25,7 @@ from . import open_image
 from .base import InputError
 from .fingerprint import fingerprint as content_fingerprint
 from .fingerprint import plane_bytes_of
-from .stacks import FrameStack, StackReader, write_json
+from .stacks import Calibration, FrameStack, StackReader, frame_interval_s, write_json
 
 #: file name ending of a source reference (a raw extract that is no copy)
 SUFFIX = ".json"
@@ -127,6 +127,7 @@ class SourceFrames(FrameStack):
                 f"{m.n_fovs} FOVs, {m.n_channels} channels; recorded {self.shape} {self.dtype}, "
                 f"FOV {self.fov}, channel {self.channel}): rerun the extract jobs of this FOV"
             )
+        self.calibration = Calibration.of(m.pixel_size_um, frame_interval_s(self._reader.frame_times(self.fov)))
 
     def _read(self, t: int) -> np.ndarray:
         return self._reader.read_frame(self.fov, t, self.channel, self.z)

@@ -1,23 +1,36 @@
 """Result stacks: (T, Y, X) TIFF, one page per frame, written and read frame by frame.
 
-Files are plain tifffile "shaped" TIFFs (BigTIFF when large), one
-losslessly compressed page per frame, so any frame can be read without
-touching the others. The codec is Zstandard by default (TIFF compression
-50000: several times faster than deflate to write and to read, for the same
-size; read by tifffile, napari and libtiff >= 4.0.10 built with zstd) or
-deflate (``"zlib"``: readable by every TIFF reader, Fiji / Bio-Formats
-included). Everything is written
-to a temporary name beside the target and renamed at the end, so a failed or
-killed job never leaves a file that looks complete.
+Every stack is an ImageJ hyperstack: the first page's description is ImageJ's
+(``ImageJ=...``, ``images=T``, ``frames=T``, ``hyperstack=true``, ``unit=um``,
+``finterval=`` seconds), the X/Y resolution tags hold the pixel size, so
+ImageJ / Fiji (drag and drop), napari and a plain ``tifffile.imread`` all see
+T as time with the input's pixel size and frame interval. Pages are
+losslessly compressed, one per frame (BigTIFF when large), so any frame can be
+read without touching the others.
+
+The codec is deflate (``"zlib"``, level 1, no predictor) by default: the one
+that every TIFF reader decodes correctly. ImageJ has no Zstandard decoder, and
+ImageJ before 1.53v decodes the horizontal-differencing predictor into wrong
+16-bit values (the Debian ``imagej`` is 1.53t), so the predictor is only ever
+applied with ``"zstd"``, an opt-in for stacks only pyama-flow, tifffile and
+napari with imagecodecs read (faster to write and read; sizes and speeds of
+the candidates: ``benchmarks/bench_codecs.py``, README "Outputs").
+
+Labels are uint16 (ImageJ's 16-bit integer images) whenever every id fits;
+:func:`label_dtype` gives the rule. Everything is written to a temporary name
+beside the target and renamed at the end, so a failed or killed job never
+leaves a file that looks complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,11 +39,72 @@ import tifffile
 
 #: Lossless codecs by config name (``storage.compression``): (tifffile codec, level);
 #: "none" stores pages uncompressed (scratch stacks that are deleted after the run).
-CODECS: dict[str, tuple[str, int] | None] = {"zstd": ("zstd", 1), "zlib": ("zlib", 1), "none": None}
-#: Labels and masks compress > 20x with either; raw frames ~2x.
-DEFAULT_CODEC = "zstd"
+CODECS: dict[str, tuple[str, int] | None] = {"zlib": ("zlib", 1), "zstd": ("zstd", 1), "none": None}
+#: Codecs whose pages may use the horizontal predictor: ImageJ < 1.53v decodes
+#: it wrongly and cannot read zstd at all, so only zstd (not for ImageJ anyway) gets it.
+PREDICTOR_CODECS = frozenset({"zstd"})
+#: Deflate: decoded correctly by ImageJ / Fiji, napari, tifffile, libtiff, Bio-Formats.
+DEFAULT_CODEC = "zlib"
 DEFAULT_COMPRESSION = CODECS[DEFAULT_CODEC]
 _BIGTIFF_LIMIT = 2**32 - 2**25
+#: Keys of an ImageJ description that are ImageJ's own (the rest is ours).
+_IMAGEJ_KEYS = frozenset({"ImageJ", "images", "frames", "slices", "channels", "hyperstack",
+                          "mode", "loop", "unit", "finterval", "spacing", "tunit"})
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Physical scale of a stack: pixel size (µm) and frame interval (s); None = unknown."""
+
+    pixel_size_um: float | None = None
+    frame_interval_s: float | None = None
+
+    @classmethod
+    def of(cls, pixel_size_um: float | None, frame_interval_s: float | None) -> "Calibration":
+        """Keep only finite positive values."""
+        def ok(v: float | None) -> float | None:
+            return float(v) if v is not None and math.isfinite(v) and v > 0 else None
+        return cls(ok(pixel_size_um), ok(frame_interval_s))
+
+
+def frame_interval_s(times_min: Iterable[float] | None) -> float | None:
+    """Median interval between frames in seconds from per-frame minutes (None for < 2 frames)."""
+    if times_min is None:
+        return None
+    t = np.asarray(list(times_min), dtype=np.float64)
+    if t.size < 2 or not np.all(np.isfinite(t)):
+        return None
+    step = float(np.median(np.diff(t))) * 60.0
+    return step if step > 0 else None
+
+
+def label_dtype(max_id: int) -> np.dtype:
+    """Dtype of a label stack whose largest id is ``max_id``.
+
+    uint16 (an integer image in ImageJ / Fiji) up to 65535 ids; above that
+    uint32, which ImageJ opens as a 32-bit float image (ids exact up to 2^24).
+    """
+    return np.dtype(np.uint16) if max_id <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+
+
+def imagej_description(n_frames: int, calibration: Calibration, extra: dict[str, Any]) -> str:
+    """ImageJ hyperstack description of a (T, Y, X) stack, with ``extra`` as additional keys.
+
+    ``extra`` values become one ``key=value`` line each (ImageJ ignores the keys
+    it does not know; tifffile returns them in ``imagej_metadata``).
+    """
+    lines = ["ImageJ=1.11a", f"images={n_frames}", f"frames={n_frames}", "hyperstack=true",
+             "mode=grayscale", "loop=false"]
+    if calibration.pixel_size_um is not None:
+        lines.append("unit=um")
+    if calibration.frame_interval_s is not None:
+        lines.append(f"finterval={calibration.frame_interval_s!r}")
+    for key, value in extra.items():
+        if key in _IMAGEJ_KEYS or key == "axes":
+            continue
+        text = " ".join(str(value).split())  # one line
+        lines.append(f"{key}={text}")
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
@@ -76,8 +150,9 @@ def write_stack(
     compression: tuple[str, int] | str | None = DEFAULT_COMPRESSION,
     predictor: bool = False,
     metadata: dict[str, Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> None:
-    """Stream ``n_frames`` 2-D frames into a (T, Y, X) TIFF at ``path``.
+    """Stream ``n_frames`` 2-D frames into a (T, Y, X) ImageJ hyperstack at ``path``.
 
     Parameters
     ----------
@@ -87,9 +162,12 @@ def write_stack(
     compression : (codec, level), a name of :data:`CODECS` or None
         Lossless codec for every page.
     predictor : bool
-        Horizontal differencing before compression (pays off on smooth images).
+        Horizontal differencing before compression; applied only with a codec
+        of :data:`PREDICTOR_CODECS` (ImageJ < 1.53v misreads it with deflate).
     metadata : dict, optional
-        Extra JSON-serialisable metadata stored in the first page description.
+        Extra keys stored as ``key=value`` lines of the ImageJ description.
+    calibration : Calibration, optional
+        Pixel size (resolution tags, ``unit=um``) and frame interval (``finterval``).
     """
     dtype = np.dtype(dtype)
     n_bytes = n_frames * shape[0] * shape[1] * dtype.itemsize
@@ -110,15 +188,16 @@ def write_stack(
 
     if isinstance(compression, str) and compression in CODECS:
         compression = CODECS[compression]
-    if compression is None:
-        predictor = False  # differencing only serves a codec
     if isinstance(compression, tuple):
         codec, level = compression
         comp_args: dict[str, Any] | None = {"level": level}
     else:
         codec, comp_args = compression, None
-    meta = {"axes": "TYX"}
-    meta.update(metadata or {})
+    predictor = bool(predictor) and codec in PREDICTOR_CODECS
+    cal = calibration or Calibration()
+    resolution = None
+    if cal.pixel_size_um is not None:
+        resolution = (1.0 / cal.pixel_size_um, 1.0 / cal.pixel_size_um)
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=n_bytes > _BIGTIFF_LIMIT) as tw:
             if n_frames > 0:
@@ -130,9 +209,13 @@ def write_stack(
                     compressionargs=comp_args,
                     predictor=predictor or None,
                     photometric="minisblack",
-                    metadata=meta,
+                    resolution=resolution,
+                    resolutionunit=tifffile.RESUNIT.NONE if resolution else None,
+                    description=imagej_description(n_frames, cal, metadata or {}),
+                    metadata=None,
                 )
-            else:
+            else:  # ImageJ has no empty stacks: a shaped (0, Y, X) TIFF
+                meta = {"axes": "TYX", **(metadata or {})}
                 tw.write(np.zeros((0, *shape), dtype), metadata=meta)
         if count != n_frames:
             raise ValueError(f"{path}: got {count} frames, expected {n_frames}")
@@ -146,6 +229,9 @@ class FrameStack:
 
     path: str
     shape: tuple[int, int, int]
+
+    #: Pixel size and frame interval where known.
+    calibration: Calibration = Calibration()
 
     def _read(self, t: int) -> np.ndarray:
         raise NotImplementedError
@@ -185,13 +271,27 @@ class StackReader(FrameStack):
         self.shape: tuple[int, int, int] = tuple(int(s) for s in shape)  # type: ignore[assignment]
         self.dtype = series.dtype
         self._pages = series.pages
+        self.calibration = self._calibration()
+
+    def _calibration(self) -> Calibration:
+        """Pixel size from the resolution tags (ImageJ: pixels per ``unit``), interval from ``finterval``."""
+        ij = self._tif.imagej_metadata or {}
+        page = self._tif.pages.first
+        pixel = None
+        if ij.get("unit") in ("um", "micron", "\u00b5m") and "XResolution" in page.tags:
+            num, den = page.tags["XResolution"].value
+            pixel = den / num if num else None
+        interval = ij.get("finterval")
+        return Calibration.of(pixel, float(interval) if interval is not None else None)
 
     def _read(self, t: int) -> np.ndarray:
         return self._pages[t].asarray()
 
     @property
     def description(self) -> dict[str, Any]:
-        """The shaped-TIFF metadata stored by :func:`write_stack`."""
+        """The extra metadata stored by :func:`write_stack` (``source``, ``fov``, ...)."""
+        if self._tif.imagej_metadata:
+            return {k: v for k, v in self._tif.imagej_metadata.items() if k not in _IMAGEJ_KEYS}
         return dict(self._tif.shaped_metadata[0]) if self._tif.shaped_metadata else {}
 
     def close(self) -> None:
