@@ -160,8 +160,9 @@ def test_report_pictures_are_not_blank(report):
     from PIL import Image
 
     pngs = [p for p in report["results"] if p.endswith(".png")]
-    # per FOV: frames, outlines, background, cells, 2 x statistics; per sample: 5 analysis plots
-    assert len(pngs) == 2 * 6 + 2 * 5 + 5  # per FOV, per sample, experiment-wide analysis
+    # per FOV: frames, outlines, background, cells, 2 x statistics; per sample: 5 analysis plots;
+    # the overview: traces of every FOV (one page) and the samples compared
+    assert len(pngs) == 2 * 6 + 2 * 5 + 5 + 2  # per FOV, per sample, experiment-wide analysis, overview
     for path in pngs:
         img = np.asarray(Image.open(io.BytesIO(_decode(report["results"][path]["data_uri"]))).convert("L"),
                          dtype=np.float64)

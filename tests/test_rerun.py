@@ -61,7 +61,8 @@ QC_FOV = ("qc_outlines", "qc_background", "qc_cells")
 def test_fit_parameter_reruns_only_fits(done):
     cfg = copy.deepcopy(BASE)
     cfg["fit"]["params"] = {"maturation": {"delta": {"value": 0.05}}}
-    assert planned(done, cfg) == {"fit": 2, "qc_sample": 2, "analysis": 1, "qc_config": 1, "all": 1}
+    assert planned(done, cfg) == {"fit": 2, "qc_sample": 2, "analysis": 1, "qc_overview": 1, "qc_config": 1,
+                                  "all": 1}
 
 
 def test_segmentation_parameter_reruns_downstream_not_extract(done):
@@ -69,7 +70,7 @@ def test_segmentation_parameter_reruns_downstream_not_extract(done):
     cfg["segmentation"]["logstd"] = {"n_sigma": 3.5}
     assert planned(done, cfg) == {
         "segment": 2, "correct": 2, "track": 2, "traces": 2, "fit": 2, "merge": 4, "tidy": 1,
-        **{q: 2 for q in QC_FOV}, "qc_sample": 2, "analysis": 1, "qc_config": 1, "all": 1,
+        **{q: 2 for q in QC_FOV}, "qc_sample": 2, "analysis": 1, "qc_overview": 1, "qc_config": 1, "all": 1,
     }
 
 
@@ -83,6 +84,7 @@ def test_added_fov_runs_its_chain_and_the_merges(done):
         "extract": 2, "segment": 1, "correct": 1, "track": 1, "traces": 1, "fit": 1,
         "merge": 2, "tidy": 1, "all": 1,
         "qc_frames": 1, "qc_frame_stats": 2, **{q: 1 for q in QC_FOV}, "qc_sample": 1, "analysis": 1,
+        "qc_overview": 1,
     }
 
 
@@ -104,7 +106,8 @@ def test_curated_traces_rerun_only_the_fits(done):
     traces.loc[traces["cell"] == bad, "good"] = False
     traces.to_csv(fov_dir / "traces_inspected.csv", index=False, float_format="%.6f")
     try:
-        assert planned(done, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+        assert planned(done, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "qc_cells": 1,
+                                       "qc_overview": 1, "all": 1}
         log = pd.read_csv(fov_dir / "curation.csv")
         assert log["cell"].tolist() == [bad] and log["good"].tolist() == [False]
         _snakemake(done, BASE, "--cores", "2")
@@ -152,7 +155,8 @@ def test_decision_survives_new_traces_and_stale_decision_warns(done, tmp_path):
     old = pd.read_csv(fov_dir / "traces.csv")
     bad = int(old["cell"].iloc[0])
     assert _mark(results, "demo", 0, bad, False)["file"] == "demo/fov_000/curation.csv"
-    assert planned(work, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+    assert planned(work, BASE) == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "qc_cells": 1,
+                                       "qc_overview": 1, "all": 1}
     _snakemake(work, BASE, "--cores", "2")
     fits = pd.read_csv(fov_dir / "fits_maturation.csv")
     assert bad not in set(fits["cell"])

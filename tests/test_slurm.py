@@ -60,8 +60,8 @@ def test_demo_on_local_slurm_matches_local_run(tmp_path):
     # the per-FOV chain went out as one group job per FOV, the rest one job per rule
     group_jobs = [path for _j, path in submitted if "/group_fov" in path]
     assert len(group_jobs) == 2, submitted
-    # groups, simulate, metadata, merges, tidy, per-sample plots, analysis (qc_config is local)
-    assert len(submitted) == 2 + 1 + 1 + 4 + 1 + 2 + 1
+    # groups, simulate, metadata, merges, tidy, per-sample plots, analysis, overview (qc_config is local)
+    assert len(submitted) == 2 + 1 + 1 + 4 + 1 + 2 + 1 + 1
 
     outputs = sorted(p.relative_to(local) for p in (local / "results").rglob("*.csv"))
     assert any(p.name == "fits_maturation.csv" for p in outputs)

@@ -48,6 +48,15 @@ MATURATION = dict(t0=0.1, ktl=900.0, km=1.28, delta=0.2, beta=0.00522, offset=50
 # -- a minimal results tree --------------------------------------------------------------
 
 
+def _fingerprint(path):
+    """The content fingerprint extract records for an input (write_source's ``fingerprint``)."""
+    from pyama_flow.io import open_image
+    from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of
+
+    with open_image(str(path)) as reader:
+        return fingerprint(str(path), plane_bytes_of(reader.metadata))
+
+
 def _labels(t: int) -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
     lab = np.zeros((H, W), np.uint32)
@@ -319,7 +328,8 @@ def test_frames_from_a_source_reference(client, fresh, monkeypatch, tmp_path):
         tw.write(np.stack([np.stack([p, g]) for p, g in zip(phase, gfp)]), metadata={"axes": "TCYX"})
     for c in (0, 1):
         (fov_dir / f"raw_ch{c}.tif").unlink()
-        write_source(fov_dir / f"raw_ch{c}.json", "input.ome.tif", {}, 0, c, 0, (T, H, W), np.uint16)
+        write_source(fov_dir / f"raw_ch{c}.json", "input.ome.tif", {}, 0, c, 0, (T, H, W), np.uint16,
+                     fingerprint=_fingerprint(workdir / "input.ome.tif"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # not the workflow's folder: the relative path is found from the reference
@@ -683,7 +693,8 @@ def test_demo_run_mark_refits_only(tmp_path):
     assert c.mark("demo", 0, cell, False)[0] == 200
     planned = _planned(tmp_path)
     print("planned after marking a cell:", planned)
-    assert planned == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "all": 1}
+    assert planned == {"fit": 1, "merge": 2, "tidy": 1, "qc_sample": 1, "analysis": 1, "qc_cells": 1,
+                       "qc_overview": 1, "all": 1}
     _snakemake(tmp_path, "--cores", "2")
     refit = pd.read_csv(fov_dir / "fits_maturation.csv")
     assert cell not in set(refit["cell"])  # a cell without good rows is not fitted
@@ -788,7 +799,8 @@ def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment
                         SimulationConfig(n_fovs=2, n_frames=12, seed=11))
     fov_dir = results / "demo/fov_001"
     (fov_dir / "raw_ch1.tif").unlink()
-    write_source(fov_dir / "raw_ch1.json", "input/exp.ome.tif", {}, 1, 1, 0, (12, 320, 320), np.uint16)
+    write_source(fov_dir / "raw_ch1.json", "input/exp.ome.tif", {}, 1, 1, 0, (12, 320, 320), np.uint16,
+                 fingerprint=_fingerprint(exp / "input" / "exp.ome.tif"))
     monkeypatch.chdir(decoy)  # the viewer started from another experiment's folder
     c = Client(ViewerApp(results))
     got = {s["channel"]: s for s in c.json("/api/stats/demo/1", "t=5")["channels"]}[1]
@@ -797,11 +809,13 @@ def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment
     with open_image(str(decoy / "input" / "exp.ome.tif")) as src:
         other = qc.frame_statistics(src.read_frame(1, 5, 1))
     assert got["mean"] == pytest.approx(want["mean"]) and got["mean"] != pytest.approx(other["mean"])
-    # the workflow's jobs keep resolving a relative input from their working directory
+    # the workflow's jobs resolve a relative input from their working directory: there
+    # they find the other experiment's file, and its content fingerprint refuses it
+    from pyama_flow.io import InputError
     from pyama_flow.io.source import open_frames
 
-    with open_frames(fov_dir / "raw_ch1.json") as frames:
-        assert float(frames[5].mean()) == pytest.approx(other["mean"])
+    with pytest.raises(InputError, match="changed since extraction"):
+        open_frames(fov_dir / "raw_ch1.json")
 
 
 def test_two_viewers_marking_at_once_lose_nothing(fresh):

@@ -240,7 +240,7 @@ def plot_fov_traces(
     from .qc import save_figure
 
     rows, cols = _panel_grid(len(results))
-    fig = Figure(figsize=(1.9 * cols, 1.5 * rows + 0.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(max(6.0, 1.9 * cols), max(3.0, 1.5 * rows + 0.5)), dpi=100, layout="constrained")
     if title:
         fig.suptitle(title, fontsize=10, x=0.01, ha="left")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
@@ -292,7 +292,8 @@ def plot_sample_comparison(table: pd.DataFrame, path: str | os.PathLike, colors:
     cols = min(3, n)
     rows = math.ceil(n / cols)
     samples = list(dict.fromkeys(table["sample"])) if len(table) else []
-    fig = Figure(figsize=(3.6 * cols, 0.9 + 0.32 * max(2, len(samples)) * rows), dpi=100, layout="constrained")
+    height = max(3.0, 0.9 + 0.32 * max(2, len(samples)) * rows)
+    fig = Figure(figsize=(max(6.0, 3.6 * cols), height), dpi=100, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, p in zip(axes, params):
         g = table[table["parameter"] == p].set_index("sample").reindex(samples)

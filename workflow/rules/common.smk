@@ -569,7 +569,9 @@ def sample_color_of(name):
 
 def overview_fovs():
     """(dataset, fov, sample) of every processed FOV, in config order."""
-    return [(ds, int(f), fov_sample(ds, f)) for ds in config["datasets"] for f in fovs(ds)]
+    return [
+        (ds, int(f), fov_sample(ds, f)) for ds in config["datasets"] for f in fovs(ds)
+    ]
 
 
 def overview_pages():
@@ -587,7 +589,9 @@ def overview_input(wc):
         "trace_stats": [f"{fov_dir(ds, f)}/trace_stats.json" for ds, f, _s in keys],
         "traces": [f"{fov_dir(ds, f)}/traces.csv" for ds, f, _s in keys],
         "curation": [p for ds, f, _s in keys for p in curation_file(ds, f)],
-        "fits": [f"{fov_dir(ds, f)}/fits_{m}.csv" for ds, f, _s in keys for m in models],
+        "fits": [
+            f"{fov_dir(ds, f)}/fits_{m}.csv" for ds, f, _s in keys for m in models
+        ],
         "frame_stats": [
             f"{fov_dir(ds, f)}/frame_stats_ch{c}.csv"
             for ds, f, _s in keys
