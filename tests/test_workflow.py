@@ -3,6 +3,7 @@ folder, checked against the simulator's ground truth."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -59,6 +60,9 @@ def test_outputs_exist(demo_run):
         assert len(table) > 0
     tidy = pd.read_csv(res / "all_traces.csv")
     assert set(tidy["sample"]) == {"control", "treated"}
+    meta = json.loads((res / "demo" / "metadata.json").read_text())
+    names = dict(zip(tidy["channel"], tidy["channel_name"]))
+    assert names == {c: meta["channel_names"][c] for c in (0, 1)} and names[0] != names[1]
     # every rule left a log and a benchmark
     assert len(list((res / "logs").rglob("*.log"))) >= 19
     assert len(list((res / "benchmarks").rglob("*.tsv"))) >= 19

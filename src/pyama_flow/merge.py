@@ -53,10 +53,17 @@ def write_sample_tables(
             table.to_csv(tmp, index=False, float_format="%.6f")
 
 
-def tidy_traces(sample_of: dict[tuple[str, int], str], trace_paths: dict[tuple[str, int], str]) -> pd.DataFrame:
+def tidy_traces(
+    sample_of: dict[tuple[str, int], str],
+    trace_paths: dict[tuple[str, int], str],
+    channel_names: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
     """One long table of every trace value of the experiment.
 
-    Columns: ``sample, dataset, fov, cell, frame, time, good, feature, channel, value``.
+    Columns: ``sample, dataset, fov, cell, frame, time, good, feature, channel,
+    channel_name, value``; ``channel_name`` is the dataset's name of the
+    channel (``channel_names[dataset][channel]``, from its metadata), empty
+    where unknown.
     """
     parts = []
     for key in sorted(trace_paths):
@@ -74,10 +81,13 @@ def tidy_traces(sample_of: dict[tuple[str, int], str], trace_paths: dict[tuple[s
         split = long["column"].str.rsplit("_ch_", n=1, expand=True)
         long["feature"] = split[0]
         long["channel"] = split[1].astype(int)
+        names = (channel_names or {}).get(dataset, [])
+        long["channel_name"] = [names[c] if 0 <= c < len(names) else "" for c in long["channel"]]
         long["dataset"] = dataset
         long["sample"] = sample_of.get(key, "")
         parts.append(long.drop(columns="column"))
-    cols = ["sample", "dataset", "fov", "cell", "frame", "time", "good", "feature", "channel", "value"]
+    cols = ["sample", "dataset", "fov", "cell", "frame", "time", "good", "feature", "channel", "channel_name",
+            "value"]
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)[cols]

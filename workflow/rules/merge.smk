@@ -37,5 +37,8 @@ rule tidy:
     params:
         datasets_fovs=[[ds, f] for ds in config["datasets"] for f in fovs(ds)],
         sample_of=[[ds, f, name] for name, (ds, sel) in samples().items() for f in sel],
+        channel_names={
+            ds: list(dataset_info(ds)["channels"]) for ds in config["datasets"]
+        },
     script:
         "../../scripts/tidy.py"

@@ -306,7 +306,9 @@ rule qc_overview:
         fovs=overview_fovs(),
         models=config["fit"]["models"],
         # only the models run: an edit for another model reruns nothing
-        overrides={m: config["fit"]["params"].get(m, {}) for m in config["fit"]["models"]},
+        overrides={
+            m: config["fit"]["params"].get(m, {}) for m in config["fit"]["models"]
+        },
         value_cols={
             ds: f"{config['fit']['feature']}_ch_{fit_channel(ds)}"
             for ds in config["datasets"]
