@@ -892,3 +892,24 @@ def test_stale_decision_is_shown_and_ignored(fresh, caplog):
     d2, d1 = c.json("/api/cell/demo/0/2"), c.json("/api/cell/demo/0/1")
     assert (d2["good"], d2["stale_decision"]) == (True, True)
     assert (d1["good"], d1["stale_decision"]) == (False, False)
+
+
+def test_cell_list_carries_fit_quality_and_review_state(fresh):
+    """/api/traces gives each cell the first model's R² and status and whether a
+    decision was made on it: what the list sorts by and the 'u' key skips."""
+    fits_path = fresh / "demo/fov_000/fits_maturation.csv"
+    fits = pd.read_csv(fits_path)
+    fits["status"] = ["ok" if s else "failed" for s in fits["success"]]
+    fits.loc[fits["cell"] == 2, ["r_squared", "status"]] = [0.41, "poor_fit"]
+    fits.to_csv(fits_path, index=False)
+    c = Client(ViewerApp(fresh))
+    cells = {e["cell"]: e for e in c.json("/api/traces/demo/0")["cells"]}
+    assert {k: (e["r_squared"], e["status"], e["reviewed"]) for k, e in cells.items()} == {
+        1: (0.97, "ok", False), 2: (0.41, "poor_fit", False), 7: (None, "failed", False)}
+    assert c.mark("demo", 0, 2, False)[0] == 200
+    got = c.json("/api/traces/demo/0")
+    assert got["review_model"] == "maturation"
+    assert [e["cell"] for e in got["cells"] if e["reviewed"]] == [2]
+    # the page has the sort control and the key
+    page = c.get("/")[2].decode()
+    assert 'id="sort"' in page and "<kbd>u</kbd> next unreviewed" in page

@@ -14,7 +14,8 @@ Endpoints (all ``GET`` unless noted; ``{fov}`` is the FOV index)::
                                              &upscale=1 (magnify small frames to max_side)
     /api/stats/{dataset}/{fov}?t=            per-channel statistics of a frame
     /api/cell_at/{dataset}/{fov}?t=&x=&y=    track id under a full-resolution pixel (&radius=)
-    /api/traces/{dataset}/{fov}              every cell's trace (?columns=a,b)
+    /api/traces/{dataset}/{fov}              every cell's trace (?columns=a,b), with the first
+                                             model's r_squared and status and whether it is reviewed
     /api/cell/{dataset}/{fov}/{cell}         one cell's rows, fits and fitted curves (?column=)
     POST /api/mark/{dataset}/{fov}/{cell}    body {"good": false}: append a decision to curation.csv
 
@@ -440,7 +441,19 @@ class ViewerApp:
             payload = data.fov_traces(df, columns)
         except KeyError as exc:
             raise BadRequest(f"unknown column(s): {exc}") from None
-        return json_response({"dataset": dataset, "fov": int(fov), "file": path.name, **payload})
+        # what the cell list sorts by: the first model's R² and status, and the reviewed cells
+        models = self.results.fit_models(dataset, fov)
+        fits = (data.read_table(self.results.fov_file(dataset, fov, f"fits_{models[0]}.csv"))
+                if models else None)
+        decided = list(data.curation.load_decisions(self.results.fov_dir(dataset, fov)))
+        review = data.review_columns(fits, decided)
+        for entry in payload["cells"]:
+            extra = review.get(entry["cell"], {})
+            entry["r_squared"] = extra.get("r_squared")
+            entry["status"] = extra.get("status")
+            entry["reviewed"] = bool(extra.get("reviewed", False))
+        return json_response({"dataset": dataset, "fov": int(fov), "file": path.name,
+                              "review_model": models[0] if models else None, **payload})
 
     def api_cell(self, query: dict, dataset: str, fov: str, cell: str) -> Response:
         path, df = self._traces(dataset, fov)

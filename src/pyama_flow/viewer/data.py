@@ -120,6 +120,21 @@ def fov_traces(df: pd.DataFrame, columns: Sequence[str] | None = None) -> dict[s
     return {"columns": cols, "cells": cells}
 
 
+def review_columns(fits: pd.DataFrame | None, decided: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Per cell, what the cell list sorts by: ``r_squared`` and ``status`` of
+    one model's fit (``None`` where the cell has no fit, or the table no such
+    column) and ``reviewed`` (the cell has a decision in ``curation.csv``)."""
+    out: dict[int, dict[str, Any]] = {}
+    if fits is not None and len(fits):
+        r2 = fits["r_squared"].to_numpy(np.float64) if "r_squared" in fits else np.full(len(fits), np.nan)
+        status = fits["status"].astype(str).tolist() if "status" in fits else [None] * len(fits)
+        for cell, r, st in zip(fits["cell"].astype(int), r2, status):
+            out[int(cell)] = {"r_squared": float(r) if np.isfinite(r) else None, "status": st}
+    for cell in decided:
+        out.setdefault(int(cell), {"r_squared": None, "status": None})["reviewed"] = True
+    return out
+
+
 def cell_rows(df: pd.DataFrame, cell: int) -> dict[str, list]:
     """Every column of one cell's rows, as lists (KeyError if the cell is absent)."""
     sub = df[df["cell"] == int(cell)]

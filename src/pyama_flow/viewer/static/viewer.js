@@ -333,17 +333,37 @@ function renderParams() {
   }
 }
 
+//: status order for sorting: the fits to look at first come first
+const STATUS_ORDER = ["failed", "not_identifiable", "at_bound", "poor_fit", "ok"];
+
+function sortedCells() {
+  const cells = S.traces ? S.traces.cells.slice() : [];
+  const by = $("sort").value;
+  const r2 = (c) => (c.r_squared === null || c.r_squared === undefined ? -1 : c.r_squared);
+  const st = (c) => { const i = STATUS_ORDER.indexOf(c.status); return i < 0 ? STATUS_ORDER.length : i; };
+  if (by === "r2") cells.sort((a, b) => r2(a) - r2(b) || a.cell - b.cell);
+  else if (by === "status") cells.sort((a, b) => st(a) - st(b) || r2(a) - r2(b) || a.cell - b.cell);
+  else if (by === "unreviewed") cells.sort((a, b) => Number(a.reviewed) - Number(b.reviewed) || a.cell - b.cell);
+  return cells;
+}
+
 function renderCellTable() {
   const tab = $("cell-table");
   tab.innerHTML = "";
-  const cells = S.traces ? S.traces.cells : [];
-  $("cell-count").textContent = S.traces ? `${cells.filter((c) => c.good).length} good of ${cells.length} · ${S.traces.file}` : "no traces";
+  const cells = sortedCells();
+  const reviewed = cells.filter((c) => c.reviewed).length;
+  $("cell-count").textContent = S.traces
+    ? `${cells.filter((c) => c.good).length} good of ${cells.length} · ${reviewed} reviewed · ${S.traces.file}`
+      + (S.traces.review_model ? ` · R², status: ${S.traces.review_model}` : "")
+    : "no traces";
   const head = el("tr");
-  for (const h of ["cell", "state", "frames", "first", "last"]) head.append(el("th", {}, h));
+  for (const h of ["cell", "state", "R²", "status", "reviewed", "frames", "first", "last"]) head.append(el("th", {}, h));
   tab.append(head);
   for (const c of cells) {
     const tr = el("tr", { "data-cell": c.cell, class: c.good ? "" : "bad" });
     tr.append(el("td", {}, c.cell)); tr.append(el("td", {}, c.good ? "good" : "bad"));
+    tr.append(el("td", {}, c.r_squared === null || c.r_squared === undefined ? "–" : fmt(c.r_squared, 3)));
+    tr.append(el("td", {}, c.status || "–")); tr.append(el("td", {}, c.reviewed ? "✓" : ""));
     tr.append(el("td", {}, c.frame.length)); tr.append(el("td", {}, c.frame[0]));
     tr.append(el("td", {}, c.frame[c.frame.length - 1]));
     if (c.cell === S.cell) tr.classList.add("active");
@@ -470,17 +490,29 @@ async function mark(good) {
   await selectCell(cell);
 }
 
-function stepCell(delta) {
-  if (!S.traces || !S.traces.cells.length) return;
-  const ids = S.traces.cells.map((c) => c.cell);
-  let i = ids.indexOf(S.cell);
-  i = i < 0 ? (delta > 0 ? 0 : ids.length - 1) : Math.min(Math.max(i + delta, 0), ids.length - 1);
-  const c = S.traces.cells[i];
+function goToCell(c) {
   // jump to a frame where the cell is present, so its box shows
   if (!c.frame.includes(S.t)) setFrame(c.frame[Math.floor(c.frame.length / 2)]);
-  selectCell(ids[i]);
-  const row = $("cell-table").querySelector(`tr[data-cell="${ids[i]}"]`);
+  selectCell(c.cell);
+  const row = $("cell-table").querySelector(`tr[data-cell="${c.cell}"]`);
   if (row) row.scrollIntoView({ block: "nearest" });
+}
+
+function stepCell(delta) {
+  const cells = sortedCells();  // in the list's order
+  if (!cells.length) return;
+  const ids = cells.map((c) => c.cell);
+  let i = ids.indexOf(S.cell);
+  i = i < 0 ? (delta > 0 ? 0 : ids.length - 1) : Math.min(Math.max(i + delta, 0), ids.length - 1);
+  goToCell(cells[i]);
+}
+
+function nextUnreviewed() {
+  const cells = sortedCells();
+  const i = cells.findIndex((c) => c.cell === S.cell);
+  const after = cells.slice(i + 1).concat(cells.slice(0, i + 1));
+  const c = after.find((x) => !x.reviewed);
+  if (c) goToCell(c); else status("every cell of this FOV is reviewed");
 }
 
 function togglePlay() {
@@ -503,6 +535,7 @@ function bind() {
   $("mark-good").onclick = () => mark(true);
   $("mark-bad").onclick = () => mark(false);
   $("play").onclick = togglePlay;
+  $("sort").onchange = renderCellTable;
   window.addEventListener("resize", drawOverlay);
   document.addEventListener("keydown", (ev) => {
     const tag = (ev.target.tagName || "").toLowerCase();
@@ -512,6 +545,7 @@ function bind() {
     else if (k === "b") mark(false);
     else if (k === "n") stepCell(1);
     else if (k === "p") stepCell(-1);
+    else if (k === "u") nextUnreviewed();
     else if (k === "ArrowRight") setFrame(S.t + 1);
     else if (k === "ArrowLeft") setFrame(S.t - 1);
     else if (k === "o") { $("outlines").click(); }
