@@ -346,7 +346,7 @@ def test_full_disk_ends_the_job_with_one_line_and_leaves_nothing(tmp_path, monke
     with pytest.raises(SystemExit) as stop:
         run_script("correct", tmp_path, input=SimpleNamespace(raw=str(tmp_path / "raw.tif"),
                                                               seg=str(tmp_path / "seg.tif")),
-                   output=[str(out)], params=SimpleNamespace(tile_size=32, dilation=21),
+                   output=[str(out)], params=SimpleNamespace(tile_size=32, dilation=21, expand_px=0.0),
                    wildcards={"dataset": "demo", "fov": "003", "c": "1"})
     assert stop.value.code == 1
     mount = Path(out).resolve().parent
@@ -708,8 +708,9 @@ def test_uint32_input_with_a_hot_pixel_through_the_workflow(tmp_path):
     config = {
         "datasets": {name: {"input": str(tmp_path / f"{name}.ome.tif"), "phase": "Phase",
                             "fluorescence": ["GFP"]} for name in ("u16", "u32")},
-        "segmentation": {"method": "watershed"}, "background": {"tile_size": 64},
-        "traces": {"min_frames": 2, "border": 20},
+        # PyAMA's in-mask mode: the reference medians below use the mask dilated by 21 px
+        "segmentation": {"method": "watershed"}, "background": {"tile_size": 64, "dilation": 21},
+        "traces": {"min_frames": 2, "border": 20, "measure": "mask"},
     }
     targets = [f"results/{name}/fov_000/traces.csv" for name in ("u16", "u32")]
     proc = snakemake(tmp_path, config, "--cores", "2", *targets)

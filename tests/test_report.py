@@ -150,6 +150,9 @@ def test_every_qc_result_is_in_its_category(report):
                  for p in ("parameters", "r_squared", "examples", "median_trace", "pca")}
         assert set(cats["6 Fits and analysis"][sample]) == plots
     assert cats["7 Parameters"]["configuration"] == ["results/qc/config.html"]
+    assert sorted(cats["0 Overview"]["every FOV and sample"]) == sorted(
+        f"results/qc/overview/{n}" for n in ("overview.html", "fovs.csv", "samples.csv", "traces_0.png",
+                                             "samples.png"))
     config_page = _decode(report["results"]["results/qc/config.html"]["data_uri"]).decode()
     assert "min_iou" in config_page and "tile_size" in config_page
     # the workflow description (main page, beside the rule graph) is there
@@ -179,12 +182,34 @@ def test_main_page_renders(report, chromium, tmp_path):
     assert shot.std() > 0.1
     dom = dump_dom(chromium, url)
     assert '<div id="app"><div' in dom  # the React app rendered
-    for cat in [*EXPECTED, "6 Fits and analysis", "7 Parameters"]:
+    for cat in ["0 Overview", *EXPECTED, "6 Fits and analysis", "7 Parameters"]:
         assert cat in dom, f"category {cat!r} not in the menu"
     assert "pyama-flow report" in dom  # workflow description beside the rule graph
     assert "<canvas" in dom or "<svg" in dom  # the rule graph (vega)
     # the navbar (dark) and the content (white) are both there
     assert (shot.mean(axis=-1) < 0.5).mean() > 0.05 and (shot.mean(axis=-1) > 0.9).mean() > 0.3
+
+
+def test_overview_answers_cells_per_fov_and_sample_differences(report, chromium, tmp_path):
+    """The overview page (first category) has a row per FOV with the cell counts of
+    its trace_stats.json and the samples' fitted parameters with units; it renders."""
+    page = _decode(report["results"]["results/qc/overview/overview.html"]["data_uri"]).decode()
+    fovs = pd.read_csv(report["work"] / "results/qc/overview/fovs.csv")
+    assert fovs["fov"].tolist() == [0, 1] and fovs["sample"].tolist() == ["control", "treated"]
+    for fov in (0, 1):
+        st = json.loads((report["work"] / f"results/demo/fov_{fov:03d}/trace_stats.json").read_text())
+        row = fovs.set_index("fov").loc[fov]
+        assert row["cells_detected"] == st["cells_detected"] and row["cells_kept"] == st["cells_kept"]
+        assert row["fitted_maturation"] >= row["reliable_maturation"] > 0
+    assert "Every FOV (2)" in page and "a.u./h" in page and "mRNA degradation rate" in page
+    samples = pd.read_csv(report["work"] / "results/qc/overview/samples.csv")
+    assert set(samples["sample"]) == {"control", "treated"} and "km" not in set(samples["parameter"])
+    html_file = tmp_path / "overview.html"
+    html_file.write_text(page, encoding="utf-8")
+    shot = screenshot(chromium, html_file.as_uri(), tmp_path / "overview.png")
+    assert shot.std() > 0.05
+    dom = dump_dom(chromium, html_file.as_uri())
+    assert "Every FOV (2)" in dom and dom.count("<tr>") >= 3
 
 
 def test_fov_page_shows_outlines(report, chromium, tmp_path):
