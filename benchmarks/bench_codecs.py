@@ -7,7 +7,7 @@ Run from the project root::
 Cases (each a separate row block, never pooled):
 
 * simulated phase contrast, fluorescence and tracked labels of a ``size``²
-  FOV (:mod:`pyama_flow.simulate`, ``--frames`` frames, 200 cells);
+  FOV (:mod:`pyama_flow.devtools.simulate`, ``--frames`` frames, 200 cells);
 * the real Usiigaci T98G phase-contrast frames (1022x1024 uint16) and their
   ID masks, from ``../shared/data`` (skipped when absent).
 
@@ -52,7 +52,7 @@ CANDIDATES: dict[str, tuple[str | None, int | None, bool, str]] = {
 
 def simulated_cases(folder: Path, size: int, frames: int) -> dict[str, np.ndarray]:
     """Phase contrast, fluorescence and truth labels of one simulated FOV."""
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(n_fovs=1, n_frames=frames, height=size, width=size, n_cells=200,
                            margin=40, min_gap=22.0, seed=0, compression=None)

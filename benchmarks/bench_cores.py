@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from pyama_flow.bench import simulate
+from pyama_flow.devtools.bench import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -2,7 +2,7 @@
 
 Simulates cells per model with known parameters (181 points over 30 h, i.e.
 10-min frames) and Gaussian noise of 5 % of each trace's maximum, fits them
-with :func:`pyama_flow.fitting.fit_batch` on one core and prints, per model
+with :func:`pyama_flow.fitting.fit.fit_batch` on one core and prints, per model
 and free parameter:
 
 * median relative error |est - true| / |true| (for the location-type
@@ -10,7 +10,7 @@ and free parameter:
   the median absolute error is printed, ``t0`` in hours and ``offset`` in %
   of the trace amplitude);
 * ``CRB median``: the same median error that an estimator at the Cramér-Rao
-  bound would have. Per cell, :func:`pyama_flow.fitting.cramer_rao_se` gives
+  bound would have. Per cell, :func:`pyama_flow.fitting.fit.cramer_rao_se` gives
   ``sqrt(diag(sigma^2 (J^T J)^-1))`` with J the model's Jacobian at the
   *true* parameters and sigma the known noise SD; if the errors are
   N(0, se_i^2), the median of |error| / scale over the cells is the m with
@@ -124,7 +124,7 @@ import numpy as np  # noqa: E402
 from scipy.optimize import brentq, least_squares  # noqa: E402
 from scipy.special import erf  # noqa: E402
 
-from pyama_flow.fitting import cramer_rao_se, fit_batch, fit_traces, resolve_params, tune_malloc  # noqa: E402
+from pyama_flow.fitting.fit import cramer_rao_se, fit_batch, fit_traces, resolve_params, tune_malloc  # noqa: E402
 
 #: PyAMA fitting one ``maturation`` cell, 181 points (SPEC, measured side by side), ms
 PYAMA_MATURATION_MS = (4.8, 6.8)
@@ -134,7 +134,7 @@ CRB_RATIO_MAX = 1.10
 COVERAGE_RANGE = (60.0, 80.0)
 #: issue #19: trivial multi-start, ms per cell
 TRIVIAL_TARGET_MS = 1.0
-from pyama_flow.models import get_model  # noqa: E402
+from pyama_flow.fitting.models import get_model  # noqa: E402
 
 T = np.arange(181) / 6.0  # hours
 NOISE = 0.05

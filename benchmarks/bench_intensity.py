@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_intensity.py [--quick] [--seeds 0 1 2]
 
-Cases: ``pyama_flow.simulate`` FOVs (384², 10 frames spanning 13 h of the
+Cases: ``pyama_flow.devtools.simulate`` FOVs (384², 10 frames spanning 13 h of the
 ``maturation`` model) at three densities (``sparse``: 8 cells, 32 px apart;
 ``medium``: 20 cells, 8 px apart; ``dense``: 40 cells, touching, overlapping
 by up to 4 px) and three optical blurs (Gaussian PSF sigma 0, 1, 2 px), for
@@ -12,7 +12,7 @@ each seed. Every frame goes through the workflow's own steps: segmentation
 (``watershed`` with its defaults, and the true labels, as an external
 segmentation would give them), background tile models (64 px tiles,
 21 px dilation of the segmentation, as the demo) and
-:func:`pyama_flow.traces.frame_features` with ``expand_px`` = 0 (``mask``)
+:func:`pyama_flow.traces.features.frame_features` with ``expand_px`` = 0 (``mask``)
 and each candidate margin.
 
 A true cell is matched to the segmented cell that covers most of it (IoU >=
@@ -48,10 +48,10 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from pyama_flow import background as bgmod
+from pyama_flow.background import model as bgmod
 from pyama_flow.segmentation import segment_frame
-from pyama_flow.simulate import SimulationConfig, simulate_experiment
-from pyama_flow.traces import expand_labels, frame_features
+from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
+from pyama_flow.traces.features import expand_labels, frame_features
 
 DENSITIES = {"sparse": (8, 32.0), "medium": (20, 8.0), "dense": (40, 0.0)}
 SIGMAS = (0.0, 1.0, 2.0)

@@ -250,7 +250,7 @@ def bench_fingerprint(size: int = 2048, frames: int = 180, repeats: int = 5) -> 
     this file evicted (cold), against reading every byte (a full BLAKE2b)."""
     import hashlib
 
-    from pyama_flow.bench import simulate
+    from pyama_flow.devtools.bench import simulate
     from pyama_flow.io import read_metadata
     from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of
 

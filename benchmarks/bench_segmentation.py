@@ -43,7 +43,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
-from pyama_flow.metrics import segmentation_scores  # noqa: E402
+from pyama_flow.devtools.metrics import segmentation_scores  # noqa: E402
 from pyama_flow.segmentation import get_method  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

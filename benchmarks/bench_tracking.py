@@ -4,11 +4,11 @@ Usage::
 
     .venv/bin/python benchmarks/bench_tracking.py [--quick] [--data DIR] [--no-segmented]
 
-Scores: ``link_P/R/F1`` and ``div_R`` from :func:`pyama_flow.tracking_metrics.link_scores`
+Scores: ``link_P/R/F1`` and ``div_R`` from :func:`pyama_flow.devtools.tracking_metrics.link_scores`
 (IoU >= 0.5 matching; gaps not counted as links); ``DET``, ``TRA``, ``LNK``
 (the Cell Tracking Challenge's, CTC matching) and ``divP``/``divR`` (division
 precision / recall, IoU >= 0.5 one-to-one matching, same frame) computed by
-the maintained ``traccuracy`` package (:func:`pyama_flow.tracking_metrics.ctc_scores`);
+the maintained ``traccuracy`` package (:func:`pyama_flow.devtools.tracking_metrics.ctc_scores`);
 ``divP2``/``divR2`` also count a division found up to 2 frames early or late
 (traccuracy's frame buffer; NaN where traccuracy 0.3.0 fails on that).
 
@@ -62,9 +62,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pyama_flow.simulate_lineage import render_phase, simulate_lineage
-from pyama_flow.tracking import ReferenceTracker, Tracker
-from pyama_flow.tracking_metrics import ctc_scores, link_scores
+from pyama_flow.devtools.simulate_lineage import render_phase, simulate_lineage
+from pyama_flow.tracking.tracker import ReferenceTracker, Tracker
+from pyama_flow.devtools.tracking_metrics import ctc_scores, link_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -6,8 +6,7 @@ def main(snakemake):
 
     import pandas as pd
 
-    from pyama_flow import analysis
-
+    from pyama_flow.report import analysis
     i, p = snakemake.input, snakemake.params
     fits = pd.concat(
         [pd.read_csv(f).assign(sample=s) for f, s in zip(i.fits, p.fit_samples)],

@@ -24,8 +24,8 @@ def warn_status(log, model, fits):
 def main(snakemake):
     import logging
 
-    from pyama_flow.fitting import failure_reasons, fit_traces, tune_malloc, write_fits
-    from pyama_flow.curation import read_curated
+    from pyama_flow.fitting.fit import failure_reasons, fit_traces, tune_malloc, write_fits
+    from pyama_flow.traces.curation import read_curated
 
     log = logging.getLogger("pyama_flow")
     tune_malloc()  # this job's process only: faster batched fits, same results

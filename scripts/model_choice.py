@@ -4,7 +4,7 @@ from _common import run
 def main(snakemake):
     import pandas as pd
 
-    from pyama_flow.fitting import best_models
+    from pyama_flow.fitting.fit import best_models
     from pyama_flow.io.stacks import atomic_path
 
     fits = pd.concat([pd.read_csv(p) for p in snakemake.input], ignore_index=True)

@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.qc import fov_title, render_frame_statistics
+    from pyama_flow.report.qc import fov_title, render_frame_statistics
 
     i, o, p, wc = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards
     render_frame_statistics(

@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.qc import fov_title, render_frames
+    from pyama_flow.report.qc import fov_title, render_frames
 
     i, p, wc = snakemake.input, snakemake.params, snakemake.wildcards
     render_frames(

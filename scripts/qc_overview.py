@@ -5,7 +5,7 @@ def main(snakemake):
     import pandas as pd
 
     from pyama_flow.io.stacks import atomic_path
-    from pyama_flow.overview import (
+    from pyama_flow.report.overview import (
         FOVS_PER_PAGE,
         FovResults,
         fov_table,

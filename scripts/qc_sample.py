@@ -2,11 +2,11 @@ from _common import atomic_outputs, run
 
 
 def main(snakemake):
-    from pyama_flow.qc import SAMPLE_PLOTS, render_sample_analysis
+    from pyama_flow.report.qc import SAMPLE_PLOTS, render_sample_analysis
 
     i, o, wc = snakemake.input, snakemake.output, snakemake.wildcards
     keys = list(SAMPLE_PLOTS)
-    # the plots are written by pyama_flow.analysis straight to the paths it
+    # the plots are written by pyama_flow.report.analysis straight to the paths it
     # gets: give it temporary names, renamed when every plot is done
     with atomic_outputs([getattr(o, key) for key in keys]) as tmps:
         render_sample_analysis(

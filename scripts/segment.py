@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.steps import segment, segment_external
+    from pyama_flow.segmentation.step import segment, segment_external
 
     i, p = snakemake.input, snakemake.params
     if p.method == "external":

@@ -2,7 +2,7 @@ from _common import atomic_directory, atomic_outputs, run
 
 
 def main(snakemake):
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(**snakemake.params.sim)
     # the truth folder is filled under a temporary name too: a killed job

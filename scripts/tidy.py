@@ -3,7 +3,7 @@ from _common import run
 
 def main(snakemake):
     from pyama_flow.io.stacks import atomic_path
-    from pyama_flow.merge import tidy_traces
+    from pyama_flow.traces.merge import tidy_traces
 
     keys = [(ds, int(f)) for ds, f in snakemake.params.datasets_fovs]
     paths = dict(zip(keys, snakemake.input.traces))

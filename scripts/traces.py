@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.steps import traces
+    from pyama_flow.traces.step import traces
 
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     traces(

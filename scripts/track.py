@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.steps import track
+    from pyama_flow.tracking.step import track
 
     o = snakemake.output
     p = snakemake.params

@@ -21,7 +21,7 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def small_experiment(tmp_path_factory):
     """A 2-FOV, 12-frame simulated experiment with ground truth."""
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     out = tmp_path_factory.mktemp("sim")
     cfg = SimulationConfig(n_fovs=2, n_frames=12, seed=3)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow.analysis import (
+from pyama_flow.report.analysis import (
     INTENSITY_LABEL,
     TIME_LABEL,
     analyze,
@@ -20,8 +20,8 @@ from pyama_flow.analysis import (
     summarize_parameters,
     trace_pca,
 )
-from pyama_flow.fitting import fit_traces
-from pyama_flow.models import get_model
+from pyama_flow.fitting.fit import fit_traces
+from pyama_flow.fitting.models import get_model
 
 MINUTES = np.arange(0, 1810, 10.0)  # 181 frames over 30 h
 

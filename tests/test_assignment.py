@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
-from pyama_flow.assignment import SCIPY_ABOVE, linear_sum_assignment
+from pyama_flow.tracking.assignment import SCIPY_ABOVE, linear_sum_assignment
 
 
 def cost_matrices(seed, n):

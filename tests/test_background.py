@@ -6,7 +6,7 @@ import pytest
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import binary_dilation
 
-from pyama_flow.background import (
+from pyama_flow.background.model import (
     BackgroundModels,
     estimate_background,
     evaluate,

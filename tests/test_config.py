@@ -114,7 +114,7 @@ def test_every_model_parameter_is_documented_with_its_default_unit_and_meaning()
     """config/README.md has one row per model parameter whose default, bounds,
     fixed flag, unit and meaning are the model module's (DEFAULTS, INFO): the
     table cannot drift from the code."""
-    from pyama_flow.models import get_model, list_models
+    from pyama_flow.fitting.models import get_model, list_models
 
     doc = (ROOT / "config" / "README.md").read_text()
     missing = []

@@ -1,4 +1,4 @@
-"""Curation as decisions (pyama_flow.curation): fingerprints, stale decisions,
+"""Curation as decisions (pyama_flow.traces.curation): fingerprints, stale decisions,
 PyAMA import/export, and appends from several processes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow import curation
-from pyama_flow.traces import read_traces
+from pyama_flow.traces import curation
+from pyama_flow.traces.features import read_traces
 
 
 def _traces(scale: float = 1.0, shift_cell: int | None = None) -> pd.DataFrame:
@@ -150,7 +150,7 @@ def test_report_cells_figure_names_applied_and_stale_decisions(tmp_path):
     """The report's cells figure of a FOV says how many decisions apply and which are stale."""
     import json
 
-    from pyama_flow.qc import render_cells
+    from pyama_flow.report.qc import render_cells
 
     fov = tmp_path / "fov_000"
     _write(fov, _traces())

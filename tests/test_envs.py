@@ -142,7 +142,7 @@ def test_snakemake_process_env_installs_this_repository_with_the_lock():
 def test_snakemake_without_pyama_flow_stops_with_one_line(tmp_path):
     """A Snakemake-only environment (pyama-flow's modules not importable) stops at
     once with one line saying where to run Snakemake, not a traceback."""
-    code = ("import sys; sys.modules['pyama_flow.fovs'] = None; "
+    code = ("import sys; sys.modules['pyama_flow.io.fovs'] = None; "
             "from snakemake.cli import main; sys.argv = ['snakemake', '-n', '--cores', '1', "
             f"'-s', {str(ROOT / 'Snakefile')!r}, '--configfile', {str(ROOT / 'config' / 'config.yaml')!r}]; main()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import least_squares
 
-from pyama_flow.fitting import cramer_rao_se, fit_batch, fit_cell, fit_traces, resolve_params, write_fits
-from pyama_flow.models import get_model
+from pyama_flow.fitting.fit import cramer_rao_se, fit_batch, fit_cell, fit_traces, resolve_params, write_fits
+from pyama_flow.fitting.models import get_model
 
 T = np.arange(181) / 6.0  # hours, 10-min frames
 
@@ -441,7 +441,7 @@ def test_write_fits_atomic_and_reproducible(tmp_path):
 
 
 def test_best_models_by_aic_among_successful_fits():
-    from pyama_flow.fitting import best_models
+    from pyama_flow.fitting.fit import best_models
 
     fits = pd.DataFrame({
         "fov": [0, 0, 0, 0, 1, 1],
@@ -547,7 +547,7 @@ def test_a_bound_the_data_do_not_push_against_is_listed_but_ok():
 
 
 def test_classify_fits_precedence_and_thresholds():
-    from pyama_flow.fitting import StatusRule, classify_fits
+    from pyama_flow.fitting.fit import StatusRule, classify_fits
 
     spec = resolve_params("trivial", {"beta": {"fixed": True}})  # t0 ktl delta (beta) offset
     B = 6
@@ -590,7 +590,7 @@ def test_bound_chi2_is_the_cost_released():
 
 
 def test_half_rise_time_and_data_bound_hand_computed():
-    from pyama_flow.fitting import data_t0_upper, half_rise_time
+    from pyama_flow.fitting.fit import data_t0_upper, half_rise_time
 
     t = np.arange(40) * 0.5  # hours
     y = np.clip(t - 5.0, 0.0, 10.0)  # flat, then a ramp from 5 h to 15 h: half at 10 h
@@ -635,7 +635,7 @@ def test_poisson_weighting_on_shot_noise():
 def test_fit_script_warns_with_the_cells_per_status(tmp_path):
     from types import SimpleNamespace
 
-    from pyama_flow.traces import read_traces
+    from pyama_flow.traces.features import read_traces
     from test_reliability import run_script
 
     rng = np.random.default_rng(12)

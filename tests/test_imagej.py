@@ -19,7 +19,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from pyama_flow import steps
+from pyama_flow.io.extract import extract
+
+from pyama_flow.segmentation.step import segment
+
+from pyama_flow.tracking.step import track
 from pyama_flow.io.stacks import Calibration, read_stack, write_stack
 
 IJ_JARS = ("/usr/share/java/ij.jar", "/usr/share/imagej/ij.jar")
@@ -118,9 +122,9 @@ def fov_outputs(small_experiment, tmp_path_factory):
     """raw, segmentation and labels stacks of FOV 1, written by the steps with the default codec."""
     out = tmp_path_factory.mktemp("ij")
     raw = out / "raw_ch0.tif"
-    steps.extract(str(small_experiment["path"]), {}, 1, 0, 0, str(raw))
-    steps.segment(str(raw), str(out / "segmentation.tif"), "logstd", {})
-    steps.track(str(out / "segmentation.tif"), str(out / "labels.tif"), str(out / "tracks.csv"), {})
+    extract(str(small_experiment["path"]), {}, 1, 0, 0, str(raw))
+    segment(str(raw), str(out / "segmentation.tif"), "logstd", {})
+    track(str(out / "segmentation.tif"), str(out / "labels.tif"), str(out / "tracks.csv"), {})
     cfg = small_experiment["cfg"]
     return out, Calibration(cfg.pixel_size_um, cfg.frame_interval_min * 60)
 

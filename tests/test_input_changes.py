@@ -66,7 +66,7 @@ def replace_keeping_mtime(src: Path, dst: Path) -> None:
 @pytest.fixture(scope="module")
 def movies(tmp_path_factory):
     """Two movies of one shape and size (2 FOVs x 12 frames x 320^2 uncompressed, another seed)."""
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     out = tmp_path_factory.mktemp("movies")
     paths = []

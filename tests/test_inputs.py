@@ -8,11 +8,10 @@ import logging
 import os
 import shutil
 
-import numpy as np
 import pytest
 import tifffile
 
-from pyama_flow import steps
+from pyama_flow.io.extract import dataset_metadata, extract as extract_step
 from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
 from pyama_flow.io import read_metadata
@@ -23,7 +22,7 @@ from pyama_flow.io.source import SourceFrames
 @pytest.fixture(scope="module")
 def other_movie(tmp_path_factory, small_experiment):
     """Another movie of the small experiment's shape (another seed)."""
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     out = tmp_path_factory.mktemp("sim_b")
     simulate_experiment(out / "exp.ome.tif", out / "truth", SimulationConfig(n_fovs=2, n_frames=12, seed=4))
@@ -90,7 +89,7 @@ def test_reading_a_replaced_source_fails_with_one_line(small_experiment, other_m
     a = tmp_path / "exp.ome.tif"
     shutil.copy2(small_experiment["path"], a)
     ref = tmp_path / "raw_ch1.json"
-    steps.extract(str(a), {}, 0, 1, 0, str(ref), str(tmp_path / "stats.csv"))
+    extract_step(str(a), {}, 0, 1, 0, str(ref), str(tmp_path / "stats.csv"))
     assert json.loads(ref.read_text())["fingerprint"] == fp_of(a)
     SourceFrames(ref).close()
     replace_keeping_mtime(other_movie, a)
@@ -116,11 +115,11 @@ def test_extract_and_metadata_refuse_an_input_changed_since_the_start(small_expe
         out = tmp_path / f"raw_ch0.{kind}"
         with pytest.raises(InputError, match=r"exp.ome.tif: input changed since the workflow started "
                                              r"\(content fingerprint fp1:.*expected fp1:1:0+\); .*start the workflow again"):
-            steps.extract(path, {}, 0, 0, 0, str(out), str(tmp_path / "s.csv"), expected_fingerprint=wrong)
+            extract_step(path, {}, 0, 0, 0, str(out), str(tmp_path / "s.csv"), expected_fingerprint=wrong)
         assert not out.exists() and not (tmp_path / "s.csv").exists()
     with pytest.raises(InputError, match=r"exp.ome.tif: input changed since the workflow started"):
-        steps.dataset_metadata(path, {}, None, wrong)
-    meta = steps.dataset_metadata(path, {}, None, good)
+        dataset_metadata(path, {}, None, wrong)
+    meta = dataset_metadata(path, {}, None, good)
     assert meta["input_fingerprint"] == good
 
 
@@ -128,7 +127,7 @@ def test_missing_frame_keeps_the_later_frames_times(small_experiment, tmp_path, 
     folder = tmp_path / "frames"
     _write_folder(folder, small_experiment["path"], skip={4})
     with caplog.at_level(logging.WARNING):
-        meta = steps.dataset_metadata(str(folder), {}, 10.0)
+        meta = dataset_metadata(str(folder), {}, 10.0)
     assert meta["extra"]["frame_numbers"] == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11]
     times = meta["fov_times_min"]["0"]
     assert times == [0.0, 10.0, 20.0, 30.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 110.0]
@@ -143,7 +142,7 @@ def test_missing_frame_keeps_the_later_frames_times(small_experiment, tmp_path, 
     whole = tmp_path / "whole"
     _write_folder(whole, small_experiment["path"])
     with caplog.at_level(logging.WARNING):
-        meta = steps.dataset_metadata(str(whole), {}, 10.0)
+        meta = dataset_metadata(str(whole), {}, 10.0)
     assert meta["fov_times_min"]["0"] == [10.0 * t for t in range(12)]
     assert not [r for r in caplog.records if "frame numbers missing" in r.getMessage()]
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from pyama_flow import background as bg
+from pyama_flow.background import model as bg
 from pyama_flow import kernels
 from pyama_flow.segmentation.logstd import _square_filter, histogram_threshold, open_close, pack_rows, unpack_rows
-from pyama_flow.traces import frame_features
+from pyama_flow.traces.features import frame_features
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (2, 2), (37, 53), (128, 96)]
 

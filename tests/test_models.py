@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from pyama_flow.models import exp_divdiff, get_model, list_models
+from pyama_flow.fitting.models import exp_divdiff, get_model, list_models
 
 T = np.linspace(0.0, 30.0, 181)  # 10-min frames over 30 h
 EPS = (0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6)

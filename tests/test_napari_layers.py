@@ -8,9 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow import steps
+from pyama_flow.background.step import correct
+
+from pyama_flow.io.extract import dataset_metadata, extract
+
+from pyama_flow.segmentation.step import segment
+
+from pyama_flow.traces.step import traces as traces_step
+
+from pyama_flow.tracking.step import track as track_step
 from pyama_flow.io.stacks import Calibration, read_stack, write_stack
-from pyama_flow.napari_layers import LazyStack, fov_layers, track_data
+from pyama_flow.viewer.napari_layers import LazyStack, fov_layers, track_data
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +26,13 @@ def fov_dir(small_experiment, tmp_path_factory):
     """raw (two channels), labels, tracks and traces of simulated FOV 0, written by the steps."""
     out = tmp_path_factory.mktemp("fov_000")
     path = str(small_experiment["path"])
-    steps.extract(path, {}, 0, 0, 0, str(out / "raw_ch0.tif"))
-    steps.extract(path, {}, 0, 1, 0, str(out / "raw_ch1.tif"))
-    steps.segment(str(out / "raw_ch0.tif"), str(out / "segmentation.tif"), "logstd", {})
-    steps.track(str(out / "segmentation.tif"), str(out / "labels.tif"), str(out / "tracks.csv"), {})
-    steps.correct(str(out / "raw_ch1.tif"), str(out / "segmentation.tif"), str(out / "background_ch1.npz"), 32, 5)
-    (out / "metadata.json").write_text(json.dumps(steps.dataset_metadata(path, {}, 10.0)))
-    steps.traces(str(out / "labels.tif"), {1: str(out / "raw_ch1.tif")}, {1: str(out / "background_ch1.npz")},
+    extract(path, {}, 0, 0, 0, str(out / "raw_ch0.tif"))
+    extract(path, {}, 0, 1, 0, str(out / "raw_ch1.tif"))
+    segment(str(out / "raw_ch0.tif"), str(out / "segmentation.tif"), "logstd", {})
+    track_step(str(out / "segmentation.tif"), str(out / "labels.tif"), str(out / "tracks.csv"), {})
+    correct(str(out / "raw_ch1.tif"), str(out / "segmentation.tif"), str(out / "background_ch1.npz"), 32, 5)
+    (out / "metadata.json").write_text(json.dumps(dataset_metadata(path, {}, 10.0)))
+    traces_step(str(out / "labels.tif"), {1: str(out / "raw_ch1.tif")}, {1: str(out / "background_ch1.npz")},
                  str(out / "metadata.json"), str(out / "traces.csv"), 0, 0, 1.0, 1, 0,
                  lineage_path=str(out / "tracks.csv"))
     return out

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pyama_flow import curation
-from pyama_flow.overview import (
+from pyama_flow.traces import curation
+from pyama_flow.report.overview import (
     FovResults,
     fov_table,
     overview_html,

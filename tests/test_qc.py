@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow import qc
+from pyama_flow.report import qc
 from pyama_flow.io.stacks import write_stack
 
 
@@ -87,8 +87,7 @@ def test_statistics_table_roundtrip(tmp_path):
 def test_statistics_csv_without_pandas_has_the_same_bytes(tmp_path):
     """The extract step writes the table with ``framestats`` (no pandas import):
     byte for byte what pandas writes, NaN, booleans and rounding included."""
-    from pyama_flow import framestats
-
+    from pyama_flow.io import framestats
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 4000, (9, 13)).astype(np.uint16), np.full((3, 3), 65535, np.uint16),
               rng.gamma(2.0, 40.0, (5, 7)).astype(np.float32), np.array([[0.1234565, 2.5e-7]], np.float64)]
@@ -205,8 +204,7 @@ def test_statistics_html_one_row_per_frame_and_marks_saturation():
 @pytest.fixture(scope="module")
 def fov_files(tmp_path_factory):
     """A tiny FOV: phase and GFP stacks, labels, background, metadata, traces."""
-    from pyama_flow import background as bgmod
-
+    from pyama_flow.background import model as bgmod
     d = tmp_path_factory.mktemp("fov")
     rng = np.random.default_rng(0)
     n, h, w = 5, 64, 80

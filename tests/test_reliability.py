@@ -24,15 +24,17 @@ import pytest
 import tifffile
 import yaml
 
-from pyama_flow import background as bgmod
-from pyama_flow import steps
-from pyama_flow.fitting import failure_reasons, fit_traces, write_fits
+from pyama_flow.background import model as bgmod
+from pyama_flow.background.step import correct as correct_step
+from pyama_flow.io.extract import dataset_metadata, extract as extract_step
+from pyama_flow.segmentation.step import segment
+from pyama_flow.fitting.fit import failure_reasons, fit_traces, write_fits
 from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
 from pyama_flow.io.stacks import atomic_path, read_stack, write_stack
 from pyama_flow.segmentation import segment_frame
 from pyama_flow.segmentation.logstd import segment_logstd
-from pyama_flow.traces import TraceBuilder, frame_features, read_traces, write_traces
+from pyama_flow.traces.features import TraceBuilder, frame_features, read_traces, write_traces
 
 from conftest import shared_data
 from test_config import DEMO, dry_run, edited
@@ -72,7 +74,7 @@ def write_ome(path: Path, data: np.ndarray, interval_min: float = 20.0,
 
 def simulated(folder: Path, n_fovs: int = 2, n_frames: int = 12) -> np.ndarray:
     """A small simulated experiment (one cell per 160 px FOV) as (P, T, C, Y, X) uint16."""
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(n_fovs=n_fovs, n_frames=n_frames, height=160, width=160, n_cells=1, seed=5)
     simulate_experiment(folder / "sim.ome.tif", folder / "truth", cfg)
@@ -133,7 +135,7 @@ def test_frames_smaller_than_the_background_tile_through_the_correct_step(tmp_pa
     seg[:, 10:20, 10:20] = 1
     write_stack(tmp_path / "raw.tif", iter(raw), 4, (40, 56), np.uint16)
     write_stack(tmp_path / "seg.tif", iter(seg), 4, (40, 56), np.uint16)
-    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"),
+    correct_step(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"),
                   tile_size=256, dilation=21)
     models = bgmod.BackgroundModels(str(tmp_path / "bg.npz"))
     assert len(models) == 4 and models.support.shape[1:] == (1, 1)  # one tile: a constant
@@ -164,7 +166,7 @@ def test_nan_frames_through_the_segment_step_for_every_method(tmp_path):
     write_stack(tmp_path / "raw.tif", iter(frames), 3, img.shape, np.float32)
     for method in ("logstd", "watershed"):
         out = tmp_path / f"seg_{method}.tif"
-        steps.segment(str(tmp_path / "raw.tif"), str(out), method, {})
+        segment(str(tmp_path / "raw.tif"), str(out), method, {})
         labels = read_stack(out)
         assert labels[0].max() >= 1 and labels[1].max() >= 1, method
         assert not labels[0, :12].any() and labels[2].max() == 0, method
@@ -223,10 +225,10 @@ def test_truncated_tiff_fails_at_metadata_and_extract_leaves_nothing(tmp_path):
         cut = tmp_path / f"cut{frac}.ome.tif"
         cut.write_bytes(src[: int(len(src) * frac)])
         with pytest.raises(InputError) as err:
-            steps.dataset_metadata(str(cut), {}, None)
+            dataset_metadata(str(cut), {}, None)
         one_line_naming(str(err.value), str(cut), "truncated", "re-copy")
         with pytest.raises(InputError):
-            steps.extract(str(cut), {}, 0, 0, 0, str(out / "raw_ch0.tif"), str(out / "stats.csv"))
+            extract_step(str(cut), {}, 0, 0, 0, str(out / "raw_ch0.tif"), str(out / "stats.csv"))
     assert nothing_left(out) == []
 
 
@@ -240,12 +242,12 @@ def test_corrupt_plane_passes_metadata_but_fails_extract_naming_fov_and_frame(tm
     data[offset:offset + count] = bytes(count)
     bad = tmp_path / "corrupt.ome.tif"
     bad.write_bytes(bytes(data))
-    assert steps.dataset_metadata(str(bad), {}, None)["n_frames"] == len(sim[0])
+    assert dataset_metadata(str(bad), {}, None)["n_frames"] == len(sim[0])
     out = tmp_path / "out"
     out.mkdir()
-    steps.extract(str(bad), {}, 0, 0, 0, str(out / "raw_ch0.tif"))  # channel 0 is intact
+    extract_step(str(bad), {}, 0, 0, 0, str(out / "raw_ch0.tif"))  # channel 0 is intact
     with pytest.raises(InputError) as err:
-        steps.extract(str(bad), {}, 0, 1, 0, str(out / "raw_ch1.tif"), str(out / "stats.csv"))
+        extract_step(str(bad), {}, 0, 1, 0, str(out / "raw_ch1.tif"), str(out / "stats.csv"))
     one_line_naming(str(err.value), str(bad), "cannot read FOV 0 frame 2 channel 1", "re-copy")
     assert nothing_left(out) == ["raw_ch0.tif"]
 
@@ -257,14 +259,14 @@ def test_truncated_real_tiff_and_nd2(tmp_path):
     cut = tmp_path / "half.tif"
     cut.write_bytes(ij.read_bytes()[: ij.stat().st_size // 2])
     with pytest.raises(InputError) as err:
-        steps.extract(str(cut), {}, 0, 0, 0, str(out / "raw.tif"))
+        extract_step(str(cut), {}, 0, 0, 0, str(out / "raw.tif"))
     one_line_naming(str(err.value), str(cut), "truncated", "re-copy")
     pytest.importorskip("nd2", reason="optional reader library 'nd2' is not installed")
     nd2 = shared_data("nd2", "arcadia", "example-timelapse.nd2")
     cut = tmp_path / "half.nd2"
     cut.write_bytes(nd2.read_bytes()[: nd2.stat().st_size // 2])
-    for call in (lambda: steps.dataset_metadata(str(cut), {}, None),
-                 lambda: steps.extract(str(cut), {}, 0, 0, 0, str(out / "raw.tif"))):
+    for call in (lambda: dataset_metadata(str(cut), {}, None),
+                 lambda: extract_step(str(cut), {}, 0, 0, 0, str(out / "raw.tif"))):
         with pytest.raises(InputError) as err:
             call()
         one_line_naming(str(err.value), str(cut), "ND2", "truncated or corrupt", "re-copy")
@@ -279,7 +281,7 @@ def test_folder_frame_of_another_size_names_the_file(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InputError) as err:
-        steps.extract(str(folder), {}, 0, 0, 0, str(out / "raw_ch0.tif"), str(out / "stats.csv"))
+        extract_step(str(folder), {}, 0, 0, 0, str(out / "raw_ch0.tif"), str(out / "stats.csv"))
     one_line_naming(str(err.value), str(folder / "img_t003.tif"), "(32, 48)", "(32, 40)", "pattern")
     assert nothing_left(out) == []
 
@@ -458,7 +460,7 @@ def test_wide_range_frames_through_the_correct_step_match_numpy_medians(tmp_path
     seg[:, 40:60, 60:90] = 1
     tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
     write_stack(tmp_path / "seg.tif", iter(seg), raw.shape[0], raw.shape[1:], np.uint16)
-    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"),
+    correct_step(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"),
                   tile_size=32, dilation=21)
     models = bgmod.BackgroundModels(str(tmp_path / "bg.npz"))
     assert len(models) == raw.shape[0]
@@ -469,7 +471,7 @@ def test_wide_range_frames_through_the_correct_step_match_numpy_medians(tmp_path
 
 
 def test_wide_range_frames_have_numpy_statistics_and_segment():
-    from pyama_flow.framestats import frame_statistics
+    from pyama_flow.io.framestats import frame_statistics
 
     for name, frame in wide_range_frames().items():
         stats = frame_statistics(frame[1], 1)
@@ -488,7 +490,6 @@ def test_tile_medians_of_a_hot_pixel_frame_count_nothing_per_value(monkeypatch):
     """A uint32 frame spanning 2^32 values never reaches the counting kernel (it would
     allocate a count per possible value: MemoryError)."""
     from pyama_flow import kernels
-
     def refuse(*args):
         raise AssertionError("counting kernel called on a wide range")
 

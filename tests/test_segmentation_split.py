@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from pyama_flow.metrics import match_instances, segmentation_scores
+from pyama_flow.devtools.metrics import match_instances, segmentation_scores
 from pyama_flow.segmentation import list_methods, segment_frame
 from pyama_flow.segmentation.logstd import segment_logstd
 from pyama_flow.segmentation.watershed import (

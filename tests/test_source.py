@@ -7,7 +7,17 @@ import os
 import numpy as np
 import pytest
 
-from pyama_flow import steps
+from pyama_flow.background.step import correct
+
+from pyama_flow.io.extract import dataset_metadata, extract as extract_step
+
+from pyama_flow.segmentation.step import segment
+
+from pyama_flow.traces.step import traces as traces_step
+
+from pyama_flow.tracking.step import track
+
+from pyama_flow.io.stacks import write_json
 from pyama_flow.io import open_image, read_metadata
 from pyama_flow.io.base import InputError
 from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of
@@ -18,7 +28,7 @@ from pyama_flow.io.stacks import StackReader
 def test_reference_gives_the_input_frames(small_experiment, tmp_path):
     path = str(small_experiment["path"])
     ref = tmp_path / "raw_ch1.json"
-    steps.extract(path, {}, 1, "GFP", 0, str(ref), str(tmp_path / "stats.csv"))
+    extract_step(path, {}, 1, "GFP", 0, str(ref), str(tmp_path / "stats.csv"))
     data = json.loads(ref.read_text())
     assert data == {"source": path, "reader": {}, "fov": 1, "channel": 1, "z": 0,
                     "shape": [12, 320, 320], "dtype": "<u2",
@@ -33,24 +43,24 @@ def test_reference_gives_the_input_frames(small_experiment, tmp_path):
         with pytest.raises(IndexError, match="frame 12 out of range"):
             frames[12]
     # the statistics are those of the copying extract
-    steps.extract(path, {}, 1, "GFP", 0, str(tmp_path / "raw_ch1.tif"), str(tmp_path / "stats_copy.csv"))
+    extract_step(path, {}, 1, "GFP", 0, str(tmp_path / "raw_ch1.tif"), str(tmp_path / "stats_copy.csv"))
     assert (tmp_path / "stats.csv").read_bytes() == (tmp_path / "stats_copy.csv").read_bytes()
     assert isinstance(open_frames(tmp_path / "raw_ch1.tif"), StackReader)
 
 
 def test_steps_from_the_reference_equal_steps_from_the_copy(small_experiment, tmp_path):
     path = str(small_experiment["path"])
-    steps.write_json(str(tmp_path / "metadata.json"), steps.dataset_metadata(path, {}, 10))
+    write_json(str(tmp_path / "metadata.json"), dataset_metadata(path, {}, 10))
     outputs = {}
     for kind, ext in (("copy", "tif"), ("source", "json")):
         d = tmp_path / kind
         raw = {c: str(d / f"raw_ch{c}.{ext}") for c in (0, 1)}
         for c in (0, 1):
-            steps.extract(path, {}, 0, c, 0, raw[c], str(d / f"stats_ch{c}.csv"), "zstd")
-        steps.segment(raw[0], str(d / "seg.tif"), "logstd", {})
-        steps.correct(raw[1], str(d / "seg.tif"), str(d / "bg.npz"), 128, 21)
-        steps.track(str(d / "seg.tif"), str(d / "labels.tif"), str(d / "tracks.csv"), {})
-        steps.traces(str(d / "labels.tif"), {1: raw[1]}, {1: str(d / "bg.npz")}, str(tmp_path / "metadata.json"),
+            extract_step(path, {}, 0, c, 0, raw[c], str(d / f"stats_ch{c}.csv"), "zstd")
+        segment(raw[0], str(d / "seg.tif"), "logstd", {})
+        correct(raw[1], str(d / "seg.tif"), str(d / "bg.npz"), 128, 21)
+        track(str(d / "seg.tif"), str(d / "labels.tif"), str(d / "tracks.csv"), {})
+        traces_step(str(d / "labels.tif"), {1: raw[1]}, {1: str(d / "bg.npz")}, str(tmp_path / "metadata.json"),
                      str(d / "traces.csv"), 0, 0, 1.0, 3, 10, str(d / "tracks.csv"))
         with StackReader(d / "labels.tif") as lab:
             outputs[kind] = ((d / "traces.csv").read_bytes(), (d / "tracks.csv").read_bytes(),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from pyama_flow.fovs import parse_fovs
+from pyama_flow.io.fovs import parse_fovs
 from pyama_flow.io.stacks import StackReader, atomic_path, read_stack, write_stack
 
 
@@ -97,7 +97,7 @@ def test_calibration_and_metadata_round_trip(tmp_path):
 def test_labels_are_uint16_until_an_id_passes_65535(tmp_path):
     """Two frames of 45,000 one-pixel cells each, 300 px apart (nothing links):
     90,000 track ids do not fit uint16, so labels.tif is uint32 with the same ids."""
-    from pyama_flow import steps
+    from pyama_flow.tracking.step import track as track_step
     from pyama_flow.io.stacks import label_dtype
 
     assert label_dtype(65535) == np.uint16 and label_dtype(65536) == np.uint32
@@ -106,12 +106,12 @@ def test_labels_are_uint16_until_an_id_passes_65535(tmp_path):
     seg[0, ::2, 0:300:2] = ids
     seg[1, ::2, 300::2] = ids
     write_stack(tmp_path / "seg.tif", iter(seg), 2, (600, 600), np.uint16)
-    steps.track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+    track_step(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
     labels = read_stack(tmp_path / "labels.tif")
     assert labels.dtype == np.uint32 and labels.max() == 90000
     assert len(np.unique(labels[1])) == 45001 and labels[1][labels[1] > 0].min() == 45001
     # a few cells: uint16
     small = seg[:, :20, :20] % 7
     write_stack(tmp_path / "s.tif", iter(small), 2, (20, 20), np.uint16)
-    steps.track(str(tmp_path / "s.tif"), str(tmp_path / "l2.tif"), str(tmp_path / "t2.csv"), {})
+    track_step(str(tmp_path / "s.tif"), str(tmp_path / "l2.tif"), str(tmp_path / "t2.csv"), {})
     assert read_stack(tmp_path / "l2.tif").dtype == np.uint16

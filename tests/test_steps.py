@@ -11,13 +11,23 @@ import pandas as pd
 import pytest
 import tifffile
 
-from pyama_flow import steps
+from pyama_flow.background.step import correct
+
+from pyama_flow.io.extract import dataset_metadata, extract
+
+from pyama_flow.segmentation.step import external_labels_path, segment_external
+
+from pyama_flow.traces.step import traces as traces_step
+
+from pyama_flow.tracking.step import track
+
+from pyama_flow.io.stacks import write_json
 from pyama_flow.io.base import InputError
 from pyama_flow.io.stacks import StackReader, read_stack, write_stack
 
 
 def test_metadata_uses_file_time_stamps(small_experiment):
-    meta = steps.dataset_metadata(str(small_experiment["path"]), {}, 10.0)
+    meta = dataset_metadata(str(small_experiment["path"]), {}, 10.0)
     interval = small_experiment["cfg"].frame_interval_min
     assert meta["fov_times_min"]["1"] == pytest.approx([i * interval for i in range(12)])
     assert meta["time_source"] == {"0": "file", "1": "file"}
@@ -28,7 +38,7 @@ def test_metadata_falls_back_to_config_interval_and_says_so(tmp_path, caplog):
     data = np.zeros((5, 2, 16, 16), np.uint16)
     tifffile.imwrite(tmp_path / "plain.tif", data)  # no time stamps
     with caplog.at_level(logging.WARNING, logger="pyama_flow"):
-        meta = steps.dataset_metadata(str(tmp_path / "plain.tif"), {"axes": "TCYX"}, 7.5)
+        meta = dataset_metadata(str(tmp_path / "plain.tif"), {"axes": "TCYX"}, 7.5)
     assert meta["fov_times_min"]["0"] == [0.0, 7.5, 15.0, 22.5, 30.0]
     assert meta["time_source"]["0"] == "config"
     assert "no time stamps" in caplog.text and "frame_interval_min" in caplog.text
@@ -41,7 +51,7 @@ def test_extract_keeps_dtype_and_values(small_experiment, tmp_path, codec, store
     from pyama_flow.io import open_image
 
     out = tmp_path / "raw.tif"
-    steps.extract(str(small_experiment["path"]), {}, 1, "GFP", 0, str(out), compression=codec)
+    extract(str(small_experiment["path"]), {}, 1, "GFP", 0, str(out), compression=codec)
     with StackReader(out) as r, open_image(small_experiment["path"]) as src:
         assert r.dtype == np.uint16 and r.shape == (12, 320, 320)
         for t in (0, 7, 11):
@@ -62,7 +72,7 @@ def test_extract_keeps_dtype_and_values(small_experiment, tmp_path, codec, store
 
 def test_extract_bad_fov_names_file_and_range(small_experiment, tmp_path):
     with pytest.raises(InputError, match=r"FOV 5 is out of range \(valid: 0-1\)"):
-        steps.extract(str(small_experiment["path"]), {}, 5, 0, 0, str(tmp_path / "x.tif"))
+        extract(str(small_experiment["path"]), {}, 5, 0, 0, str(tmp_path / "x.tif"))
     assert not list(tmp_path.iterdir())
 
 
@@ -79,14 +89,14 @@ def test_track_and_traces_with_lineage(tmp_path):
             lab[80:120, 101:120] = 2
         frames.append(lab)
     write_stack(tmp_path / "seg.tif", iter(frames), 6, (h, w), np.uint16)
-    steps.track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+    track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
     lineage = pd.read_csv(tmp_path / "tracks.csv")
     assert lineage.values.tolist() == [[1, 0, 0, 3], [2, 1, 4, 5], [3, 1, 4, 5]]
     fl = np.full((h, w), 10, np.uint16)
     write_stack(tmp_path / "raw.tif", iter([fl] * 6), 6, (h, w), np.uint16)
-    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"), 256, 21)
-    steps.write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10, 20, 30, 40, 50]}})
-    df = steps.traces(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
+    correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"), 256, 21)
+    write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10, 20, 30, 40, 50]}})
+    df = traces_step(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
                       str(tmp_path / "meta.json"), str(tmp_path / "traces.csv"), fov=0, pc_channel=0,
                       background_weight=1.0, min_frames=0, border=0,
                       lineage_path=str(tmp_path / "tracks.csv"), stats_path=str(tmp_path / "stats.json"))
@@ -103,10 +113,10 @@ def test_traces_reject_mismatched_time_points(tmp_path):
     lab = np.zeros((3, 20, 20), np.uint32)
     write_stack(tmp_path / "labels.tif", iter(lab), 3, (20, 20), np.uint32)
     write_stack(tmp_path / "raw.tif", iter(lab.astype(np.uint16)), 3, (20, 20), np.uint16)
-    steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "bg.npz"), 256, 21)
-    steps.write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10]}})
+    correct(str(tmp_path / "raw.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "bg.npz"), 256, 21)
+    write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10]}})
     with pytest.raises(InputError, match="2 time points but .*labels.tif has 3 frames"):
-        steps.traces(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
+        traces_step(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
                      str(tmp_path / "meta.json"), str(tmp_path / "traces.csv"), 0, 0, 1.0, 0, 0)
     assert not (tmp_path / "traces.csv").exists()
 
@@ -135,7 +145,7 @@ def test_external_segmentation_is_taken_as_it_is(tmp_path, n, layout):
         warnings.simplefilter("ignore", DeprecationWarning)
         tifffile.imwrite(tmp_path / "cellpose.tif", labels, **options)
     out = tmp_path / "segmentation.tif"
-    steps.segment_external(raw, str(tmp_path / "cellpose.tif"), str(out), fov=4)
+    segment_external(raw, str(tmp_path / "cellpose.tif"), str(out), fov=4)
     with StackReader(out) as r:
         assert r.dtype == np.uint16
     assert np.array_equal(read_stack(out), labels)
@@ -162,24 +172,23 @@ def test_external_segmentation_refuses_what_does_not_fit(tmp_path, stack, messag
     out = tmp_path / "out" / "segmentation.tif"
     out.parent.mkdir()
     with pytest.raises(InputError, match=message) as err:
-        steps.segment_external(raw, str(ext), str(out), fov=4)
+        segment_external(raw, str(ext), str(out), fov=4)
     line = str(err.value)
     assert "\n" not in line and line.startswith(str(ext))
     assert not list(out.parent.iterdir())  # nothing left behind
 
 
 def test_external_labels_path_pattern():
-    assert steps.external_labels_path("m/{dataset}/fov_{fov:03d}.tif", "exp1", 7) == "m/exp1/fov_007.tif"
+    assert external_labels_path("m/{dataset}/fov_{fov:03d}.tif", "exp1", 7) == "m/exp1/fov_007.tif"
     with pytest.raises(InputError, match=r"placeholders are \{dataset\} and \{fov\}"):
-        steps.external_labels_path("m/{well}_{fov}.tif", "exp1", 7)
+        external_labels_path("m/{well}_{fov}.tif", "exp1", 7)
 
 
 def test_correct_fits_the_background_outside_the_grown_cells(tmp_path):
     """A cell's blurred rim is bright: counted as background where the mask alone is
     excluded (the median is the rim's 400), excluded once the cells are grown by the
     margin (the true 100)."""
-    from pyama_flow import background as bgmod
-
+    from pyama_flow.background import model as bgmod
     n, shape = 1, (16, 16)
     seg = np.zeros(shape, np.uint16)
     seg[5:11, 5:11] = 1
@@ -190,5 +199,5 @@ def test_correct_fits_the_background_outside_the_grown_cells(tmp_path):
     write_stack(tmp_path / "seg.tif", [seg], n, shape, np.uint16)
     for margin, expected in ((0.0, 400.0), (6.0, 100.0)):
         out = tmp_path / f"bg{margin}.npz"
-        steps.correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(out), 32, 1, expand_px=margin)
+        correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(out), 32, 1, expand_px=margin)
         assert float(bgmod.BackgroundModels(str(out))[0][0, 0]) == expected

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow.traces import BASE_COLUMNS, TraceBuilder, TraceFilter, apply_filters, frame_features
+from pyama_flow.traces.features import BASE_COLUMNS, TraceBuilder, TraceFilter, apply_filters, frame_features
 
 
 def test_hand_computed_frame():
@@ -85,7 +85,7 @@ def test_expand_labels_is_the_nearest_cell_partition(distance):
     from scipy import ndimage as ndi
     from skimage.segmentation import expand_labels as reference
 
-    from pyama_flow.traces import expand_labels
+    from pyama_flow.traces.features import expand_labels
 
     rng = np.random.default_rng(int(distance * 10))
     for _ in range(5):
@@ -119,7 +119,7 @@ def test_expanded_total_hand_computed():
 def _simulated(psf_sigma, min_gap, n_cells, seed, tmp_path):
     import tifffile
 
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(n_fovs=1, n_frames=6, height=320, width=320, n_cells=n_cells, min_gap=min_gap,
                            psf_sigma=psf_sigma, seed=seed, frame_interval_min=120.0, compression=None)
@@ -137,8 +137,8 @@ def test_expanded_total_recovers_blurred_light_that_the_mask_misses(tmp_path, mi
     (dilation 5, the default), is within 3 %."""
     from scipy import ndimage as ndi
 
-    from pyama_flow import background as bgmod
-    from pyama_flow.traces import expand_labels
+    from pyama_flow.background import model as bgmod
+    from pyama_flow.traces.features import expand_labels
 
     movie, true_labels, truth = _simulated(1.5, min_gap, n_cells, 3, tmp_path)
     errors = {0: [], 3: []}
@@ -178,9 +178,9 @@ def test_expanded_ring_adds_no_neighbours_light_on_real_yeast():
     from skimage.segmentation import clear_border, watershed
 
     from conftest import shared_data
-    from pyama_flow import background as bgmod
+    from pyama_flow.background import model as bgmod
     from pyama_flow.io import open_image
-    from pyama_flow.traces import expand_labels
+    from pyama_flow.traces.features import expand_labels
 
     with open_image(shared_data("nd2", "arcadia", "example-cerevisiae.nd2")) as reader:
         image = reader.read_frame(0, 0, 1, 0)  # FITC

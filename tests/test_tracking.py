@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow.simulate_lineage import simulate_lineage
-from pyama_flow.tracking import (
+from pyama_flow.devtools.simulate_lineage import simulate_lineage
+from pyama_flow.tracking.tracker import (
     ReferenceTracker,
     Tracker,
     frame_objects,
@@ -18,7 +18,7 @@ from pyama_flow.tracking import (
     parent_of,
     track_frames,
 )
-from pyama_flow.tracking_metrics import link_scores
+from pyama_flow.devtools.tracking_metrics import link_scores
 
 T98G = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phase_timelapse" / "usiigaci_T98G"
 
@@ -78,7 +78,7 @@ def test_frame_objects_raster_order_and_moments():
 
 
 def test_pair_overlaps_match_metrics_overlap_counts():
-    from pyama_flow.metrics import overlap_counts
+    from pyama_flow.devtools.metrics import overlap_counts
 
     rng = np.random.default_rng(5)
     a = rng.integers(0, 9, (40, 50)).astype(np.uint16)
@@ -187,7 +187,7 @@ def test_division_records_both_daughters():
 def test_lineage_csv_without_pandas_has_the_same_bytes(tmp_path):
     """The track job writes tracks.csv with write_lineage (no pandas import): the
     bytes pandas' to_csv writes, for a lineage with a division and an empty one."""
-    from pyama_flow.tracking import Tracker, write_lineage
+    from pyama_flow.tracking.tracker import Tracker, write_lineage
 
     mother = disc(32, 40, 10)
     d1, d2 = disc(32, 33, 6), disc(32, 47, 6)
@@ -548,7 +548,7 @@ def test_one_frame_oversplit_is_not_a_division():
 
 def test_track_step_writes_the_final_ids(tmp_path):
     from pyama_flow.io.stacks import read_stack, write_stack
-    from pyama_flow.steps import track
+    from pyama_flow.tracking.step import track
 
     cell, frames = _oversplit_frames()
     seg = tmp_path / "segmentation.tif"
@@ -586,7 +586,7 @@ def test_ctc_scores_by_traccuracy():
     """traccuracy's CTC scores: perfect for the truth itself; a lineage without the
     division keeps every detection (DET 1) but loses the division and its links."""
     pytest.importorskip("traccuracy")
-    from pyama_flow.tracking_metrics import ctc_scores, lineage_graph
+    from pyama_flow.devtools.tracking_metrics import ctc_scores, lineage_graph
 
     frames, lin = simulate_lineage(n_frames=20, shape=(192, 192), n_cells=14, seed=5, division_prob=0.05, dropout_prob=0)
     true = np.stack(list(frames))

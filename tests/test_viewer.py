@@ -25,12 +25,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from pyama_flow import curation, qc
-from pyama_flow.background import fit_tiles, save_models
+from pyama_flow.traces import curation
+
+from pyama_flow.report import qc
+from pyama_flow.background.model import fit_tiles, save_models
 from pyama_flow.io.source import write_source
 from pyama_flow.io.stacks import StackReader, write_stack
-from pyama_flow.models import get_model
-from pyama_flow.traces import TraceBuilder, read_traces, write_traces
+from pyama_flow.fitting.models import get_model
+from pyama_flow.traces.features import TraceBuilder, read_traces, write_traces
 from pyama_flow.viewer import ViewerApp, make_viewer_server
 from pyama_flow.viewer import render as vrender
 from pyama_flow.viewer.data import set_good_text
@@ -525,7 +527,7 @@ def test_mark_is_atomic(fresh, monkeypatch):
     def broken(fd, data):
         raise OSError("disk full")
 
-    monkeypatch.setattr("pyama_flow.curation.os.write", broken)
+    monkeypatch.setattr("pyama_flow.traces.curation.os.write", broken)
     status, _ = c.mark("demo", 0, 2, False)
     assert status == 500
     assert _sha(fov_dir / "curation.csv") == before
@@ -788,7 +790,7 @@ def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment
     """A relative input in raw_ch{c}.json is found above the results folder even
     when the viewer runs in another experiment's folder that has the same path."""
     from pyama_flow.io import open_image
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     exp = tmp_path / "exp"
     results = build_results(exp)

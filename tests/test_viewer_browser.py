@@ -122,7 +122,7 @@ document.getElementById("f").onload = async () => {
 def test_click_and_keyboard_shortcuts(tmp_path):
     from wsgiref.simple_server import make_server
 
-    from pyama_flow.traces import read_traces
+    from pyama_flow.traces.features import read_traces
     from pyama_flow.viewer import ViewerApp
     from pyama_flow.viewer.server import QuietHandler, ThreadingWSGIServer
     from test_viewer import CELLS, H, W
@@ -150,7 +150,7 @@ def test_click_and_keyboard_shortcuts(tmp_path):
         server.server_close()
     out = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S).group(1)
     assert out == "click:2 b:2=bad n:7 b:7=bad p:2 g:2=good frame:4", out
-    from pyama_flow.curation import read_curated
+    from pyama_flow.traces.curation import read_curated
 
     assert not (results / "demo/fov_000/traces_inspected.csv").exists()
     edited = read_curated(results / "demo/fov_000/traces.csv")

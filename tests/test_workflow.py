@@ -4,8 +4,6 @@ folder, checked against the simulator's ground truth."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pyama_flow.io.stacks import read_stack
-from pyama_flow.metrics import match_instances, segmentation_scores
+from pyama_flow.devtools.metrics import match_instances, segmentation_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -212,7 +210,7 @@ def test_external_segmentation_runs_the_workflow_on_the_true_labels(tmp_path):
     tracked, and ``intensity_total`` (measure: expanded, the default) is within
     the issue's targets (median relative error <= 0.03, 90th percentile <= 0.10);
     PyAMA's in-mask sum on the same masks is biased low by the blurred rim."""
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(n_fovs=1, n_frames=32, psf_sigma=1.5, seed=5)  # the demo's layout, blurred
     truth = simulate_experiment(tmp_path / "movie.ome.tif", tmp_path / "truth", cfg)["traces"]

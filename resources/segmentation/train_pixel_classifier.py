@@ -49,7 +49,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
-from pyama_flow.metrics import segmentation_scores  # noqa: E402
+from pyama_flow.devtools.metrics import segmentation_scores  # noqa: E402
 from pyama_flow.segmentation import pixel_classifier as pc  # noqa: E402
 from pyama_flow.segmentation.watershed import bin_image, learned_features, segment_watershed  # noqa: E402
 

@@ -7,8 +7,8 @@ import importlib
 import pkgutil
 import sys
 
-from . import __version__, commands
-from .io.base import InputError
+from pyama_flow import __version__, commands
+from pyama_flow.io.base import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:

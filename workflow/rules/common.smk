@@ -18,7 +18,7 @@ class ConfigError(Exception):
 
 
 try:
-    from pyama_flow.fovs import parse_fovs
+    from pyama_flow.io.fovs import parse_fovs
     from pyama_flow.io import read_metadata
     from pyama_flow.io.fingerprint import (
         fingerprint as input_fingerprint,
@@ -299,8 +299,8 @@ def samples():
 
 def check_fit_params():
     """Unknown models or parameters, lb > ub, a value outside its bounds: fail now."""
-    from pyama_flow.fitting import resolve_params
-    from pyama_flow.models import get_model, list_models
+    from pyama_flow.fitting.fit import resolve_params
+    from pyama_flow.fitting.models import get_model, list_models
 
     for model, overrides in config["fit"]["params"].items():
         if model not in list_models():
@@ -406,7 +406,7 @@ def segmentation_params(wc):
 def external_labels(dataset, fov):
     """The label stack of a FOV under ``segmentation.method: external``."""
     from pyama_flow.io.base import InputError
-    from pyama_flow.steps import external_labels_path
+    from pyama_flow.segmentation.step import external_labels_path
 
     try:
         return external_labels_path(
@@ -468,9 +468,9 @@ def curation_file(dataset, fov):
     """The FOV's decisions log (curation.csv) as a list of 0 or 1 input: its
     mtime changes with each decision, so a decision reruns that FOV's fits and
     the merges. PyAMA's traces_inspected.csv is imported into it first
-    (pyama_flow.curation); the scripts read traces.csv with the decisions
+    (pyama_flow.traces.curation); the scripts read traces.csv with the decisions
     applied (curation.read_curated)."""
-    from pyama_flow.curation import DECISIONS, import_inspected
+    from pyama_flow.traces.curation import DECISIONS, import_inspected
 
     d = Path(fov_dir(dataset, fov))
     if d.is_dir():
@@ -528,7 +528,7 @@ def fov_sample(dataset, fov):
 
 def fov_color(dataset, fov):
     """The colour of a FOV's sample (one per sample, in config order) for its QC figures."""
-    from pyama_flow.qc import sample_color
+    from pyama_flow.report.qc import sample_color
 
     return sample_color(fov_sample(dataset, fov), list(samples()))
 
@@ -562,7 +562,7 @@ def sample_fit_traces(wc):
 
 def sample_color_of(name):
     """The colour of a sample (one per sample, in config order)."""
-    from pyama_flow.qc import sample_color
+    from pyama_flow.report.qc import sample_color
 
     return sample_color(name, list(samples()))
 
@@ -576,7 +576,7 @@ def overview_fovs():
 
 def overview_pages():
     """Pages of the overview's all-traces figure: 100 FOVs each (at least one)."""
-    from pyama_flow.overview import FOVS_PER_PAGE
+    from pyama_flow.report.overview import FOVS_PER_PAGE
 
     return list(range(max(1, -(-len(overview_fovs()) // FOVS_PER_PAGE))))
 

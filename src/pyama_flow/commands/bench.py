@@ -6,8 +6,7 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .. import bench
-
+    from pyama_flow.devtools import bench
     p = subparsers.add_parser("bench", help="benchmark every step on a simulated FOV",
                               description=bench.__doc__)
     bench.add_arguments(p)
@@ -15,7 +14,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .. import bench
-
+    from pyama_flow.devtools import bench
     bench.run(args)
     return 0

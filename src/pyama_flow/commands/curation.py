@@ -38,8 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import curation
-
+    from pyama_flow.traces import curation
     dirs = [Path(d) for d in args.fov_dirs]
     missing = [d for d in dirs if not (d / "traces.csv").is_file()]
     if missing:

@@ -6,7 +6,7 @@ import argparse
 import json
 from importlib import metadata as importlib_metadata
 
-from ..io import FORMATS, FormatInfo
+from pyama_flow.io import FORMATS, FormatInfo
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

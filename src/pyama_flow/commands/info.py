@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..io import open_image
-from ..io.base import ImageMetadata, InputError
-from ..io.folder import gap_warning
+from pyama_flow.io import open_image
+from pyama_flow.io.base import ImageMetadata, InputError
+from pyama_flow.io.folder import gap_warning
 
 
 def _option(text: str) -> tuple[str, Any]:

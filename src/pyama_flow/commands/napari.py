@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-from ..io.base import InputError
+from pyama_flow.io.base import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..napari_layers import fov_layers
+    from pyama_flow.viewer.napari_layers import fov_layers
 
     if importlib.util.find_spec("napari") is None:
         raise InputError('napari is not installed: pip install "napari[all]"')

@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 
-from .. import qc
-from ..io import open_image
-from ..io.base import InputError
-from ..io.stacks import atomic_path
-from .info import _option, reader_options
+from pyama_flow.report import qc
+from pyama_flow.io import open_image
+from pyama_flow.io.base import InputError
+from pyama_flow.io.stacks import atomic_path
+from pyama_flow.commands.info import _option, reader_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

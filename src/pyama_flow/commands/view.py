@@ -66,8 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import secrets
 
-    from ..viewer import make_viewer_server
-    from ..viewer.server import is_loopback
+    from pyama_flow.viewer import make_viewer_server
+    from pyama_flow.viewer.server import is_loopback
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ImageMetadata, ImageReader, InputError
+from pyama_flow.io.base import ImageMetadata, ImageReader, InputError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 _PIXEL_TYPES = {
     "gray8": "uint8",

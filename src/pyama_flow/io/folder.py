@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 _NUMBER = re.compile(r"\d+")
 
@@ -205,7 +205,7 @@ class FolderReader(ImageReader):
 
     def _probe(self, path: str) -> tuple[tuple[int, int], np.dtype, float | None]:
         """Plane shape, dtype and pixel size of one frame file."""
-        from .tiff import TiffReader
+        from pyama_flow.io.tiff import TiffReader
 
         with TiffReader(path) as reader:
             m = reader.metadata

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 #: LIF dimensions a time-lapse image may have besides Y and X
 _PLANE_DIMS = ("T", "C", "Z")

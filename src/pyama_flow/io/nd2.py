@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 #: nd2 experiment loop type -> our axis letter
 _LOOP_AXIS = {

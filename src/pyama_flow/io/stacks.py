@@ -37,6 +37,8 @@ from typing import Any, Self
 import numpy as np
 import tifffile
 
+from pyama_flow.io.base import InputError
+
 #: Lossless codecs by config name (``storage.compression``): (tifffile codec, level);
 #: "none" stores pages uncompressed (scratch stacks that are deleted after the run).
 CODECS: dict[str, tuple[str, int] | None] = {"zlib": ("zlib", 1), "zstd": ("zstd", 1), "none": None}
@@ -256,6 +258,15 @@ class FrameStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_same_shape(a: FrameStack, b: FrameStack) -> None:
+    """One line when two stacks of one FOV differ in shape (they come from different inputs)."""
+    if a.shape != b.shape:
+        raise InputError(
+            f"{b.path}: shape {b.shape} does not match {a.path} {a.shape}; they come from "
+            "different inputs: delete this FOV's results and rerun"
+        )
 
 
 class StackReader(FrameStack):

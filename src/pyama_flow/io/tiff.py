@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
 
 # tifffile axis letters that mean "position / FOV"
 _FOV_AXES = "PRVM"

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels
-
-
+from pyama_flow import kernels
 #: pixel types the variance kernel converts to float32 itself (exactly, as astype does)
 _KERNEL_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int8, np.int16, np.float32)}
 

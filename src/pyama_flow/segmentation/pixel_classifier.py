@@ -230,7 +230,7 @@ def predict_distance(model: PixelMLP, features: np.ndarray) -> np.ndarray:
 
 
 def _load(prefix: str) -> PixelMLP:
-    from . import _pixel_mlp_weights as w
+    from pyama_flow.segmentation import _pixel_mlp_weights as w
 
     if tuple(w.FEATURE_NAMES) != FEATURE_NAMES:
         raise RuntimeError("pixel classifier weights do not match the feature set; retrain")

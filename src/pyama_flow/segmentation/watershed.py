@@ -70,7 +70,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from .logstd import _square_filter
+from pyama_flow.segmentation.logstd import _square_filter
 
 #: defaults of the derived parameters as ratios to ``cell_diameter`` (lengths)
 #: or to ``cell_diameter ** 2`` (areas)
@@ -648,7 +648,7 @@ def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: flo
     """Pixel-classifier features on the classifier grid and its step (pipeline
     px per grid px): the grid pixel is about ``d * GRID_PER_DIAMETER`` input px,
     the scale the classifier was trained at."""
-    from .pixel_classifier import GRID_PER_DIAMETER, classifier_features
+    from pyama_flow.segmentation.pixel_classifier import GRID_PER_DIAMETER, classifier_features
 
     k = max(1, int(d * GRID_PER_DIAMETER / maps.f + 0.5))
     k = min(k, max(1, min(maps.shape) // 8))
@@ -665,7 +665,7 @@ def _learned_probability(
     """Pixel-classifier foreground probability on the pipeline grid, the
     classifier step and (``seeds``) the learned seed map on the classifier
     grid (classifier-grid px; else None)."""
-    from .pixel_classifier import default_model, default_seed_model, predict_maps, predict_proba, upsample_linear
+    from pyama_flow.segmentation.pixel_classifier import default_model, default_seed_model, predict_maps, predict_proba, upsample_linear
 
     feats, k = _classifier_features(maps, raw, prior, d)
     if seeds:

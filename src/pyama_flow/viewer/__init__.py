@@ -16,7 +16,7 @@ Only the standard library, numpy, pandas, Pillow and tifffile are used; the
 page is plain HTML, CSS and JavaScript served by the app (no CDN, no build).
 """
 
-from .app import ViewerApp
-from .server import make_viewer_server
+from pyama_flow.viewer.app import ViewerApp
+from pyama_flow.viewer.server import make_viewer_server
 
 __all__ = ["ViewerApp", "make_viewer_server"]

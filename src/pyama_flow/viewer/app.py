@@ -21,7 +21,7 @@ Endpoints (all ``GET`` unless noted; ``{fov}`` is the FOV index)::
 
 Only files under the results folder are served (:meth:`Results.path`);
 anything else is a logged 404. Edits go only to ``curation.csv`` (the
-decisions log, :mod:`pyama_flow.curation`) of a FOV folder. A POST must be JSON from the page's own origin, and when
+decisions log, :mod:`pyama_flow.traces.curation`) of a FOV folder. A POST must be JSON from the page's own origin, and when
 bound to a loopback address only loopback host names are accepted, so
 another web site open in the same browser can neither read nor edit
 (DNS rebinding, cross-site requests).
@@ -44,10 +44,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.util import FileWrapper
 
-from .. import qc
-from ..io.base import InputError
-from . import data, render
-from .results import BadRequest, NotFound, Results, fov_times
+from pyama_flow.report import qc
+from pyama_flow.io.base import InputError
+from pyama_flow.viewer import data, render
+from pyama_flow.viewer.results import BadRequest, NotFound, Results, fov_times
 
 log = logging.getLogger("pyama_flow.viewer")
 

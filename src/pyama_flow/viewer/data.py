@@ -1,7 +1,7 @@
 """Traces, fits and curation for the viewer: tables in, JSON-ready dicts out.
 
 Curation is a log of decisions (``curation.csv`` beside ``traces.csv``, see
-:mod:`pyama_flow.curation`) applied to the current traces wherever they are
+:mod:`pyama_flow.traces.curation`) applied to the current traces wherever they are
 read. A mark appends one line under a cross-process lock; the workflow's
 ``fit``, ``merge`` and ``tidy`` rules take the log as input, so the next
 ``snakemake`` run refits that FOV and what depends on the fits, and nothing
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..models import get_model
-from .. import curation
-from ..traces import read_traces
+from pyama_flow.fitting.models import get_model
+from pyama_flow.traces import curation
+from pyama_flow.traces.features import read_traces
 
 #: Points of a fitted curve over a cell's time span.
 CURVE_POINTS = 400
@@ -327,5 +327,5 @@ def curated(traces_path: Path) -> tuple[pd.DataFrame, list[int]]:
 
 
 def read_traces_cached(path: Path) -> pd.DataFrame:
-    """:func:`pyama_flow.traces.read_traces`, cached per modification time."""
+    """:func:`pyama_flow.traces.features.read_traces`, cached per modification time."""
     return read_table(path, read_traces)

@@ -3,7 +3,7 @@
 A frame is rendered from the single page it needs (``raw_ch{c}.tif`` and, for
 outlines, ``labels.tif`` through :class:`~pyama_flow.io.stacks.StackReader`),
 contrast-stretched on the full-resolution frame (1st-99th percentile by
-default, :func:`pyama_flow.qc.percentile_stretch`), block-averaged down to at
+default, :func:`pyama_flow.report.qc.percentile_stretch`), block-averaged down to at
 most ``max_side`` pixels per side for display (or, with ``upscale``, a small
 frame magnified by an integer so that ids are written at display resolution) and PNG-encoded with fast compression. Rendered PNGs are kept in a byte-bounded LRU cache keyed by the
 file's modification time, so a re-rendered result is never stale.
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import qc
-from ..io import source as _source
-from ..io.stacks import StackReader
+from pyama_flow.report import qc
+from pyama_flow.io import source as _source
+from pyama_flow.io.stacks import StackReader
 
 #: Layers that can be shown of a fluorescence channel.
 LAYERS = ("raw", "background", "corrected")
@@ -120,7 +120,7 @@ def display_scale(shape: tuple[int, ...], max_side: int, upscale: bool = False) 
     """Down-sampling factor and integer magnification of a frame shown in ``max_side`` px.
 
     A frame larger than ``max_side`` is block-averaged by
-    :func:`pyama_flow.qc.thumbnail_factor`; with ``upscale`` a smaller one is
+    :func:`pyama_flow.report.qc.thumbnail_factor`; with ``upscale`` a smaller one is
     magnified by the largest integer (at most :data:`MAX_UPSCALE`) that keeps
     it within ``max_side``, so that ids are written at display resolution.
 
@@ -169,7 +169,7 @@ def layer_image(raw: np.ndarray, request: FrameRequest) -> np.ndarray:
         return raw
     if request.background_path is None:
         raise FileNotFoundError("no background model for this channel")
-    from ..background import BackgroundModels
+    from pyama_flow.background.model import BackgroundModels
 
     models = BackgroundModels(str(request.background_path))
     if not 0 <= request.frame < len(models):
@@ -220,7 +220,7 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def draw_ids(rgb8: np.ndarray, ids: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
-    """Track ids written at their centroids, each in a light tint of its :func:`~pyama_flow.qc.track_color`.
+    """Track ids written at their centroids, each in a light tint of its :func:`~pyama_flow.report.qc.track_color`.
 
     Parameters
     ----------
@@ -319,6 +319,6 @@ def cell_at(labels: np.ndarray, x: float, y: float, radius: float = 0.0) -> int 
 
 
 def frame_stats(path: Path, frame: int) -> dict[str, Any]:
-    """:func:`pyama_flow.qc.frame_statistics` of one page of a stack (NaN as ``None``)."""
+    """:func:`pyama_flow.report.qc.frame_statistics` of one page of a stack (NaN as ``None``)."""
     stats = qc.frame_statistics(read_page(path, frame), frame)
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}

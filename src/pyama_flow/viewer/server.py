@@ -8,7 +8,7 @@ import socketserver
 from collections.abc import Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from .app import LOOPBACK_NAMES, ViewerApp
+from pyama_flow.viewer.app import LOOPBACK_NAMES, ViewerApp
 
 log = logging.getLogger("pyama_flow.viewer")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .io.stacks import write_text
+from pyama_flow.io.stacks import write_text
 
 #: Percentiles recorded per frame (and the contrast stretch uses the outer two).
 PERCENTILES: tuple[float, float, float] = (1.0, 50.0, 99.0)
@@ -142,7 +142,7 @@ def _csv_cell(value: Any) -> str:
 def write_statistics_rows(rows: Iterable[Mapping[str, Any]], path: str) -> None:
     """Rows of :func:`frame_statistics` as the statistics CSV (:data:`STAT_COLUMNS`,
     6 decimals, NaN empty), written atomically; the same bytes as
-    :func:`pyama_flow.qc.write_statistics` of the same rows."""
+    :func:`pyama_flow.report.qc.write_statistics` of the same rows."""
     lines = [",".join(STAT_COLUMNS)]
     lines += [",".join(_csv_cell(row[c]) for c in STAT_COLUMNS) for row in rows]
     write_text(path, "\n".join(lines) + "\n")

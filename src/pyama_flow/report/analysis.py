@@ -3,7 +3,7 @@
 Inputs
 ------
 ``fits``
-    The table of :func:`pyama_flow.fitting.fit_traces` (``fov, cell, model,
+    The table of :func:`pyama_flow.fitting.fit.fit_traces` (``fov, cell, model,
     success, r_squared``, parameters...) with a ``sample`` column (see
     :func:`assign_samples`; without one every row is sample ``"all"``).
 ``traces``
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .fitting import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS, STATUSES
-from .models import get_model
+from pyama_flow.fitting.fit import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS, STATUSES
+from pyama_flow.fitting.models import get_model
 
 TIME_LABEL = "time (h)"
 INTENSITY_LABEL = "intensity (a.u.)"

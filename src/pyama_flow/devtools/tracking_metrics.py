@@ -10,7 +10,7 @@ Definitions used by :func:`link_scores`:
   lineage.
 - **Matching**: in every frame, predicted objects are mapped one-to-one to
   true objects by mask IoU >= ``min_iou`` (0.5; Hungarian,
-  :func:`pyama_flow.metrics.match_instances`). A predicted link (a, b) is
+  :func:`pyama_flow.devtools.metrics.match_instances`). A predicted link (a, b) is
   correct when a and b are both matched and their true objects form a true
   link. Precision = correct / predicted links, recall = correct / true links.
 - **Gaps**: a cell missing from frames t+1 .. t+k-1 has no link across the
@@ -34,8 +34,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from pyama_flow.metrics import match_instances
-from pyama_flow.tracking import parent_of
+from pyama_flow.devtools.metrics import match_instances
+from pyama_flow.tracking.tracker import parent_of
 
 
 def frame_links(
@@ -86,7 +86,7 @@ def link_scores(
     pred_frames, true_frames : equal-length iterables of (Y, X) label images
         (predicted track ids; true cell ids). Consumed one frame at a time.
     pred_lineage, true_lineage : tables with columns ``cell, parent`` (0 = no
-        parent), e.g. from :meth:`pyama_flow.tracking.Tracker.lineage`.
+        parent), e.g. from :meth:`pyama_flow.tracking.tracker.Tracker.lineage`.
     min_iou : IoU threshold of the per-frame one-to-one object matching.
 
     Returns

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import kernels
-
+from pyama_flow import kernels
 BASE_COLUMNS = [
     "fov",
     "cell",
@@ -106,7 +105,7 @@ def frame_features(
     fluorescence : dict channel -> (Y, X) array
         Raw fluorescence frames.
     backgrounds : dict channel -> (Y, X) array or TileSpline, optional
-        Background of each channel (a :class:`~pyama_flow.background.TileSpline`
+        Background of each channel (a :class:`~pyama_flow.background.model.TileSpline`
         is evaluated at cell pixels only); ``intensity_total`` is the sum over the
         cell of ``I - background_weight * B`` (no correction where missing).
     background_weight : float
@@ -131,7 +130,7 @@ def frame_features(
     False``), and ``saturated_pixels``: cell pixels of integer input at the
     dtype's maximum (clipped, so the total is a lower bound; counted only).
     """
-    from .background import TileSpline
+    from pyama_flow.background.model import TileSpline
 
     labels = np.ascontiguousarray(labels)
     if labels.dtype.kind not in "ui":
@@ -322,7 +321,7 @@ def apply_filters(
 
 def write_traces(df: pd.DataFrame, path: str) -> None:
     """CSV with floats at 6 decimals (PyAMA's format), written atomically."""
-    from .io.stacks import atomic_path
+    from pyama_flow.io.stacks import atomic_path
 
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6f")

@@ -52,9 +52,9 @@ import numpy as np
 
 #: name -> module path. One line per model.
 _REGISTRY: dict[str, str] = {
-    "trivial": "pyama_flow.models.trivial",
-    "maturation": "pyama_flow.models.maturation",
-    "maturation_blocked": "pyama_flow.models.maturation_blocked",
+    "trivial": "pyama_flow.fitting.models.trivial",
+    "maturation": "pyama_flow.fitting.models.maturation",
+    "maturation_blocked": "pyama_flow.fitting.models.maturation_blocked",
 }
 
 

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .framestats import (  # noqa: F401  (re-exported: qc's statistics API)
+from pyama_flow.io.framestats import (  # noqa: F401  (re-exported: qc's statistics API)
     PERCENTILES,
     STAT_COLUMNS,
     frame_statistics,
     percentiles,
     saturation_value,
 )
-from .io.source import open_frames
-from .io.stacks import StackReader, atomic_path, write_text
+from pyama_flow.io.source import open_frames
+from pyama_flow.io.stacks import StackReader, atomic_path, write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -622,7 +622,7 @@ def plot_cells(
 ) -> "Figure":
     """Cells per frame, track lengths and the fraction of cells the filters keep.
 
-    ``curation`` is a line on the FOV's curation decisions (:func:`pyama_flow.curation.curation_note`),
+    ``curation`` is a line on the FOV's curation decisions (:func:`pyama_flow.traces.curation.curation_note`),
     shown under the subtitle (in red when some decisions are stale) when not empty.
     """
     fig, head, body = _figure(11.0, 3.4, 0.75 if curation else 0.5)
@@ -840,7 +840,7 @@ def render_background(
     max_side: int = 260,
 ) -> list[int]:
     """Raw frame beside its background model (and the difference), three frames."""
-    from .background import BackgroundModels
+    from pyama_flow.background.model import BackgroundModels
 
     meta = read_json(metadata_path)
     bgs = BackgroundModels(background_path)
@@ -900,7 +900,7 @@ def render_cells(
     dict with ``cells_per_frame``, ``kept_per_frame``, ``n_detected``, ``n_kept``
     and ``curation`` (the line on the FOV's curation decisions shown in the figure).
     """
-    from .curation import curation_note
+    from pyama_flow.traces.curation import curation_note
 
     meta = read_json(metadata_path)
     st = read_json(trace_stats_path)
@@ -944,7 +944,7 @@ def render_sample_analysis(
     n_examples: int = 12,
     include: Sequence[str] | None = ("ok",),
 ) -> pd.DataFrame:
-    """A sample's fit and trace plots, drawn by :mod:`pyama_flow.analysis` in the sample's colour.
+    """A sample's fit and trace plots, drawn by :mod:`pyama_flow.report.analysis` in the sample's colour.
 
     Parameters
     ----------
@@ -959,8 +959,7 @@ def render_sample_analysis(
     -------
     The parameter summary.
     """
-    from . import analysis as an
-
+    from pyama_flow.report import analysis as an
     fits = pd.concat([pd.read_csv(p) for p in fits_paths], ignore_index=True)
     if "model" in fits.columns:
         fits = fits[fits["model"] == model]

@@ -11,7 +11,7 @@ Closed form (SPEC step 6)::
     p = ktl / (delta - beta) * (1 - exp(-(delta - beta) dt)) * exp(-beta dt)
       = -ktl * f[beta, delta],     f(x) = exp(-x dt)
 
-with ``f[., .]`` the divided difference (:func:`pyama_flow.models.exp_divdiff`),
+with ``f[., .]`` the divided difference (:func:`pyama_flow.fitting.models.exp_divdiff`),
 which is regular at ``delta == beta`` (limit ``ktl * dt * exp(-beta dt)``).
 The model is symmetric in ``delta`` and ``beta``: data cannot tell them apart.
 """
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, ParamInfo, broadcast_shape, exp_divdiff, onset
+from pyama_flow.fitting.models import ParamDefault, ParamInfo, broadcast_shape, exp_divdiff, onset
 
 NAME = "trivial"
 PARAMS = ("t0", "ktl", "delta", "beta", "offset")

@@ -5,7 +5,7 @@ tuples" ``(data, kwargs, layer_type)``, which ``pyama-flow napari FOV_DIR``
 (or three lines of Python, README "Outputs") hands to a napari viewer::
 
     import napari
-    from pyama_flow.napari_layers import fov_layers
+    from pyama_flow.viewer.napari_layers import fov_layers
 
     viewer = napari.Viewer()
     for data, kwargs, kind in fov_layers("results/demo/fov_000"):
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io.source import open_frames
-from .io.stacks import FrameStack, StackReader
+from pyama_flow.io.source import open_frames
+from pyama_flow.io.stacks import FrameStack, StackReader
 
 LayerData = tuple[Any, dict[str, Any], str]
 

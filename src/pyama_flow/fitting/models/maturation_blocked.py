@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, ParamInfo, broadcast_shape, onset
+from pyama_flow.fitting.models import ParamDefault, ParamInfo, broadcast_shape, onset
 
 NAME = "maturation_blocked"
 PARAMS = ("t0", "G0", "Gu0", "km", "beta", "offset")

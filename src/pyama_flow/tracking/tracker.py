@@ -15,7 +15,7 @@ Per frame t (``update``):
 2. **Overlaps**: label-pair pixel counts between frame t-1 and t, counted
    sparsely over the foreground pixels of frame t (linear in pixels, no
    cells x cells pixel loop; the same pairs as
-   ``pyama_flow.metrics.overlap_counts`` without its second full-image
+   ``pyama_flow.devtools.metrics.overlap_counts`` without its second full-image
    pass); mask IoU = inter / (area_a + area_b - inter). Likewise between
    the last masks of open tracks (see 5) and frame t.
 3. **Divisions** (``divisions=True``): a cell ``m`` at t-1 divides when at
@@ -85,8 +85,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .assignment import linear_sum_assignment  # scipy's pairs; scipy.optimize only for large blocks
-from .io.stacks import write_text
+from pyama_flow.tracking.assignment import linear_sum_assignment  # scipy's pairs; scipy.optimize only for large blocks
+from pyama_flow.io.stacks import write_text
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
     import pandas as pd
@@ -249,7 +249,7 @@ def pair_overlaps(
     """Sparse overlap counts between the objects of two consecutive frames.
 
     Counted over the foreground pixels of the current frame only (linear in
-    pixels): the same pairs and counts as ``pyama_flow.metrics.overlap_counts``
+    pixels): the same pairs and counts as ``pyama_flow.devtools.metrics.overlap_counts``
     but in compact indices and without a second full-image pass.
 
     Returns
@@ -291,7 +291,7 @@ def assign(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, no_match: float
     -------
     rows, cols of the chosen pairs. Pairs whose row and column have no other
     candidate are matched directly; the rest go to
-    :func:`~pyama_flow.assignment.linear_sum_assignment` (scipy's algorithm; one dense matrix when small,
+    :func:`~pyama_flow.tracking.assignment.linear_sum_assignment` (scipy's algorithm; one dense matrix when small,
     else one per connected block of the candidate graph).
     """
     rows = np.asarray(rows, np.int64)

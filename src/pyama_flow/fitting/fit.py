@@ -3,7 +3,7 @@
 The fitter knows nothing about particular models: it talks to a model module
 through ``PARAMS``, ``DEFAULTS``, ``evaluate``, ``jacobian`` and the optional
 hints ``evaluate_jacobian``, ``LINEAR``, ``GRID``, ``GRID_STARTS`` and
-``ONSET`` (see :mod:`pyama_flow.models`).
+``ONSET`` (see :mod:`pyama_flow.fitting.models`).
 
 Algorithm (per cell; all cells of a batch at once in numpy)
 -----------------------------------------------------------
@@ -63,7 +63,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from .models import get_model, list_models
+from pyama_flow.fitting.models import get_model, list_models
 
 #: cells per batch in :func:`fit_traces` (larger batches amortise numpy's
 #: per-call overhead); the batches do not depend on ``n_jobs``, which is why

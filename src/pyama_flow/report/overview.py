@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .models import get_model, param_info
+from pyama_flow.fitting.models import get_model, param_info
 
 #: FOVs per page of :func:`plot_fov_traces` (10 x 10 panels).
 FOVS_PER_PAGE = 100
@@ -84,7 +84,7 @@ def _saturated_frames(paths: Sequence[str]) -> int:
 
 def fov_row(res: FovResults) -> dict[str, object]:
     """One row of :func:`fov_table` (see there)."""
-    from .curation import read_curated
+    from pyama_flow.traces.curation import read_curated
 
     with open(res.trace_stats) as fh:
         st = json.load(fh)
@@ -142,7 +142,7 @@ def sample_table(summary: pd.DataFrame, overrides: Mapping[str, Mapping] | None 
     """The per-sample parameter summary of the fitted parameters, with unit and meaning.
 
     ``summary`` has the columns of
-    :func:`pyama_flow.analysis.summarize_parameters` (``sample, model,
+    :func:`pyama_flow.report.analysis.summarize_parameters` (``sample, model,
     parameter, n, median, q25, q75, iqr``, ...); parameters fixed in the fit
     (by default or by ``overrides``, the config's ``fit.params``) are left out.
     """
@@ -236,8 +236,8 @@ def plot_fov_traces(
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
 
-    from .curation import read_curated
-    from .qc import save_figure
+    from pyama_flow.traces.curation import read_curated
+    from pyama_flow.report.qc import save_figure
 
     rows, cols = _panel_grid(len(results))
     fig = Figure(figsize=(max(6.0, 1.9 * cols), max(3.0, 1.5 * rows + 0.5)), dpi=100, layout="constrained")
@@ -285,7 +285,7 @@ def plot_sample_comparison(table: pd.DataFrame, path: str | os.PathLike, colors:
     """
     from matplotlib.figure import Figure
 
-    from .qc import save_figure
+    from pyama_flow.report.qc import save_figure
 
     params = list(dict.fromkeys(table["parameter"])) if len(table) else []
     n = max(1, len(params))

@@ -24,6 +24,7 @@ Outputs are streamed plane by plane, so any size can be written:
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import pandas as pd
 import tifffile
 from scipy import ndimage as ndi
 
-from .io.stacks import atomic_path, write_stack
+from pyama_flow.io.stacks import atomic_path, write_stack
 
 KM = 1.28
 BETA = 5.22e-3
@@ -42,7 +43,7 @@ def maturation_curve(t_h: np.ndarray, t0: float, ktl: float, delta: float,
                      km: float = KM, beta: float = BETA) -> np.ndarray:
     """Mature protein of the maturation model (SPEC), by direct ODE-exact sum.
 
-    Used as the simulator's truth; written independently of ``pyama_flow.models``
+    Used as the simulator's truth; written independently of ``pyama_flow.fitting.models``
     (with matrix exponentials of the linear ODE) so that tests of the fitter
     compare against an independent implementation.
     """
@@ -262,6 +263,8 @@ def simulate_experiment(out_path: str | os.PathLike, truth_dir: str | os.PathLik
                     compressionargs={"level": 1} if cfg.compression == "zlib" else None,
                     metadata={
                         "axes": "TCYX",
+                        # tifffile draws a random UUID otherwise: the same config gives the same bytes
+                        "UUID": str(uuid.uuid5(uuid.NAMESPACE_OID, repr(cfg))),
                         "Name": f"FOV {fov}",
                         "Channel": {"Name": ["Phase", "GFP"]},
                         "PhysicalSizeX": cfg.pixel_size_um,

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
-from .segmentation.logstd import _square_filter
+from pyama_flow import kernels
+from pyama_flow.segmentation.logstd import _square_filter
 
 
 @dataclass
@@ -212,7 +212,7 @@ class TileSpline:
     per column of the x basis), ``lx, wx`` and ``ly, wy`` the B-spline basis
     of every column and row (:func:`pyama_flow.kernels.bspline_basis`). The
     value at (row, column) is bit-identical to ``evaluate(model)[row, column]``;
-    :func:`pyama_flow.traces.frame_features` evaluates it only at cell pixels.
+    :func:`pyama_flow.traces.features.frame_features` evaluates it only at cell pixels.
     """
 
     c: np.ndarray
@@ -308,7 +308,7 @@ class BackgroundModels:
         return evaluate(self.model(t))
 
     def spline(self, t: int) -> TileSpline | np.ndarray:
-        """Frame ``t``'s background for :func:`pyama_flow.traces.frame_features`: its
+        """Frame ``t``'s background for :func:`pyama_flow.traces.features.frame_features`: its
         :class:`TileSpline` (evaluated at cell pixels only), or the image where
         the frame has no bicubic spline."""
         spline = self._splines(self.model(t))

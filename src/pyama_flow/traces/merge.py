@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from .io.stacks import atomic_path
-from .curation import read_curated
+from pyama_flow.io.stacks import atomic_path
+from pyama_flow.traces.curation import read_curated
 
 MERGE_COLUMNS = ["time", "fov", "cell", "value"]
 _NOT_FEATURES = {"centroid_x", "centroid_y"}

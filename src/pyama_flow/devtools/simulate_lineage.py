@@ -107,7 +107,7 @@ def render_labels(state: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def render_phase(labels: np.ndarray, seed: int | tuple[int, ...] = 0, border_line: float = 0.0) -> np.ndarray:
     """A phase-contrast-like image (uint16) of a label image, for segmenting.
 
-    Same look as the demo simulator (:mod:`pyama_flow.simulate`): flat noisy
+    Same look as the demo simulator (:mod:`pyama_flow.devtools.simulate`): flat noisy
     background (1000 +- 4), dark textured cell bodies (880 +- 70) and a bright
     halo (+180) in a 3 px ring outside the cells. Touching cells share no
     halo, so a segmentation may merge them: the hard case for tracking.

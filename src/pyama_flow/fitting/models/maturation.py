@@ -14,7 +14,7 @@ Closed form (SPEC step 6, with b = beta - delta)::
 
 i.e. the second divided difference of ``exp(-x dt)`` over the three rates
 (expanding the divided difference gives exactly the SPEC's three terms).
-:func:`pyama_flow.models.exp_divdiff` evaluates it stably, so the singular
+:func:`pyama_flow.fitting.models.exp_divdiff` evaluates it stably, so the singular
 points ``delta == beta`` and ``delta == beta + km`` are regular.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ParamDefault, ParamInfo, broadcast_shape, exp_divdiff, onset
+from pyama_flow.fitting.models import ParamDefault, ParamInfo, broadcast_shape, exp_divdiff, onset
 
 NAME = "maturation"
 PARAMS = ("t0", "ktl", "km", "delta", "beta", "offset")

@@ -29,7 +29,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1]
+SRC = Path(__file__).resolve().parents[2]
 
 #: PyAMA's per-frame steps on a 1024^2 frame (SPEC, "Measured reference figures":
 #: measured side by side with this project), ms, (lowest, highest) of the runs
@@ -57,7 +57,7 @@ def simulate(folder: Path, size: int, frames: int, cells: int, seed: int = 0, n_
     The planes are uncompressed, as a microscope writes them (an ND2 or a
     Micro-Manager OME-TIFF: 1.5 GB per channel of a 2048^2 x 180 FOV).
     """
-    from pyama_flow.simulate import SimulationConfig, simulate_experiment
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 
     cfg = SimulationConfig(n_fovs=n_fovs, n_frames=frames, height=size, width=size, n_cells=cells,
                            margin=40, min_gap=22.0, seed=seed, compression=None)
@@ -69,12 +69,12 @@ def simulate(folder: Path, size: int, frames: int, cells: int, seed: int = 0, n_
 def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
     """Median ms per frame of each step's per-frame work, in this process (with
     freed frame-sized blocks kept for the next frame, as the rule scripts do)."""
-    from pyama_flow import background as bg
+    from pyama_flow.background import model as bg
     from pyama_flow.io import open_image
     from pyama_flow.memory import reuse_large_blocks
     from pyama_flow.segmentation.logstd import segment_logstd
-    from pyama_flow.tracking import Tracker
-    from pyama_flow.traces import frame_features
+    from pyama_flow.tracking.tracker import Tracker
+    from pyama_flow.traces.features import frame_features
 
     reuse_large_blocks()
     timings: dict[str, list[float]] = {k: [] for k in REFERENCE_MS}
@@ -121,13 +121,21 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
 RAW_MODES = {"raw: keep (zlib copy, the default)": "zlib", "raw: temp (uncompressed copy)": "none",
              "raw: source (no copy)": "source"}
 STEP_CODE = {
-    "extract_pc": "steps.extract(IN, {}, 0, 0, 0, RAW0, OUT + '/frame_stats_ch0.csv', RAW)",
-    "extract_fl": "steps.extract(IN, {}, 0, 1, 0, RAW1, OUT + '/frame_stats_ch1.csv', RAW)",
-    "segment": "steps.segment(RAW0, OUT + '/segmentation.tif', SEG, {})",
-    "correct": "steps.correct(RAW1, OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)",
-    "track": "steps.track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})",
-    "traces": ("steps.write_json(OUT + '/metadata.json', steps.dataset_metadata(IN, {}, 10));"
-               "steps.traces(OUT + '/labels.tif', {1: RAW1}, {1: OUT + '/background_ch1.npz'},"
+    "extract_pc": ("from pyama_flow.io.extract import extract\n"
+                   "extract(IN, {}, 0, 0, 0, RAW0, OUT + '/frame_stats_ch0.csv', RAW)"),
+    "extract_fl": ("from pyama_flow.io.extract import extract\n"
+                   "extract(IN, {}, 0, 1, 0, RAW1, OUT + '/frame_stats_ch1.csv', RAW)"),
+    "segment": ("from pyama_flow.segmentation.step import segment\n"
+                "segment(RAW0, OUT + '/segmentation.tif', SEG, {})"),
+    "correct": ("from pyama_flow.background.step import correct\n"
+                "correct(RAW1, OUT + '/segmentation.tif', OUT + '/background_ch1.npz', 256, 21)"),
+    "track": ("from pyama_flow.tracking.step import track\n"
+              "track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})"),
+    "traces": ("from pyama_flow.io.extract import dataset_metadata\n"
+               "from pyama_flow.io.stacks import write_json\n"
+               "from pyama_flow.traces.step import traces\n"
+               "write_json(OUT + '/metadata.json', dataset_metadata(IN, {}, 10))\n"
+               "traces(OUT + '/labels.tif', {1: RAW1}, {1: OUT + '/background_ch1.npz'},"
                " OUT + '/metadata.json', OUT + '/traces.csv', 0, 0, 1.0, 30, 50,"
                " OUT + '/tracks.csv', OUT + '/trace_stats.json')"),
 }
@@ -156,7 +164,6 @@ def job_table(path: Path, out: Path, n_frames: int, raw_codec: str,
     for step, code in STEP_CODE.items():
         script = (
             "import resource, sys, json; sys.path.insert(0, %r)\n"
-            "from pyama_flow import steps\n"
             "from pyama_flow.memory import reuse_large_blocks; reuse_large_blocks()  # as the rule scripts\n"
             "IN, OUT, RAW, SEG = %r, %r, %r, %r\n"
             "RAW0, RAW1 = OUT + '/raw_ch0.%s', OUT + '/raw_ch1.%s'\n"

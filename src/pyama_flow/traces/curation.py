@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io.stacks import atomic_path
-from .traces import read_traces
+from pyama_flow.io.stacks import atomic_path
+from pyama_flow.traces.features import read_traces
 
 log = logging.getLogger("pyama_flow")
 
