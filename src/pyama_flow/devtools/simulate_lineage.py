@@ -143,6 +143,7 @@ def render_phase(labels: np.ndarray, seed: int | tuple[int, ...] = 0, border_lin
     return np.clip(np.rint(pc), 0, 65535).astype(np.uint16)
 
 
+# long only by its docstring (13 parameters); the steps are _Colony's methods
 def simulate_lineage(
     n_frames: int = 40,
     shape: tuple[int, int] = (512, 512),
@@ -211,34 +212,73 @@ def simulate_lineage(
     """
     rng = np.random.default_rng(seed)
     h, w = int(shape[0]), int(shape[1])
-    r_lo, r_hi = float(radius[0]), float(radius[1])
+    colony = _Colony(rng, (h, w), (float(radius[0]), float(radius[1])), speed, pair_fraction)
+    colony.spawn(n_cells, 0, at_border=False)
+    # random initial ages so divisions are spread over time
+    colony.cols["age"] = rng.integers(0, max(min_cycle, 1) * 2, colony.size)
 
-    # per-cell records (grown as cells are created)
-    rec_parent: list[int] = []
-    rec_first: list[int] = []
-    rec_last: list[int] = []
+    states: list[np.ndarray] = []
+    for frame in range(n_frames):
+        if frame > 0:
+            colony.move(persistence)
+            colony.remove_exits()
+            colony.divide(frame, min_cycle, division_prob, division_asymmetry)
+            # births through the border
+            n_birth = int(rng.poisson(birth_rate))
+            if n_birth:
+                colony.spawn(n_birth, frame, at_border=True)
+        colony.mark_present(frame)
+        states.append(colony.snapshot())
 
-    # live state arrays (one row per live cell)
-    cols = {
-        "cell": np.zeros(0, np.int64),
-        "y": np.zeros(0),
-        "x": np.zeros(0),
-        "vy": np.zeros(0),
-        "vx": np.zeros(0),
-        "r": np.zeros(0),
-        "r_adult": np.zeros(0),
-        "aspect": np.zeros(0),
-        "theta": np.zeros(0),
-        "age": np.zeros(0, np.int64),
-        "partner": np.zeros(0, np.int64),  # cell id of the touching partner or 0
-    }
+    lineage = colony.lineage()
+    _add_dropouts(states, lineage["first_frame"].to_numpy(), lineage["last_frame"].to_numpy(), rng, dropout_prob)
+    return SimulatedFrames(states, (h, w)), lineage
 
-    def new_cells(n: int, y, x, vy, vx, r, r_adult, parent: int, frame: int, partner=None) -> np.ndarray:
-        ids = np.arange(len(rec_parent) + 1, len(rec_parent) + 1 + n, dtype=np.int64)
+
+class _Colony:
+    """The live cells of :func:`simulate_lineage` and the record of every cell made.
+
+    All random draws go through the one generator ``rng``, in the order the
+    methods are called, so a seed gives the same simulation.
+
+    Attributes
+    ----------
+    cols : dict of name -> array
+        One row per live cell, sorted by cell id: ``cell, y, x, vy, vx, r``
+        (current radius), ``r_adult``, ``aspect``, ``theta``, ``age`` and
+        ``partner`` (the id of the touching partner, 0 = none).
+    rec_parent, rec_first, rec_last : lists
+        Per cell ever made (index = id - 1): parent id, first and last frame.
+    """
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int], radius: tuple[float, float],
+                 speed: float, pair_fraction: float):
+        self.rng = rng
+        self.h, self.w = shape
+        self.r_lo, self.r_hi = radius
+        self.speed = speed
+        self.pair_fraction = pair_fraction
+        self.rec_parent: list[int] = []
+        self.rec_first: list[int] = []
+        self.rec_last: list[int] = []
+        int_cols = ("cell", "age", "partner")
+        self.cols: dict[str, np.ndarray] = {
+            k: np.zeros(0, np.int64 if k in int_cols else np.float64)
+            for k in ("cell", "y", "x", "vy", "vx", "r", "r_adult", "aspect", "theta", "age", "partner")
+        }
+
+    @property
+    def size(self) -> int:
+        """Number of live cells."""
+        return self.cols["cell"].size
+
+    def new_cells(self, n: int, y, x, vy, vx, r, r_adult, parent: int, frame: int) -> np.ndarray:
+        """Append ``n`` cells born at ``frame`` (random aspect and angle); return their ids."""
+        ids = np.arange(len(self.rec_parent) + 1, len(self.rec_parent) + 1 + n, dtype=np.int64)
         for _ in range(n):
-            rec_parent.append(parent)
-            rec_first.append(frame)
-            rec_last.append(frame)
+            self.rec_parent.append(parent)
+            self.rec_first.append(frame)
+            self.rec_last.append(frame)
         add = {
             "cell": ids,
             "y": np.asarray(y, float),
@@ -247,17 +287,29 @@ def simulate_lineage(
             "vx": np.asarray(vx, float),
             "r": np.asarray(r, float),
             "r_adult": np.asarray(r_adult, float),
-            "aspect": rng.uniform(1.0, 1.25, n),
-            "theta": rng.uniform(0, np.pi, n),
+            "aspect": self.rng.uniform(1.0, 1.25, n),
+            "theta": self.rng.uniform(0, np.pi, n),
             "age": np.zeros(n, np.int64),
-            "partner": np.zeros(n, np.int64) if partner is None else np.asarray(partner, np.int64),
+            "partner": np.zeros(n, np.int64),
         }
-        for k in cols:
-            cols[k] = np.concatenate([cols[k], add[k]])
+        for k in self.cols:
+            self.cols[k] = np.concatenate([self.cols[k], add[k]])
         return ids
 
-    def is_free(ys, xs, rs) -> bool:
+    def _make_partners(self, ids: np.ndarray) -> None:
+        """Make the two live cells ``ids`` each other's touching partner."""
+        idx = np.searchsorted(self.cols["cell"], ids)
+        self.cols["partner"][idx[0]], self.cols["partner"][idx[1]] = ids[1], ids[0]
+
+    def _keep(self, keep: np.ndarray, ended) -> None:
+        """Keep the rows ``keep``; cells whose partner is in ``ended`` lose it."""
+        for k in self.cols:
+            self.cols[k] = self.cols[k][keep]
+        self.cols["partner"][np.isin(self.cols["partner"], list(ended))] = 0
+
+    def is_free(self, ys, xs, rs) -> bool:
         """True if discs (ys, xs, rs) do not overlap any live cell."""
+        cols = self.cols
         if cols["cell"].size == 0:
             return True
         for y, x, r in zip(ys, xs, rs, strict=True):
@@ -266,156 +318,178 @@ def simulate_lineage(
                 return False
         return True
 
-    def spawn(n: int, frame: int, at_border: bool) -> None:
-        """Create n single cells or touching pairs (pair_fraction) in free space."""
+    def _entry_site(self, at_border: bool) -> tuple[float, float, float, float]:
+        """Random position and velocity ``(y, x, vy, vx)`` of a new cell.
+
+        At the border: just inside one of the four sides, moving inwards;
+        otherwise anywhere in the field, moving in a random direction.
+        """
+        rng, h, w, speed = self.rng, self.h, self.w, self.speed
+        if at_border:
+            side = rng.integers(4)
+            t = rng.uniform(0.1, 0.9)
+            inset = rng.uniform(0.5, 2.0)
+            return {
+                0: (inset, t * w, speed, 0.0),
+                1: (h - 1 - inset, t * w, -speed, 0.0),
+                2: (t * h, inset, 0.0, speed),
+                3: (t * h, w - 1 - inset, 0.0, -speed),
+            }[int(side)]
+        y, x = rng.uniform(0, h), rng.uniform(0, w)
+        ang = rng.uniform(0, 2 * np.pi)
+        return y, x, speed * np.sin(ang), speed * np.cos(ang)
+
+    def spawn(self, n: int, frame: int, at_border: bool) -> None:
+        """Create n single cells or touching pairs (pair_fraction) in free space.
+
+        Candidates that overlap a live cell are dropped; gives up after
+        ``50 * n`` candidates, so fewer than ``n`` cells may be made.
+        """
+        rng = self.rng
         made = 0
         tries = 0
         while made < n and tries < 50 * n:
             tries += 1
-            pair = made + 2 <= n and rng.random() < pair_fraction
-            r_ad = rng.uniform(r_lo, r_hi, 2)
+            pair = made + 2 <= n and rng.random() < self.pair_fraction
+            r_ad = rng.uniform(self.r_lo, self.r_hi, 2)
             r_now = r_ad * rng.uniform(0.8, 1.0, 2)
-            if at_border:
-                side = rng.integers(4)
-                t = rng.uniform(0.1, 0.9)
-                inset = rng.uniform(0.5, 2.0)
-                y, x, vy, vx = {
-                    0: (inset, t * w, speed, 0.0),
-                    1: (h - 1 - inset, t * w, -speed, 0.0),
-                    2: (t * h, inset, 0.0, speed),
-                    3: (t * h, w - 1 - inset, 0.0, -speed),
-                }[int(side)]
-            else:
-                y, x = rng.uniform(0, h), rng.uniform(0, w)
-                ang = rng.uniform(0, 2 * np.pi)
-                vy, vx = speed * np.sin(ang), speed * np.cos(ang)
+            y, x, vy, vx = self._entry_site(at_border)
             if pair:
                 ang = rng.uniform(0, 2 * np.pi)
                 sep = 0.95 * (r_now[0] + r_now[1]) / 2
                 ys = [y + sep * np.sin(ang), y - sep * np.sin(ang)]
                 xs = [x + sep * np.cos(ang), x - sep * np.cos(ang)]
                 if at_border:  # keep both centres inside the field
-                    ys = list(np.clip(ys, 0.5, h - 1.5))
-                    xs = list(np.clip(xs, 0.5, w - 1.5))
-                if not is_free(ys, xs, r_ad):
+                    ys = list(np.clip(ys, 0.5, self.h - 1.5))
+                    xs = list(np.clip(xs, 0.5, self.w - 1.5))
+                if not self.is_free(ys, xs, r_ad):
                     continue
-                ids = new_cells(2, ys, xs, [vy, vy], [vx, vx], r_now, r_ad, 0, frame)
-                idx = np.searchsorted(cols["cell"], ids)
-                cols["partner"][idx[0]], cols["partner"][idx[1]] = ids[1], ids[0]
+                self._make_partners(self.new_cells(2, ys, xs, [vy, vy], [vx, vx], r_now, r_ad, 0, frame))
                 made += 2
             else:
-                if not is_free([y], [x], r_ad[:1]):
+                if not self.is_free([y], [x], r_ad[:1]):
                     continue
-                new_cells(1, [y], [x], [vy], [vx], r_now[:1], r_ad[:1], 0, frame)
+                self.new_cells(1, [y], [x], [vy], [vx], r_now[:1], r_ad[:1], 0, frame)
                 made += 1
 
-    spawn(n_cells, 0, at_border=False)
-    # random initial ages so divisions are spread over time
-    cols["age"] = rng.integers(0, max(min_cycle, 1) * 2, cols["cell"].size)
+    def move(self, persistence: float) -> None:
+        """One frame of motion and growth: persistent random walk, relaxation, ageing.
 
-    states: list[np.ndarray] = []
+        Partners share their walk's noise; speeds are capped at 2.5x ``speed``.
+        """
+        cols, rng, speed = self.cols, self.rng, self.speed
+        n = self.size
+        noise = rng.normal(0.0, speed * np.sqrt(1 - persistence**2), (n, 2))
+        pos_of = {int(c): i for i, c in enumerate(cols["cell"])}
+        for i in range(n):
+            p = int(cols["partner"][i])
+            if p and p in pos_of and pos_of[p] < i:
+                noise[i] = noise[pos_of[p]]
+        cols["vy"] = persistence * cols["vy"] + noise[:, 0]
+        cols["vx"] = persistence * cols["vx"] + noise[:, 1]
+        vmax = 2.5 * speed
+        vnorm = np.hypot(cols["vy"], cols["vx"])
+        scale = np.minimum(1.0, vmax / np.maximum(vnorm, 1e-9))
+        cols["vy"] *= scale
+        cols["vx"] *= scale
+        cols["y"] = cols["y"] + cols["vy"]
+        cols["x"] = cols["x"] + cols["vx"]
+        _relax(cols, pos_of)
+        cols["theta"] = cols["theta"] + rng.normal(0, 0.05, n)
+        cols["r"] = np.minimum(cols["r"] * 1.02, cols["r_adult"])
+        cols["age"] = cols["age"] + 1
 
-    def snapshot() -> np.ndarray:
+    def remove_exits(self) -> None:
+        """End the cells whose centre left the field."""
+        cols = self.cols
+        inside = (cols["y"] >= 0) & (cols["y"] <= self.h - 1) & (cols["x"] >= 0) & (cols["x"] <= self.w - 1)
+        if not inside.all():
+            self._keep(inside, set(cols["cell"][~inside].tolist()))
+
+    def divide(self, frame: int, min_cycle: int, prob: float, asymmetry: float) -> None:
+        """Divide cells at least ``min_cycle`` old with probability ``prob``.
+
+        Decided on the moved mothers: they end, and their daughters appear at
+        ``frame``.
+        """
+        can = (self.cols["age"] >= min_cycle) & (self.rng.random(self.size) < prob)
+        if not can.any():
+            return
+        mothers = np.flatnonzero(can)
+        keep = np.ones(self.size, bool)
+        keep[mothers] = False
+        snap = {k: self.cols[k][mothers].copy() for k in self.cols}
+        self._keep(keep, set(snap["cell"].tolist()))
+        for j in range(mothers.size):
+            self._add_daughters({k: v[j] for k, v in snap.items()}, frame, asymmetry)
+
+    def _add_daughters(self, mother: dict[str, float], frame: int, asymmetry: float) -> None:
+        """Two touching daughters on both sides of ``mother``'s centre, pushed apart.
+
+        Their areas are (1 + a) / 2 and (1 - a) / 2 of the mother's, a uniform
+        in [-asymmetry, asymmetry].
+        """
+        ang = self.rng.uniform(0, 2 * np.pi)
+        off = 0.55 * mother["r"]
+        asym = self.rng.uniform(-asymmetry, asymmetry)
+        r_d = mother["r"] * np.sqrt(0.5 * np.array([1 + asym, 1 - asym]))
+        side_y = np.array([np.sin(ang), -np.sin(ang)])
+        side_x = np.array([np.cos(ang), -np.cos(ang)])
+        ys = np.clip(mother["y"] + off * side_y, 0.0, self.h - 1.0)
+        xs = np.clip(mother["x"] + off * side_x, 0.0, self.w - 1.0)
+        push = 0.3 * self.speed
+        vy = mother["vy"] * 0.5 + push * side_y
+        vx = mother["vx"] * 0.5 + push * side_x
+        ids = self.new_cells(2, ys, xs, vy, vx, r_d, np.full(2, mother["r_adult"]), int(mother["cell"]), frame)
+        self._make_partners(ids)
+
+    def mark_present(self, frame: int) -> None:
+        """Record ``frame`` as the last frame (so far) of every live cell."""
+        for c in self.cols["cell"]:
+            self.rec_last[int(c) - 1] = frame
+
+    def lineage(self) -> pd.DataFrame:
+        """Table ``cell, parent, first_frame, last_frame`` of every cell made."""
+        lineage = pd.DataFrame(
+            {
+                "cell": np.arange(1, len(self.rec_parent) + 1, dtype=np.int64),
+                "parent": np.asarray(self.rec_parent, np.int64),
+                "first_frame": np.asarray(self.rec_first, np.int64),
+                "last_frame": np.asarray(self.rec_last, np.int64),
+            }
+        )
+        if len(self.rec_parent) > np.iinfo(np.uint16).max:
+            raise ValueError("more than 65535 cells: ids do not fit uint16 label images")
+        return lineage
+
+    def snapshot(self) -> np.ndarray:
+        """The live cells' states, rows ``cell, y, x, a, b, theta, visible``."""
+        cols = self.cols
         a = cols["r"] * np.sqrt(cols["aspect"])
         b = cols["r"] / np.sqrt(cols["aspect"])
         return np.column_stack(
             [cols["cell"].astype(float), cols["y"], cols["x"], a, b, cols["theta"], np.ones(cols["cell"].size)]
         )
 
-    for frame in range(n_frames):
-        if frame > 0:
-            n = cols["cell"].size
-            # persistent random walk; partners share the noise
-            noise = rng.normal(0.0, speed * np.sqrt(1 - persistence**2), (n, 2))
-            pos_of = {int(c): i for i, c in enumerate(cols["cell"])}
-            for i in range(n):
-                p = int(cols["partner"][i])
-                if p and p in pos_of and pos_of[p] < i:
-                    noise[i] = noise[pos_of[p]]
-            cols["vy"] = persistence * cols["vy"] + noise[:, 0]
-            cols["vx"] = persistence * cols["vx"] + noise[:, 1]
-            vmax = 2.5 * speed
-            vnorm = np.hypot(cols["vy"], cols["vx"])
-            scale = np.minimum(1.0, vmax / np.maximum(vnorm, 1e-9))
-            cols["vy"] *= scale
-            cols["vx"] *= scale
-            cols["y"] = cols["y"] + cols["vy"]
-            cols["x"] = cols["x"] + cols["vx"]
-            _relax(cols, pos_of)
-            cols["theta"] = cols["theta"] + rng.normal(0, 0.05, n)
-            cols["r"] = np.minimum(cols["r"] * 1.02, cols["r_adult"])
-            cols["age"] = cols["age"] + 1
 
-            # exits: centre outside the field
-            inside = (cols["y"] >= 0) & (cols["y"] <= h - 1) & (cols["x"] >= 0) & (cols["x"] <= w - 1)
-            if not inside.all():
-                gone = set(cols["cell"][~inside].tolist())
-                for k in cols:
-                    cols[k] = cols[k][inside]
-                cols["partner"][np.isin(cols["partner"], list(gone))] = 0
+def _add_dropouts(states: list[np.ndarray], first: np.ndarray, last: np.ndarray,
+                  rng: np.random.Generator, prob: float) -> None:
+    """Make cells invisible for one frame (in place, ``visible`` = 0).
 
-            # divisions (decided on the moved mother; daughters appear this frame)
-            can = (cols["age"] >= min_cycle) & (rng.random(cols["cell"].size) < division_prob)
-            if can.any():
-                mothers = np.flatnonzero(can)
-                keep = np.ones(cols["cell"].size, bool)
-                keep[mothers] = False
-                snap = {k: cols[k][mothers].copy() for k in cols}
-                ended = set(snap["cell"].tolist())
-                for k in cols:
-                    cols[k] = cols[k][keep]
-                cols["partner"][np.isin(cols["partner"], list(ended))] = 0
-                for j in range(mothers.size):
-                    ang = rng.uniform(0, 2 * np.pi)
-                    off = 0.55 * snap["r"][j]
-                    asym = rng.uniform(-division_asymmetry, division_asymmetry)
-                    r_d = snap["r"][j] * np.sqrt(0.5 * np.array([1 + asym, 1 - asym]))
-                    ys = snap["y"][j] + off * np.array([np.sin(ang), -np.sin(ang)])
-                    xs = snap["x"][j] + off * np.array([np.cos(ang), -np.cos(ang)])
-                    ys = np.clip(ys, 0.0, h - 1.0)
-                    xs = np.clip(xs, 0.0, w - 1.0)
-                    push = 0.3 * speed
-                    vy = snap["vy"][j] * 0.5 + push * np.array([np.sin(ang), -np.sin(ang)])
-                    vx = snap["vx"][j] * 0.5 + push * np.array([np.cos(ang), -np.cos(ang)])
-                    ids = new_cells(2, ys, xs, vy, vx, r_d, np.full(2, snap["r_adult"][j]), int(snap["cell"][j]), frame)
-                    idx = np.searchsorted(cols["cell"], ids)
-                    cols["partner"][idx[0]], cols["partner"][idx[1]] = ids[1], ids[0]
-
-            # births through the border
-            n_birth = int(rng.poisson(birth_rate))
-            if n_birth:
-                spawn(n_birth, frame, at_border=True)
-
-        for c in cols["cell"]:
-            rec_last[int(c) - 1] = frame
-        states.append(snapshot())
-
-    # one-frame dropouts, never on a cell's first or last frame
-    first = np.asarray(rec_first, np.int64)
-    last = np.asarray(rec_last, np.int64)
+    Each cell and frame drops out with probability ``prob``, never on a
+    cell's first or last frame (``first``, ``last`` indexed by id - 1), and
+    never twice in a row (the second of two consecutive dropouts is undone).
+    """
     for t, st in enumerate(states):
         ids = st[:, 0].astype(np.int64)
         interior = (first[ids - 1] < t) & (last[ids - 1] > t)
-        drop = interior & (rng.random(ids.size) < dropout_prob)
+        drop = interior & (rng.random(ids.size) < prob)
         st[drop, 6] = 0.0
-    # no two consecutive dropouts of one cell: undo the second one
     for t in range(1, len(states)):
         prev_drop = set(states[t - 1][states[t - 1][:, 6] == 0, 0].astype(np.int64).tolist())
         cur = states[t]
         both = (cur[:, 6] == 0) & np.isin(cur[:, 0].astype(np.int64), list(prev_drop))
         cur[both, 6] = 1.0
-
-    lineage = pd.DataFrame(
-        {
-            "cell": np.arange(1, len(rec_parent) + 1, dtype=np.int64),
-            "parent": np.asarray(rec_parent, np.int64),
-            "first_frame": first,
-            "last_frame": last,
-        }
-    )
-    if len(rec_parent) > np.iinfo(np.uint16).max:
-        raise ValueError("more than 65535 cells: ids do not fit uint16 label images")
-    return SimulatedFrames(states, (h, w)), lineage
 
 
 def _relax(cols: dict[str, np.ndarray], pos_of: dict[int, int]) -> None:
