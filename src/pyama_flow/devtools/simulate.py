@@ -178,6 +178,133 @@ def fluorescence_background(cfg: SimulationConfig) -> np.ndarray:
     return cfg.fl_background + cfg.fl_gradient * (0.5 * xx / cfg.width + bump)
 
 
+@dataclass
+class _Fov:
+    """One simulated FOV's cells: shapes, trajectories, protein curves, noise seed."""
+
+    radii: np.ndarray  # (n,) px
+    aspect: np.ndarray  # (n,) ellipse aspect
+    angle0: np.ndarray  # (n,) orientation at frame 0 (turns 0.01 rad per frame)
+    traj: np.ndarray  # (T, n, 2) centres (y, x)
+    curves: np.ndarray  # (n, T) true total protein per frame
+    seed: int  # seed of the frames' texture and noise
+
+    def labels(self, cfg: SimulationConfig, t: int) -> np.ndarray:
+        """True label image (cell ids 1..n) of frame ``t``."""
+        return _cell_masks((cfg.height, cfg.width), self.traj[t], self.radii, self.aspect, self.angle0 + 0.01 * t)
+
+
+def _simulate_fov(rng: np.random.Generator, cfg: SimulationConfig, fov: int,
+                  times_h: np.ndarray) -> tuple[_Fov, list[dict]]:
+    """Draw one FOV's cells and their maturation parameters.
+
+    Returns the FOV and its rows of ``truth/params.csv``.
+    """
+    radii = rng.uniform(cfg.radius_min, cfg.radius_max, cfg.n_cells)
+    aspect = rng.uniform(1.0, 1.25, cfg.n_cells)
+    angle0 = rng.uniform(0, np.pi, cfg.n_cells)
+    traj = _trajectories(rng, cfg, radii)
+    t0 = rng.uniform(*cfg.t0_range, cfg.n_cells)
+    ktl = np.exp(rng.uniform(*np.log(cfg.ktl_range), cfg.n_cells))
+    delta = np.exp(rng.uniform(*np.log(cfg.delta_range), cfg.n_cells))
+    curves = np.stack(
+        [maturation_curve(times_h, t0[i], ktl[i], delta[i]) for i in range(cfg.n_cells)]
+    )
+    rows = [dict(fov=fov, cell=i + 1, t0=t0[i], ktl=ktl[i], delta=delta[i], km=KM, beta=BETA, offset=0.0)
+            for i in range(cfg.n_cells)]
+    return _Fov(radii, aspect, angle0, traj, curves, int(rng.integers(2**31))), rows
+
+
+def phase_contrast(labels: np.ndarray, rng: np.random.Generator, cfg: SimulationConfig) -> np.ndarray:
+    """Phase-contrast-like float64 image of a label image (not yet rounded).
+
+    Flat noisy background (``pc_background`` +- ``pc_noise``), dark textured
+    cell bodies (``pc_body`` +- ``pc_texture``) and a bright halo
+    (+``pc_halo``) in a 3 px ring outside the cells. Draws two normal
+    fields from ``rng`` (texture, then noise).
+    """
+    cell = labels > 0
+    shape = labels.shape
+    texture = ndi.gaussian_filter(rng.normal(0, 1, shape), 1.0)
+    texture *= cfg.pc_texture / (texture.std() + 1e-12)
+    ring = ndi.binary_dilation(cell, iterations=3) & ~cell
+    pc = cfg.pc_background + rng.normal(0, cfg.pc_noise, shape)
+    pc[cell] = cfg.pc_body + texture[cell]
+    pc[ring] += cfg.pc_halo * ndi.gaussian_filter(ring.astype(float), 1.0)[ring]
+    return pc
+
+
+def _fluorescence(labels: np.ndarray, amounts: np.ndarray, bg: np.ndarray, rng: np.random.Generator,
+                  cfg: SimulationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fluorescence float64 image: background + each cell's protein spread evenly, blurred, + noise.
+
+    Parameters
+    ----------
+    labels : (Y, X) cell ids 1..n
+    amounts : (n,) total protein of each cell
+    bg : (Y, X) background (:func:`fluorescence_background`)
+
+    Returns
+    -------
+    fl : (Y, X) image (not yet rounded)
+    areas : (n,) pixels of each cell
+    totals : (n + 1,) light of each id before the blur (index 0: background)
+    """
+    n = amounts.size
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    per_px = np.zeros(n + 1)
+    per_px[1:] = amounts / np.maximum(areas, 1)
+    signal = per_px[labels]
+    blurred = ndi.gaussian_filter(signal, cfg.psf_sigma, mode="constant") \
+        if cfg.psf_sigma > 0 else signal
+    fl = bg + blurred + rng.normal(0, cfg.fl_noise, labels.shape)
+    totals = np.bincount(labels.ravel(), weights=signal.ravel(), minlength=n + 1)
+    return fl, areas, totals
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """Round and clip a float image to uint16."""
+    return np.clip(np.rint(image), 0, 65535).astype(np.uint16)
+
+
+def _fov_planes(cfg: SimulationConfig, index: int, fov: _Fov, bg: np.ndarray, times_min: np.ndarray,
+                trace_rows: list[dict]):
+    """Yield the FOV's uint16 planes in TC order (phase, fluorescence per frame).
+
+    Appends each frame's rows of ``truth/traces.csv`` to ``trace_rows`` as it goes.
+    """
+    frng = np.random.default_rng(fov.seed)
+    for t in range(cfg.n_frames):
+        labels = fov.labels(cfg, t)
+        pc = phase_contrast(labels, frng, cfg)
+        fl, areas, totals = _fluorescence(labels, fov.curves[:, t], bg, frng, cfg)
+        for i in range(cfg.n_cells):
+            trace_rows.append(dict(fov=index, cell=i + 1, frame=t, time=times_min[t],
+                                   area=int(areas[i]), intensity_total=float(totals[i + 1])))
+        yield to_uint16(pc)
+        yield to_uint16(fl)
+
+
+def _ome_metadata(cfg: SimulationConfig, index: int, times_min: np.ndarray) -> dict:
+    """OME metadata of one FOV's image series (channel names, pixel size, DeltaT)."""
+    n_planes = cfg.n_frames * 2
+    return {
+        "axes": "TCYX",
+        # tifffile draws a random UUID otherwise: the same config gives the same bytes
+        "UUID": str(uuid.uuid5(uuid.NAMESPACE_OID, repr(cfg))),
+        "Name": f"FOV {index}",
+        "Channel": {"Name": ["Phase", "GFP"]},
+        "PhysicalSizeX": cfg.pixel_size_um,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": cfg.pixel_size_um,
+        "PhysicalSizeYUnit": "µm",
+        "Plane": {
+            "DeltaT": [float(times_min[i // 2] * 60) for i in range(n_planes)],
+            "DeltaTUnit": ["s"] * n_planes,
+        },
+    }
+
+
 def simulate_experiment(out_path: str | os.PathLike, truth_dir: str | os.PathLike,
                         cfg: SimulationConfig | None = None) -> dict[str, pd.DataFrame]:
     """Write a synthetic experiment (OME-TIFF) and its ground truth.
@@ -190,95 +317,29 @@ def simulate_experiment(out_path: str | os.PathLike, truth_dir: str | os.PathLik
     truth_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     times_min = np.arange(cfg.n_frames) * cfg.frame_interval_min
-    times_h = times_min / 60.0
-    bg = fluorescence_background(cfg)
     shape = (cfg.height, cfg.width)
-    params_rows = []
-    trace_rows = []
-    fovs = []
-    for fov in range(cfg.n_fovs):
-        radii = rng.uniform(cfg.radius_min, cfg.radius_max, cfg.n_cells)
-        aspect = rng.uniform(1.0, 1.25, cfg.n_cells)
-        angle0 = rng.uniform(0, np.pi, cfg.n_cells)
-        traj = _trajectories(rng, cfg, radii)
-        t0 = rng.uniform(*cfg.t0_range, cfg.n_cells)
-        ktl = np.exp(rng.uniform(*np.log(cfg.ktl_range), cfg.n_cells))
-        delta = np.exp(rng.uniform(*np.log(cfg.delta_range), cfg.n_cells))
-        curves = np.stack(
-            [maturation_curve(times_h, t0[i], ktl[i], delta[i]) for i in range(cfg.n_cells)]
-        )
-        for i in range(cfg.n_cells):
-            params_rows.append(dict(fov=fov, cell=i + 1, t0=t0[i], ktl=ktl[i], delta=delta[i],
-                                    km=KM, beta=BETA, offset=0.0))
-        fovs.append((radii, aspect, angle0, traj, curves, int(rng.integers(2**31))))
+    params_rows: list[dict] = []
+    fovs: list[_Fov] = []
+    for index in range(cfg.n_fovs):
+        fov, rows = _simulate_fov(rng, cfg, index, times_min / 60.0)
+        fovs.append(fov)
+        params_rows += rows
 
-    def planes(fov: int):
-        radii, aspect, angle0, traj, curves, seed = fovs[fov]
-        frng = np.random.default_rng(seed)
-        for t in range(cfg.n_frames):
-            labels = _cell_masks(shape, traj[t], radii, aspect, angle0 + 0.01 * t)
-            cell = labels > 0
-            # phase contrast: textured dark body, bright halo ring outside
-            texture = ndi.gaussian_filter(frng.normal(0, 1, shape), 1.0)
-            texture *= cfg.pc_texture / (texture.std() + 1e-12)
-            ring = ndi.binary_dilation(cell, iterations=3) & ~cell
-            pc = cfg.pc_background + frng.normal(0, cfg.pc_noise, shape)
-            pc[cell] = cfg.pc_body + texture[cell]
-            pc[ring] += cfg.pc_halo * ndi.gaussian_filter(ring.astype(float), 1.0)[ring]
-            # fluorescence: uneven background + per-cell protein spread evenly
-            areas = np.bincount(labels.ravel(), minlength=cfg.n_cells + 1)[1:]
-            per_px = np.zeros(cfg.n_cells + 1)
-            per_px[1:] = curves[:, t] / np.maximum(areas, 1)
-            signal = per_px[labels]
-            blurred = ndi.gaussian_filter(signal, cfg.psf_sigma, mode="constant") \
-                if cfg.psf_sigma > 0 else signal
-            fl = bg + blurred + frng.normal(0, cfg.fl_noise, shape)
-            totals = np.bincount(labels.ravel(), weights=signal.ravel(), minlength=cfg.n_cells + 1)
-            for i in range(cfg.n_cells):
-                trace_rows.append(dict(fov=fov, cell=i + 1, frame=t, time=times_min[t],
-                                       area=int(areas[i]), intensity_total=float(totals[i + 1])))
-            yield labels, np.clip(np.rint(pc), 0, 65535).astype(np.uint16), \
-                np.clip(np.rint(fl), 0, 65535).astype(np.uint16)
-
-    def true_labels(fov: int):
-        radii, aspect, angle0, traj, _curves, _seed = fovs[fov]
-        for t in range(cfg.n_frames):
-            yield _cell_masks(shape, traj[t], radii, aspect, angle0 + 0.01 * t)
-
+    bg = fluorescence_background(cfg)
+    trace_rows: list[dict] = []
     with atomic_path(out_path) as tmp:
         with tifffile.TiffWriter(tmp, ome=True, bigtiff=_needs_bigtiff(cfg)) as tw:
-            for fov in range(cfg.n_fovs):
-
-                def channel_planes(fov: int = fov):
-                    for _labels, pc, fl in planes(fov):
-                        yield pc
-                        yield fl
-
-                n_planes = cfg.n_frames * 2
+            for index, fov in enumerate(fovs):
                 tw.write(
-                    channel_planes(),
+                    _fov_planes(cfg, index, fov, bg, times_min, trace_rows),
                     shape=(cfg.n_frames, 2, *shape),
                     dtype=np.uint16,
                     compression=cfg.compression,
                     compressionargs={"level": 1} if cfg.compression == "zlib" else None,
-                    metadata={
-                        "axes": "TCYX",
-                        # tifffile draws a random UUID otherwise: the same config gives the same bytes
-                        "UUID": str(uuid.uuid5(uuid.NAMESPACE_OID, repr(cfg))),
-                        "Name": f"FOV {fov}",
-                        "Channel": {"Name": ["Phase", "GFP"]},
-                        "PhysicalSizeX": cfg.pixel_size_um,
-                        "PhysicalSizeXUnit": "µm",
-                        "PhysicalSizeY": cfg.pixel_size_um,
-                        "PhysicalSizeYUnit": "µm",
-                        "Plane": {
-                            "DeltaT": [float(times_min[i // 2] * 60) for i in range(n_planes)],
-                            "DeltaTUnit": ["s"] * n_planes,
-                        },
-                    },
+                    metadata=_ome_metadata(cfg, index, times_min),
                 )
-                write_stack(truth_dir / f"labels_fov{fov:03d}.tif", true_labels(fov),
-                            cfg.n_frames, shape, np.uint16)
+                write_stack(truth_dir / f"labels_fov{index:03d}.tif",
+                            (fov.labels(cfg, t) for t in range(cfg.n_frames)), cfg.n_frames, shape, np.uint16)
     params = pd.DataFrame(params_rows)
     traces = pd.DataFrame(trace_rows).sort_values(["fov", "cell", "frame"]).reset_index(drop=True)
     params.to_csv(truth_dir / "params.csv", index=False, float_format="%.9g")

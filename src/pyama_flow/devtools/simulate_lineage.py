@@ -107,10 +107,12 @@ def render_labels(state: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def render_phase(labels: np.ndarray, seed: int | tuple[int, ...] = 0, border_line: float = 0.0) -> np.ndarray:
     """A phase-contrast-like image (uint16) of a label image, for segmenting.
 
-    Same look as the demo simulator (:mod:`pyama_flow.devtools.simulate`): flat noisy
-    background (1000 +- 4), dark textured cell bodies (880 +- 70) and a bright
-    halo (+180) in a 3 px ring outside the cells. Touching cells share no
-    halo, so a segmentation may merge them: the hard case for tracking.
+    The demo simulator's look (:func:`pyama_flow.devtools.simulate.phase_contrast`
+    with :class:`~pyama_flow.devtools.simulate.SimulationConfig`'s defaults):
+    flat noisy background (1000 +- 4), dark textured cell bodies (880 +- 70)
+    and a bright halo (+180) in a 3 px ring outside the cells. Touching cells
+    share no halo, so a segmentation may merge them: the hard case for
+    tracking.
 
     Parameters
     ----------
@@ -125,22 +127,17 @@ def render_phase(labels: np.ndarray, seed: int | tuple[int, ...] = 0, border_lin
     """
     from scipy import ndimage as ndi
 
-    rng = np.random.default_rng(seed)
+    from pyama_flow.devtools.simulate import SimulationConfig, phase_contrast, to_uint16
+
     labels = np.asarray(labels)
-    shape = labels.shape
-    cell = labels > 0
-    texture = ndi.gaussian_filter(rng.normal(0.0, 1.0, shape), 1.0)
-    texture *= 70.0 / (texture.std() + 1e-12)
-    ring = ndi.binary_dilation(cell, iterations=3) & ~cell
-    pc = 1000.0 + rng.normal(0.0, 4.0, shape)
-    pc[cell] = 880.0 + texture[cell]
-    pc[ring] += 180.0 * ndi.gaussian_filter(ring.astype(np.float64), 1.0)[ring]
+    pc = phase_contrast(labels, np.random.default_rng(seed), SimulationConfig())
     if border_line:
+        cell = labels > 0
         lo = ndi.grey_erosion(np.where(cell, labels, np.iinfo(labels.dtype).max), size=3)
         hi = ndi.grey_dilation(labels, size=3)
         contact = cell & ((lo < labels) | (hi > labels))
         pc[contact] += border_line
-    return np.clip(np.rint(pc), 0, 65535).astype(np.uint16)
+    return to_uint16(pc)
 
 
 # long only by its docstring (13 parameters); the steps are _Colony's methods
