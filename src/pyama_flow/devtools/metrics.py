@@ -63,6 +63,11 @@ def match_instances(
     return ua[rows], ub[cols], 1.0 - cost[rows, cols]
 
 
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall; 0 when both are 0 (or one is NaN)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
 @dataclass
 class SegmentationScores:
     """Instance and pixel scores of one or more frames."""
@@ -105,14 +110,13 @@ def segmentation_scores(
         union += int(np.count_nonzero((p > 0) | (t > 0)))
     precision = n_match / n_pred if n_pred else 0.0
     recall = n_match / n_true if n_true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return SegmentationScores(
         n_pred=n_pred,
         n_true=n_true,
         n_matched=n_match,
         precision=precision,
         recall=recall,
-        f1=f1,
+        f1=f1_score(precision, recall),
         mean_matched_iou=float(np.mean(ious)) if ious else 0.0,
         foreground_iou=inter / union if union else 1.0,
     )

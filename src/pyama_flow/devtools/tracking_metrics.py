@@ -30,11 +30,12 @@ Definitions used by :func:`link_scores`:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pyama_flow.devtools.metrics import match_instances
+from pyama_flow.devtools.metrics import f1_score, match_instances
 from pyama_flow.tracking.tracker import parent_of
 
 
@@ -66,6 +67,7 @@ def frame_links(
 
 
 def _ids(frame: np.ndarray) -> np.ndarray:
+    """Sorted nonzero ids present in a label image."""
     frame = np.asarray(frame)
     counts = np.bincount(frame.ravel().astype(np.int64))
     ids = np.flatnonzero(counts)
@@ -100,81 +102,120 @@ def link_scores(
     """
     parent_p = parent_of(pred_lineage)
     parent_t = parent_of(true_lineage)
-    n_true = n_pred = n_ok = 0
-    div_true = div_found = div_pred = div_pred_ok = 0
-    gap_true = gap_true_ok = gap_pred = gap_pred_ok = 0
-    last_seen_t: dict[int, tuple[int, int]] = {}  # true id -> (frame, matched pred id or 0)
-    last_seen_p: dict[int, tuple[int, int]] = {}  # pred id -> (frame, matched true id or 0)
+    counts = dict.fromkeys(("true", "pred", "correct", "div_true", "div_found", "div_pred", "div_pred_ok"), 0)
+    gaps_true, gaps_pred = _GapLinks(), _GapLinks()
     prev = None
     n_frames = 0
     for t, (p, g) in enumerate(zip(pred_frames, true_frames, strict=True)):
         n_frames += 1
-        mp, mt, _ = match_instances(p, g, min_iou)
-        p2t = dict(zip(mp.tolist(), mt.tolist(), strict=True))
-        t2p = dict(zip(mt.tolist(), mp.tolist(), strict=True))
-        ids_p, ids_g = _ids(p), _ids(g)
+        cur = _MatchedFrame.of(p, g, min_iou)
         if prev is not None:
-            prev_ids_p, prev_ids_g, prev_p2t, prev_t2p = prev
-            same_p, div_p = frame_links(prev_ids_p, ids_p, parent_p)
-            same_g, div_g = frame_links(prev_ids_g, ids_g, parent_t)
-            true_set = set(same_g) | set(div_g)
-            pred_set = set(same_p) | set(div_p)
-            correct = {(a, b) for a, b in pred_set if a in prev_p2t and b in p2t and (prev_p2t[a], p2t[b]) in true_set}
-            n_true += len(true_set)
-            n_pred += len(pred_set)
-            n_ok += len(correct)
-            # divisions: group mother -> daughters links
-            for mother, daughters in _group(div_g).items():
-                if len(daughters) < 2:
-                    continue
-                div_true += 1
-                pm = prev_t2p.get(mother)
-                if pm is not None and all(d in t2p and (pm, t2p[d]) in correct for d in daughters):
-                    div_found += 1
-            for mother, daughters in _group(div_p).items():
-                if len(daughters) < 2:
-                    continue
-                div_pred += 1
-                if all((mother, d) in correct for d in daughters):
-                    div_pred_ok += 1
-        # gap links: an id seen again after missing >= 1 frame
-        for g_id in ids_g.tolist():
-            seen = last_seen_t.get(g_id)
-            if seen is not None and seen[0] < t - 1:
-                gap_true += 1
-                if seen[1] and t2p.get(g_id) == seen[1]:
-                    gap_true_ok += 1
-            last_seen_t[g_id] = (t, t2p.get(g_id, 0))
-        for p_id in ids_p.tolist():
-            seen = last_seen_p.get(p_id)
-            if seen is not None and seen[0] < t - 1:
-                gap_pred += 1
-                if seen[1] and p2t.get(p_id) == seen[1]:
-                    gap_pred_ok += 1
-            last_seen_p[p_id] = (t, p2t.get(p_id, 0))
-        prev = (ids_p, ids_g, p2t, t2p)
+            for key, n in _link_counts(prev, cur, parent_p, parent_t).items():
+                counts[key] += n
+        gaps_true.update(t, cur.ids_g, cur.t2p)
+        gaps_pred.update(t, cur.ids_p, cur.p2t)
+        prev = cur
 
-    precision = _ratio(n_ok, n_pred)
-    recall = _ratio(n_ok, n_true)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    precision = _ratio(counts["correct"], counts["pred"])
+    recall = _ratio(counts["correct"], counts["true"])
     return {
         "n_frames": n_frames,
-        "n_true_links": n_true,
-        "n_pred_links": n_pred,
-        "n_correct_links": n_ok,
+        "n_true_links": counts["true"],
+        "n_pred_links": counts["pred"],
+        "n_correct_links": counts["correct"],
         "link_precision": precision,
         "link_recall": recall,
-        "link_f1": f1,
-        "n_true_divisions": div_true,
-        "n_divisions_found": div_found,
-        "division_recall": _ratio(div_found, div_true),
-        "n_pred_divisions": div_pred,
-        "division_precision": _ratio(div_pred_ok, div_pred),
-        "n_true_gap_links": gap_true,
-        "gap_link_recall": _ratio(gap_true_ok, gap_true),
-        "n_pred_gap_links": gap_pred,
-        "gap_link_precision": _ratio(gap_pred_ok, gap_pred),
+        "link_f1": f1_score(precision, recall),
+        "n_true_divisions": counts["div_true"],
+        "n_divisions_found": counts["div_found"],
+        "division_recall": _ratio(counts["div_found"], counts["div_true"]),
+        "n_pred_divisions": counts["div_pred"],
+        "division_precision": _ratio(counts["div_pred_ok"], counts["div_pred"]),
+        "n_true_gap_links": gaps_true.n,
+        "gap_link_recall": _ratio(gaps_true.n_ok, gaps_true.n),
+        "n_pred_gap_links": gaps_pred.n,
+        "gap_link_precision": _ratio(gaps_pred.n_ok, gaps_pred.n),
     }
+
+
+@dataclass
+class _MatchedFrame:
+    """One frame's ids and its one-to-one matching of predicted to true objects."""
+
+    ids_p: np.ndarray  # predicted ids present, sorted
+    ids_g: np.ndarray  # true ids present, sorted
+    p2t: dict[int, int]  # matched predicted id -> true id
+    t2p: dict[int, int]  # matched true id -> predicted id
+
+    @classmethod
+    def of(cls, pred: np.ndarray, true: np.ndarray, min_iou: float) -> _MatchedFrame:
+        """Match the label images ``pred`` and ``true`` (IoU >= ``min_iou``, one-to-one)."""
+        mp, mt, _ = match_instances(pred, true, min_iou)
+        p2t = dict(zip(mp.tolist(), mt.tolist(), strict=True))
+        t2p = dict(zip(mt.tolist(), mp.tolist(), strict=True))
+        return cls(_ids(pred), _ids(true), p2t, t2p)
+
+
+def _link_counts(
+    prev: _MatchedFrame, cur: _MatchedFrame, parent_p: dict[int, int], parent_t: dict[int, int]
+) -> dict[str, int]:
+    """Links and divisions between two consecutive frames, true and predicted.
+
+    Returns
+    -------
+    dict with ``true``, ``pred``, ``correct`` (links), ``div_true``,
+    ``div_found`` (true divisions, and those whose every link was
+    predicted), ``div_pred``, ``div_pred_ok`` (predicted divisions, and
+    those whose every link is correct).
+    """
+    same_p, div_p = frame_links(prev.ids_p, cur.ids_p, parent_p)
+    same_g, div_g = frame_links(prev.ids_g, cur.ids_g, parent_t)
+    true_set = set(same_g) | set(div_g)
+    pred_set = set(same_p) | set(div_p)
+    correct = {
+        (a, b) for a, b in pred_set
+        if a in prev.p2t and b in cur.p2t and (prev.p2t[a], cur.p2t[b]) in true_set
+    }
+    out = {"true": len(true_set), "pred": len(pred_set), "correct": len(correct),
+           "div_true": 0, "div_found": 0, "div_pred": 0, "div_pred_ok": 0}
+    # divisions: group mother -> daughters links
+    for mother, daughters in _group(div_g).items():
+        if len(daughters) < 2:
+            continue
+        out["div_true"] += 1
+        pm = prev.t2p.get(mother)
+        if pm is not None and all(d in cur.t2p and (pm, cur.t2p[d]) in correct for d in daughters):
+            out["div_found"] += 1
+    for mother, daughters in _group(div_p).items():
+        if len(daughters) < 2:
+            continue
+        out["div_pred"] += 1
+        if all((mother, d) in correct for d in daughters):
+            out["div_pred_ok"] += 1
+    return out
+
+
+class _GapLinks:
+    """Gap links of one side (true or predicted ids): an id seen again after missing >= 1 frame.
+
+    ``n`` counts them; ``n_ok`` those whose two ends are matched to the same
+    id of the other side.
+    """
+
+    def __init__(self) -> None:
+        self.last_seen: dict[int, tuple[int, int]] = {}  # id -> (frame, matched other id or 0)
+        self.n = 0
+        self.n_ok = 0
+
+    def update(self, t: int, ids: np.ndarray, to_other: dict[int, int]) -> None:
+        """Count the gap links ending at frame ``t`` (``ids`` present, matched by ``to_other``)."""
+        for i in ids.tolist():
+            seen = self.last_seen.get(i)
+            if seen is not None and seen[0] < t - 1:
+                self.n += 1
+                if seen[1] and to_other.get(i) == seen[1]:
+                    self.n_ok += 1
+            self.last_seen[i] = (t, to_other.get(i, 0))
 
 
 def _group(links: list[tuple[int, int]]) -> dict[int, list[int]]:
