@@ -34,6 +34,8 @@ _DARK_PERCENTILE = 50.0  # scale from the median depth of dark masks
 
 
 def _derived(value: float | None, name: str, diameter: float) -> float:
+    """``value``, or when None the default of parameter ``name`` for cells of
+    ``diameter`` (input px; ``_RATIOS``, areas by ``diameter ** 2``)."""
     if value is not None:
         return float(value)
     ratio = _RATIOS[name]
@@ -72,11 +74,14 @@ def _learned_probability(
 
 
 def _bin_for(d: float, shape: tuple[int, ...], bin_factor: int | None) -> int:
+    """Bin factor: ``bin_factor``, else about 30 px per cell diameter ``d``;
+    at most an eighth of the frame's short side."""
     f = max(1, int(bin_factor) if bin_factor is not None else int(d / 30.0 + 0.5))
     return min(f, max(1, min(shape) // 8))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two masks (1 when both are empty)."""
     union = np.count_nonzero(a | b)
     return np.count_nonzero(a & b) / union if union else 1.0
 
