@@ -8,22 +8,11 @@ from scipy import ndimage as ndi
 from pyama_flow.devtools.metrics import match_instances, segmentation_scores
 from pyama_flow.segmentation import list_methods, segment_frame
 from pyama_flow.segmentation.logstd import segment_logstd
-from pyama_flow.segmentation.watershed import (
-    DEFAULT_DIAMETER,
-    _keep_largest_piece,
-    bin_image,
-    binned_texture,
-    estimate_cell_diameter,
-    grow_labels,
-    halo_depth,
-    merge_shallow_basins,
-    refine_outlines,
-    segment_watershed,
-    split_coarse,
-    split_objects,
-    texture_image,
-    unbin_labels,
-)
+from pyama_flow.segmentation.maps import bin_image, binned_texture, texture_image, unbin_labels
+from pyama_flow.segmentation.masks import DEFAULT_DIAMETER, estimate_cell_diameter, halo_depth
+from pyama_flow.segmentation.outlines import _keep_largest_piece, grow_labels, refine_outlines
+from pyama_flow.segmentation.split import merge_shallow_basins, split_coarse, split_objects
+from pyama_flow.segmentation.watershed import segment_watershed
 
 from conftest import shared_data
 

@@ -51,7 +51,8 @@ from scipy import ndimage as ndi  # noqa: E402
 
 from pyama_flow.devtools.metrics import segmentation_scores  # noqa: E402
 from pyama_flow.segmentation import pixel_classifier as pc  # noqa: E402
-from pyama_flow.segmentation.watershed import bin_image, learned_features, segment_watershed  # noqa: E402
+from pyama_flow.segmentation.maps import bin_image  # noqa: E402
+from pyama_flow.segmentation.watershed import learned_features, segment_watershed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "src" / "pyama_flow" / "segmentation" / "_pixel_mlp_weights.py"

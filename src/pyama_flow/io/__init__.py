@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pyama_flow.io.base import ImageMetadata, ImageReader, InputError
+from pyama_flow.io.base import ImageMetadata, ImageReader, InputError, require_file
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ def open_image(path: str | os.PathLike, **options: Any) -> ImageReader:
             options = {**options, "pattern": name}
         path = folder or "."
     fmt = _find_format(path)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: file not found")
+    require_file(path)
     if not fmt.installed:
         raise InputError(
             f"{path}: reading {fmt.name} needs the '{fmt.library}' package: "

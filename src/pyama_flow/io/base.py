@@ -11,6 +11,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +92,14 @@ class ImageMetadata:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def set_times(self, times: Sequence[float] | None, source: str | None) -> None:
+        """Record FOV 0's frame times (minutes) and where they come from.
+
+        ``extra["time_source"]`` is ``None`` when there are no times.
+        """
+        self.time_min = None if times is None else [float(v) for v in times]
+        self.extra["time_source"] = None if times is None else source
+
 
 class ImageReader(ABC):
     """Lazy reader of one microscopy file.
@@ -144,6 +153,17 @@ class ImageReader(ABC):
         self.check_index(z=zi)
         return self.read_plane(fov, t, c, zi)
 
+    def check_plane(self, fov: int, t: int, c: int, z: int) -> None:
+        """:meth:`check_index` of a plane read, cheap when every index is in range."""
+        m = self.metadata
+        if not (
+            0 <= fov < m.n_fovs
+            and 0 <= t < m.n_frames
+            and 0 <= c < m.n_channels
+            and 0 <= z < m.n_z
+        ):
+            self.check_index(fov=fov, t=t, c=c, z=z)
+
     def check_index(self, **idx: int) -> None:
         """Raise :class:`InputError` naming the valid range for an out-of-range index."""
         m = self.metadata
@@ -190,6 +210,46 @@ def one_line(exc: BaseException, limit: int = 160) -> str:
     text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", lines[0])  # raw bytes from parsers
     text = "".join(ch for ch in text if ch.isprintable())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_file(path: str) -> None:
+    """Raise :class:`InputError` when ``path`` does not exist."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found")
+
+
+def unreadable_file(path: str, kind: str, exc: BaseException) -> InputError:
+    """The error for a file its library cannot open or parse (``kind``: "ND2", ...)."""
+    return InputError(
+        f"{path}: not a readable {kind} file (truncated or corrupt? {one_line(exc)}); "
+        f"{DAMAGED_HINT}"
+    )
+
+
+def unreadable_plane(path: str, where: str, exc: BaseException) -> InputError:
+    """The error for a plane that cannot be read (``where``: "FOV 0 frame 3", ...)."""
+    return InputError(
+        f"{path}: cannot read {where} (truncated or corrupt file? {one_line(exc)}); "
+        f"{DAMAGED_HINT}"
+    )
+
+
+def default_channel_names(n: int) -> list[str]:
+    """``["C0", "C1", ...]``: the names of ``n`` channels a file leaves unnamed."""
+    return [f"C{i}" for i in range(n)]
+
+
+def channel_names_or_default(names: Sequence[str] | None, n: int) -> list[str]:
+    """``names`` when there is one per channel, else :func:`default_channel_names`."""
+    if names is not None and len(names) == n:
+        return list(names)
+    return default_channel_names(n)
+
+
+def objective_label(magnification: str | float, na: str | float | None) -> str:
+    """``"50x/1.2"`` (``"50x"`` without an NA) for an objective the file names
+    only by its numbers."""
+    return f"{float(magnification):g}x" + (f"/{float(na):g}" if na else "")
 
 
 def check_options(

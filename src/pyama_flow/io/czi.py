@@ -16,7 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import (
+    ImageMetadata,
+    ImageReader,
+    InputError,
+    channel_names_or_default,
+    check_options,
+    objective_label,
+    require_file,
+    unreadable_file,
+    unreadable_plane,
+)
 
 _PIXEL_TYPES = {
     "gray8": "uint8",
@@ -58,7 +68,7 @@ def _objective(meta: ET.Element) -> tuple[str | None, dict[str, Any]]:
         extra["numerical_aperture"] = float(na)
     name = el.get("Name")
     if not name and mag is not None:
-        name = f"{float(mag):g}x" + (f"/{float(na):g}" if na is not None else "")
+        name = objective_label(mag, na)
     return name or None, extra
 
 
@@ -93,78 +103,21 @@ class CziReader(ImageReader):
             )
         import aicspylibczi  # optional dependency; open_image checks it is installed
 
-        if not os.path.exists(self.path):
-            raise InputError(f"{self.path}: file not found")
+        require_file(self.path)
         try:
             self._czi = aicspylibczi.CziFile(self.path)
             self._setup(mosaic)
         except InputError:
             raise
         except Exception as exc:  # libCZI raises RuntimeError / ParseError ...
-            raise InputError(
-                f"{self.path}: not a readable CZI file (truncated or corrupt? {one_line(exc)}); "
-                f"{DAMAGED_HINT}"
-            ) from None
+            raise unreadable_file(self.path, "CZI", exc) from None
 
     # -- setup ----------------------------------------------------------------
     def _setup(self, mosaic: str) -> None:
         czi = self._czi
-        ptype = str(czi.pixel_type).lower()
-        if ptype.startswith("bgr"):
-            raise InputError(
-                f"{self.path}: RGB images ({ptype}) are not supported; "
-                "convert to one channel per plane"
-            )
-        if ptype not in _PIXEL_TYPES:
-            raise InputError(f"{self.path}: unsupported CZI pixel type {ptype!r}")
-        groups = czi.get_dims_shape()
-        if len(groups) != 1:
-            raise InputError(
-                f"{self.path}: scenes differ in size ({len(groups)} shapes); "
-                "one size for all scenes is needed"
-            )
-        ranges = groups[0]
-        for dim, (lo, hi) in ranges.items():
-            if dim not in _MAPPED and hi - lo > 1:
-                raise InputError(
-                    f"{self.path}: CZI dimension {dim} (size {hi - lo}) is not supported"
-                )
-        self._start = {d: int(lo) for d, (lo, _hi) in ranges.items()}
-        size = {d: int(hi - lo) for d, (lo, hi) in ranges.items()}
-        n_s = size.get("S", 1)
-        n_m = size.get("M", 1)
-        self._mosaic = czi.is_mosaic()
-        if self._mosaic and mosaic == "reject":
-            raise InputError(
-                f"{self.path}: mosaic CZI ({n_m} tiles) is not supported with mosaic: "
-                "reject; use mosaic: stitch or tiles"
-            )
-        self._mode = mosaic if self._mosaic else "plain"
-        height, width = size["Y"], size["X"]
-        self._regions: list[tuple[int, int, int, int]] = []
-        if self._mode == "stitch":
-            for s in range(n_s):
-                bb = (
-                    czi.get_mosaic_scene_bounding_box(index=self._start.get("S", 0) + s)
-                    if "S" in size
-                    else czi.get_mosaic_bounding_box()
-                )
-                self._regions.append((bb.x, bb.y, bb.w, bb.h))
-            shapes = {(r[3], r[2]) for r in self._regions}
-            if len(shapes) != 1:
-                raise InputError(f"{self.path}: stitched scenes differ in size {sorted(shapes)}")
-            height, width = shapes.pop()
-            n_fovs = n_s
-        elif self._mode == "tiles":
-            n_fovs = n_s * n_m
-        else:
-            n_fovs = n_s
-        self._n_m = n_m if self._mode == "tiles" else 1
-        # (dimension, first index) of each dimension a plane read must name
-        dims = [d for d in "STCZ" if d in self._start]
-        if self._mode == "tiles" or (self._mode == "plain" and "M" in self._start):
-            dims.append("M")
-        self._selectors = [(d, self._start.get(d, 0)) for d in dims]
+        ptype = self._pixel_type()
+        size = self._sizes()
+        n_fovs, height, width = self._layout(mosaic, size)
         meta = czi.meta
         names = [
             ch.get("Name") or ch.get("Id") or f"C{i}"
@@ -173,21 +126,12 @@ class CziReader(ImageReader):
             )
         ]
         n_c = size.get("C", 1)
-        if len(names) != n_c:
-            names = [f"C{i}" for i in range(n_c)]
         pixel_size = None
         dist = _meta_text(meta, ".//Scaling/Items/Distance[@Id='X']/Value")
         if dist is not None:
             pixel_size = float(dist) * 1e6  # metres -> micrometres
         objective, extra = _objective(meta)
-        extra.update(
-            {
-                "dims": czi.dims,
-                "scenes": n_s,
-                "mosaic_tiles": n_m if self._mosaic else 0,
-                "mosaic": self._mode if self._mosaic else None,
-            }
-        )
+        extra.update(self._layout_facts(size))
         z_step = _meta_text(meta, ".//Scaling/Items/Distance[@Id='Z']/Value")
         if z_step is not None and size.get("Z", 1) > 1:
             extra["z_step_um"] = float(z_step) * 1e6
@@ -201,7 +145,7 @@ class CziReader(ImageReader):
             height=int(height),
             width=int(width),
             dtype=_PIXEL_TYPES[ptype],
-            channel_names=names,
+            channel_names=channel_names_or_default(names, n_c),
             pixel_size_um=pixel_size,
             objective=objective,
             microscope=_microscope(meta),
@@ -209,9 +153,96 @@ class CziReader(ImageReader):
             extra=extra,
         )
         self._times: dict[tuple[int, int], tuple[np.ndarray | None, str | None]] = {}
-        times, source = self._frame_times(0, 0)
-        self.metadata.time_min = None if times is None else [float(v) for v in times]
-        self.metadata.extra["time_source"] = source
+        self.metadata.set_times(*self._frame_times(0, 0))
+
+    def _pixel_type(self) -> str:
+        """The CZI pixel type (``"gray16"``...); raises for RGB and unknown types."""
+        ptype = str(self._czi.pixel_type).lower()
+        if ptype.startswith("bgr"):
+            raise InputError(
+                f"{self.path}: RGB images ({ptype}) are not supported; "
+                "convert to one channel per plane"
+            )
+        if ptype not in _PIXEL_TYPES:
+            raise InputError(f"{self.path}: unsupported CZI pixel type {ptype!r}")
+        return ptype
+
+    def _sizes(self) -> dict[str, int]:
+        """Size of each CZI dimension; sets ``self._start`` (each one's first index).
+
+        Raises when scenes differ in size or a dimension we do not map has
+        more than one index.
+        """
+        groups = self._czi.get_dims_shape()
+        if len(groups) != 1:
+            raise InputError(
+                f"{self.path}: scenes differ in size ({len(groups)} shapes); "
+                "one size for all scenes is needed"
+            )
+        ranges = groups[0]
+        for dim, (lo, hi) in ranges.items():
+            if dim not in _MAPPED and hi - lo > 1:
+                raise InputError(
+                    f"{self.path}: CZI dimension {dim} (size {hi - lo}) is not supported"
+                )
+        self._start = {d: int(lo) for d, (lo, _hi) in ranges.items()}
+        return {d: int(hi - lo) for d, (lo, hi) in ranges.items()}
+
+    def _layout(self, mosaic: str, size: dict[str, int]) -> tuple[int, int, int]:
+        """FOV count and plane height / width under the ``mosaic`` option.
+
+        Sets the mosaic mode, the stitched regions, the tiles per scene and
+        the dimensions each plane read names.
+        """
+        n_s = size.get("S", 1)
+        n_m = size.get("M", 1)
+        self._mosaic = self._czi.is_mosaic()
+        if self._mosaic and mosaic == "reject":
+            raise InputError(
+                f"{self.path}: mosaic CZI ({n_m} tiles) is not supported with mosaic: "
+                "reject; use mosaic: stitch or tiles"
+            )
+        self._mode = mosaic if self._mosaic else "plain"
+        height, width = size["Y"], size["X"]
+        self._regions: list[tuple[int, int, int, int]] = []
+        if self._mode == "stitch":
+            height, width = self._stitch_regions(size)
+            n_fovs = n_s
+        elif self._mode == "tiles":
+            n_fovs = n_s * n_m
+        else:
+            n_fovs = n_s
+        self._n_m = n_m if self._mode == "tiles" else 1
+        # (dimension, first index) of each dimension a plane read must name
+        dims = [d for d in "STCZ" if d in self._start]
+        if self._mode == "tiles" or (self._mode == "plain" and "M" in self._start):
+            dims.append("M")
+        self._selectors = [(d, self._start.get(d, 0)) for d in dims]
+        return n_fovs, height, width
+
+    def _stitch_regions(self, size: dict[str, int]) -> tuple[int, int]:
+        """Mosaic bounding box of each scene (``self._regions``); their common height, width."""
+        czi = self._czi
+        for s in range(size.get("S", 1)):
+            bb = (
+                czi.get_mosaic_scene_bounding_box(index=self._start.get("S", 0) + s)
+                if "S" in size
+                else czi.get_mosaic_bounding_box()
+            )
+            self._regions.append((bb.x, bb.y, bb.w, bb.h))
+        shapes = {(r[3], r[2]) for r in self._regions}
+        if len(shapes) != 1:
+            raise InputError(f"{self.path}: stitched scenes differ in size {sorted(shapes)}")
+        return shapes.pop()
+
+    def _layout_facts(self, size: dict[str, int]) -> dict[str, Any]:
+        """``extra`` entries of the layout: dimensions, scenes, mosaic tiles and mode."""
+        return {
+            "dims": self._czi.dims,
+            "scenes": size.get("S", 1),
+            "mosaic_tiles": size.get("M", 1) if self._mosaic else 0,
+            "mosaic": self._mode if self._mosaic else None,
+        }
 
     # -- helpers ----------------------------------------------------------------
     def _plane_kwargs(self, fov: int, t: int, c: int, z: int) -> dict[str, int]:
@@ -264,14 +295,8 @@ class CziReader(ImageReader):
 
     # -- interface --------------------------------------------------------------
     def read_plane(self, fov: int, t: int, c: int, z: int = 0) -> np.ndarray:
+        self.check_plane(fov, t, c, z)
         m = self.metadata
-        if not (
-            0 <= fov < m.n_fovs
-            and 0 <= t < m.n_frames
-            and 0 <= c < m.n_channels
-            and 0 <= z < m.n_z
-        ):
-            self.check_index(fov=fov, t=t, c=c, z=z)
         kw = self._plane_kwargs(fov, t, c, z)
         try:
             if self._mode == "stitch":
@@ -281,10 +306,7 @@ class CziReader(ImageReader):
                 img, _dims = self._czi.read_image(**kw)
             plane = np.asarray(img).reshape(m.height, m.width)
         except Exception as exc:
-            raise InputError(
-                f"{self.path}: cannot read FOV {fov} frame {t} channel {c} Z {z} "
-                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
-            ) from None
+            raise unreadable_plane(self.path, f"FOV {fov} frame {t} channel {c} Z {z}", exc) from None
         return plane
 
     def frame_times(self, fov: int, c: int = 0) -> np.ndarray | None:

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import (
+    ImageMetadata,
+    ImageReader,
+    InputError,
+    check_options,
+    default_channel_names,
+    unreadable_plane,
+)
 
 _NUMBER = re.compile(r"\d+")
 
@@ -173,9 +180,7 @@ class FolderReader(ImageReader):
             raise InputError(
                 f"{self.path}: {len(channel_names)} channel_names for {len(patterns)} patterns"
             )
-        names_out = (
-            list(channel_names) if channel_names else [f"C{i}" for i in range(len(patterns))]
-        )
+        names_out = list(channel_names) if channel_names else default_channel_names(len(patterns))
         first = self._files[0][0]
         shape, dtype, pixel_size = self._probe(first)
         self._shape = shape
@@ -229,10 +234,7 @@ class FolderReader(ImageReader):
         except FileNotFoundError:
             raise InputError(f"{path}: frame file disappeared; restore it or narrow 'pattern'") from None
         except Exception as exc:
-            raise InputError(
-                f"{path}: cannot read frame {t} (truncated or corrupt file? {one_line(exc)}); "
-                f"{DAMAGED_HINT}"
-            ) from None
+            raise unreadable_plane(path, f"frame {t}", exc) from None
         if plane.shape != self._shape or plane.dtype != self._dtype:
             raise InputError(
                 f"{path}: frame is {plane.shape} {plane.dtype}, expected "

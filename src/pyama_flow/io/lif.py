@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import (
+    ImageMetadata,
+    ImageReader,
+    InputError,
+    check_options,
+    default_channel_names,
+    unreadable_file,
+    unreadable_plane,
+)
 
 #: LIF dimensions a time-lapse image may have besides Y and X
 _PLANE_DIMS = ("T", "C", "Z")
@@ -115,7 +123,7 @@ def _channel_names(image: Any) -> list[str]:
     luts = [getattr(ch, "lut_name", "") or "" for ch in getattr(image, "_channels", ())]
     if len(luts) == n and all(luts) and len(set(luts)) == n:
         return luts
-    return [f"C{i}" for i in range(n)]
+    return default_channel_names(n)
 
 
 def _hardware(image: Any) -> dict[str, Any]:
@@ -156,10 +164,7 @@ class LifReader(ImageReader):
             self._lif = liffile.LifFile(self.path)
             all_images = list(self._lif.images)
         except Exception as exc:  # liffile raises LifFileError/ValueError/OSError on bad files
-            raise InputError(
-                f"{self.path}: not a readable LIF file (truncated or corrupt? {one_line(exc)}); "
-                f"{DAMAGED_HINT}"
-            ) from None
+            raise unreadable_file(self.path, "LIF", exc) from None
         try:
             if not all_images:
                 raise InputError(f"{self.path}: the LIF file holds no image")
@@ -196,9 +201,7 @@ class LifReader(ImageReader):
             file_size=os.path.getsize(self.path), extra=extra,
         )
         self._times: dict[int, np.ndarray | None] = {}
-        times, source = self._frame_times(0)
-        self.metadata.time_min = None if times is None else [float(v) for v in times]
-        self.metadata.extra["time_source"] = source
+        self.metadata.set_times(*self._frame_times(0))
 
     def _frame_times(self, fov: int) -> tuple[np.ndarray | None, str | None]:
         """Minutes since the first frame: the planes' own time stamps, else the T coordinates."""
@@ -239,10 +242,7 @@ class LifReader(ImageReader):
         try:
             return np.asarray(im.frame(**index))
         except Exception as exc:
-            raise InputError(
-                f"{self.path}: cannot read image {im.name!r} frame {t} channel {c} Z {z} "
-                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
-            ) from None
+            raise unreadable_plane(self.path, f"image {im.name!r} frame {t} channel {c} Z {z}", exc) from None
 
     def close(self) -> None:
         self._lif.close()

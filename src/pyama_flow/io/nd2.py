@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import (
+    DAMAGED_HINT,
+    ImageMetadata,
+    ImageReader,
+    InputError,
+    channel_names_or_default,
+    check_options,
+    require_file,
+    unreadable_file,
+    unreadable_plane,
+)
 
 #: nd2 experiment loop type -> our axis letter
 _LOOP_AXIS = {
@@ -81,6 +91,59 @@ def _plane_settings(description: str, n_channels: int) -> tuple[list[float], lis
     )
 
 
+def _optics(channels: list[Any], n_z: int, extra: dict[str, Any]) -> tuple[float | None, str | None]:
+    """Pixel size (um) and objective name from the first channel's metadata.
+
+    Adds the Z step (from the volume calibration), magnification, numerical
+    aperture and zoom to ``extra``.
+    """
+    pixel_size = objective = None
+    if channels:
+        ch0 = channels[0]
+        vol, mic = ch0.volume, ch0.microscope
+        if vol is not None and vol.axesCalibrated and vol.axesCalibrated[0]:
+            pixel_size = float(vol.axesCalibration[0])
+        if vol is not None and len(vol.axesCalibrated) > 2 and n_z > 1:
+            extra["z_step_um"] = float(vol.axesCalibration[2])
+        if mic is not None:
+            objective = mic.objectiveName or None
+            extra["magnification"] = mic.objectiveMagnification
+            extra["numerical_aperture"] = mic.objectiveNumericalAperture
+            extra["zoom"] = mic.zoomMagnification
+    return pixel_size, objective
+
+
+def _loop_facts(experiment: list[Any], extra: dict[str, Any]) -> None:
+    """Add the Z loop's step and the XY loop's position names to ``extra``."""
+    for loop in experiment:
+        if loop.type == "ZStackLoop":
+            extra["z_step_um"] = float(loop.parameters.stepUm)
+        if loop.type == "XYPosLoop":
+            points = getattr(loop.parameters, "points", None) or []
+            extra["position_names"] = [getattr(p, "name", None) or "" for p in points]
+
+
+def _description_facts(text: dict[str, Any], n_channels: int, extra: dict[str, Any]) -> str | None:
+    """Microscope name from the ND2 text info; adds camera, exposure and
+    binning per channel and the date to ``extra``."""
+    description = str(text.get("description", ""))
+    microscope = None
+    found = re.search(r"Microscope:\s*([^\r\n]+)", description)
+    if found:
+        microscope = found.group(1).strip()
+    camera = re.search(r"Camera Name:\s*([^\r\n]+)", description)
+    if camera:
+        extra["camera"] = camera.group(1).strip()
+    exposures, binnings = _plane_settings(description, n_channels)
+    if exposures:
+        extra["exposure_s"] = exposures
+    if binnings:
+        extra["binning"] = binnings
+    if text.get("date"):
+        extra["date"] = str(text["date"])
+    return microscope
+
+
 class ND2Reader(ImageReader):
     """Nikon ND2 file: positions as FOVs, T, C, Z.
 
@@ -98,15 +161,11 @@ class ND2Reader(ImageReader):
         check_options(self.path, "ND2", options)
         import nd2  # optional dependency; open_image checks it is installed
 
-        if not os.path.exists(self.path):
-            raise InputError(f"{self.path}: file not found")
+        require_file(self.path)
         try:
             self._nd2 = nd2.ND2File(self.path)
         except Exception as exc:  # nd2 raises ValueError/OSError/... on bad files
-            raise InputError(
-                f"{self.path}: not a readable ND2 file (truncated or corrupt? {one_line(exc)}); "
-                f"{DAMAGED_HINT}"
-            ) from None
+            raise unreadable_file(self.path, "ND2", exc) from None
         try:
             self._setup()
         except InputError:
@@ -114,10 +173,7 @@ class ND2Reader(ImageReader):
             raise
         except Exception as exc:
             self._nd2.close()
-            raise InputError(
-                f"{self.path}: not a readable ND2 file (truncated or corrupt? {one_line(exc)}); "
-                f"{DAMAGED_HINT}"
-            ) from None
+            raise unreadable_file(self.path, "ND2", exc) from None
 
     # -- setup ------------------------------------------------------------------
     def _setup(self) -> None:
@@ -132,47 +188,13 @@ class ND2Reader(ImageReader):
         n_c = int(attrs.channelCount or attrs.componentCount or 1)
         self._n_c = n_c
         self._shape = (int(attrs.heightPx), int(attrs.widthPx or 0))
-        meta = f.metadata
-        channels = list(getattr(meta, "channels", None) or [])
-        names = [ch.channel.name for ch in channels]
-        if len(names) != n_c:
-            names = [f"C{i}" for i in range(n_c)]
+        channels = list(getattr(f.metadata, "channels", None) or [])
+        names = channel_names_or_default([ch.channel.name for ch in channels], n_c)
         loop_axes = [_LOOP_AXIS[loop.type] for loop in f.experiment if loop.count > 1]
         extra: dict[str, Any] = {"axes": "".join(loop_axes) + "CYX"}
-        pixel_size = objective = microscope = None
-        if channels:
-            ch0 = channels[0]
-            vol, mic = ch0.volume, ch0.microscope
-            if vol is not None and vol.axesCalibrated and vol.axesCalibrated[0]:
-                pixel_size = float(vol.axesCalibration[0])
-            if vol is not None and len(vol.axesCalibrated) > 2 and sizes["Z"] > 1:
-                extra["z_step_um"] = float(vol.axesCalibration[2])
-            if mic is not None:
-                objective = mic.objectiveName or None
-                extra["magnification"] = mic.objectiveMagnification
-                extra["numerical_aperture"] = mic.objectiveNumericalAperture
-                extra["zoom"] = mic.zoomMagnification
-        for loop in f.experiment:
-            if loop.type == "ZStackLoop":
-                extra["z_step_um"] = float(loop.parameters.stepUm)
-            if loop.type == "XYPosLoop":
-                points = getattr(loop.parameters, "points", None) or []
-                extra["position_names"] = [getattr(p, "name", None) or "" for p in points]
-        text = f.text_info or {}
-        description = str(text.get("description", ""))
-        found = re.search(r"Microscope:\s*([^\r\n]+)", description)
-        if found:
-            microscope = found.group(1).strip()
-        camera = re.search(r"Camera Name:\s*([^\r\n]+)", description)
-        if camera:
-            extra["camera"] = camera.group(1).strip()
-        exposures, binnings = _plane_settings(description, n_c)
-        if exposures:
-            extra["exposure_s"] = exposures
-        if binnings:
-            extra["binning"] = binnings
-        if text.get("date"):
-            extra["date"] = str(text["date"])
+        pixel_size, objective = _optics(channels, sizes["Z"], extra)
+        _loop_facts(f.experiment, extra)
+        microscope = _description_facts(f.text_info or {}, n_c, extra)
         self.metadata = ImageMetadata(
             path=self.path,
             format="nd2",
@@ -191,7 +213,6 @@ class ND2Reader(ImageReader):
             extra=extra,
         )
         # plain attributes for the per-plane fast path
-        self._n_p, self._n_t, self._n_z = sizes["P"], sizes["T"], sizes["Z"]
         self._sp, self._st, self._sz = self._strides["P"], self._strides["T"], self._strides["Z"]
         self._read_frame = f.read_frame
         # frame index -> file offset map of uncompressed modern files (None: unknown)
@@ -200,9 +221,7 @@ class ND2Reader(ImageReader):
         except Exception:
             self._offsets = None
         self._times: dict[tuple[int, int], np.ndarray | None] = {}
-        times = self.frame_times(0)
-        self.metadata.time_min = None if times is None else [float(v) for v in times]
-        self.metadata.extra["time_source"] = None if times is None else "frame time stamps"
+        self.metadata.set_times(self.frame_times(0), "frame time stamps")
 
     # -- helpers ----------------------------------------------------------------
     def seq_index(self, fov: int, t: int, z: int = 0) -> int:
@@ -212,13 +231,7 @@ class ND2Reader(ImageReader):
 
     # -- interface --------------------------------------------------------------
     def read_plane(self, fov: int, t: int, c: int, z: int = 0) -> np.ndarray:
-        if not (
-            0 <= fov < self._n_p
-            and 0 <= t < self._n_t
-            and 0 <= c < self._n_c
-            and 0 <= z < self._n_z
-        ):
-            self.check_index(fov=fov, t=t, c=c, z=z)
+        self.check_plane(fov, t, c, z)
         seq = fov * self._sp + t * self._st + z * self._sz
         if seq >= self._n_seq or (self._offsets is not None and seq not in self._offsets):
             raise InputError(
@@ -229,10 +242,7 @@ class ND2Reader(ImageReader):
         try:
             frame = self._read_frame(seq)
         except Exception as exc:
-            raise InputError(
-                f"{self.path}: cannot read FOV {fov} frame {t} "
-                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
-            ) from None
+            raise unreadable_plane(self.path, f"FOV {fov} frame {t}", exc) from None
         # copy: the frame is a view of the file's memory map
         return (frame[c] if self._n_c > 1 else frame).copy()
 

@@ -25,7 +25,17 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from pyama_flow.io.base import DAMAGED_HINT, ImageMetadata, ImageReader, InputError, check_options, one_line
+from pyama_flow.io.base import (
+    DAMAGED_HINT,
+    ImageMetadata,
+    ImageReader,
+    InputError,
+    channel_names_or_default,
+    check_options,
+    objective_label,
+    one_line,
+    unreadable_plane,
+)
 
 # tifffile axis letters that mean "position / FOV"
 _FOV_AXES = "PRVM"
@@ -130,7 +140,7 @@ def _ome_instrument(xml: str) -> tuple[str | None, str | None]:
         objective = obj.get("Model")
         mag, na = obj.get("NominalMagnification"), obj.get("LensNA")
         if not objective and mag:
-            objective = f"{float(mag):g}x" + (f"/{float(na):g}" if na else "")
+            objective = objective_label(mag, na)
     mic = inst.find(f"{ns}Microscope")
     if mic is not None:
         parts = [mic.get("Manufacturer"), mic.get("Model")]
@@ -240,65 +250,13 @@ class TiffReader(ImageReader):
             fmt = "imagej-tiff"
         else:
             fmt = "tiff"
-        first = series[0]
-        base_axes = (axes or first.axes).upper()
-        shape = tuple(first.shape)
-        n_planes = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
-        if axes is not None and len(base_axes) != len(shape) and len(base_axes) > 2:
-            lead = _infer_sizes(self.path, base_axes, n_planes, sizes)
-            shape = lead + tuple(shape[-2:])
-        self._check_axes(base_axes, shape, given=axes is not None)
-        # FOVs: one series per FOV when several series share a shape
-        same = [
-            i for i, s in enumerate(series) if s.shape == first.shape and s.dtype == first.dtype
-        ]
-        self._series_idx = same if fmt == "ome-tiff" else [0]
-        self._series = series
-        self._axes = base_axes
-        self._lead_axes = base_axes[:-2]
-        self._lead_shape = tuple(int(v) for v in shape[:-2])
-        self._plane_shape = (int(shape[-2]), int(shape[-1]))
-        n_pages = len(first.pages)
-        self._contiguous_offset: int | None = None
-        if n_pages != n_planes:
-            offset = getattr(first, "dataoffset", None)
-            if n_pages < n_planes and offset is not None:
-                self._contiguous_offset = int(offset)  # ImageJ > 4 GB: one IFD, raw planes
-            elif not tif.is_imagej:
-                raise InputError(
-                    f"{self.path}: series layout {first.axes} {first.shape} does not map "
-                    "to one page per plane; give 'axes' in the config"
-                )
-            elif n_pages < n_planes:
-                raise InputError(
-                    f"{self.path}: truncated or corrupt ImageJ TIFF "
-                    f"({n_pages} pages for {n_planes} planes); {DAMAGED_HINT}"
-                )
-        self._dtype = np.dtype(first.dtype)
-        self._file_dtype = self._dtype.newbyteorder(tif.byteorder)
-        self._plane_nbytes = self._plane_shape[0] * self._plane_shape[1] * self._dtype.itemsize
+        base_axes, shape = self._layout(series, fmt, axes, sizes)
         size = {a: n for a, n in zip(base_axes, shape)}
-        self._fov_sizes = [n for a, n in zip(self._lead_axes, self._lead_shape) if a in _FOV_AXES]
-        n_fov_axis = int(np.prod(self._fov_sizes or [1]))
-        self._per_series = n_fov_axis
-        self._strides = self._lead_strides()
-        n_fovs = len(self._series_idx) * n_fov_axis
-        names: list[str] = []
-        pixel_size = None
-        objective = microscope = None
-        self._ome: list[dict[str, Any]] = []
-        if fmt == "ome-tiff" and tif.ome_metadata:
-            try:
-                self._ome = _ome_images(tif.ome_metadata)
-                objective, microscope = _ome_instrument(tif.ome_metadata)
-            except ET.ParseError:
-                self._ome = []
-            if self._ome:
-                names = self._ome[0]["channels"]
-                pixel_size = self._ome[0]["pixel_size_um"]
+        n_fovs = len(self._series_idx) * self._per_series
         n_c = size.get("C", 1)
+        names, pixel_size, objective, microscope = self._ome_facts(fmt)
         if len(names) != n_c:
-            names = self._imagej_channel_names(n_c) or [f"C{i}" for i in range(n_c)]
+            names = channel_names_or_default(self._imagej_channel_names(n_c), n_c)
         if pixel_size is None:
             pixel_size = self._resolution_um()
         self.metadata = ImageMetadata(
@@ -323,8 +281,87 @@ class TiffReader(ImageReader):
         self._locs: dict[tuple[int, int], tuple[int, int] | None] = {}
         self._time_source: str | None = None
         times = self.frame_times(0)
-        self.metadata.time_min = None if times is None else [float(v) for v in times]
-        self.metadata.extra["time_source"] = self._time_source if times is not None else None
+        self.metadata.set_times(times, self._time_source)
+
+    def _layout(
+        self, series: list[Any], fmt: str, axes: str | None, sizes: dict[str, int] | None
+    ) -> tuple[str, tuple[int, ...]]:
+        """Axes and shape of a FOV's series; sets where each plane lives.
+
+        Sets the series serving FOVs (several OME series of one shape), the
+        leading axes, shape and page strides, the FOVs per series, the plane
+        shape and dtype and, for ImageJ's one-IFD layout, the data offset.
+        """
+        first = series[0]
+        base_axes = (axes or first.axes).upper()
+        shape = tuple(first.shape)
+        n_planes = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+        if axes is not None and len(base_axes) != len(shape) and len(base_axes) > 2:
+            lead = _infer_sizes(self.path, base_axes, n_planes, sizes)
+            shape = lead + tuple(shape[-2:])
+        self._check_axes(base_axes, shape, given=axes is not None)
+        # FOVs: one series per FOV when several series share a shape
+        same = [
+            i for i, s in enumerate(series) if s.shape == first.shape and s.dtype == first.dtype
+        ]
+        self._series_idx = same if fmt == "ome-tiff" else [0]
+        self._series = series
+        self._axes = base_axes
+        self._lead_axes = base_axes[:-2]
+        self._lead_shape = tuple(int(v) for v in shape[:-2])
+        self._plane_shape = (int(shape[-2]), int(shape[-1]))
+        self._contiguous_offset = self._contiguous_data(first, n_planes)
+        self._dtype = np.dtype(first.dtype)
+        self._file_dtype = self._dtype.newbyteorder(self._tif.byteorder)
+        self._plane_nbytes = self._plane_shape[0] * self._plane_shape[1] * self._dtype.itemsize
+        self._fov_sizes = [n for a, n in zip(self._lead_axes, self._lead_shape) if a in _FOV_AXES]
+        self._per_series = int(np.prod(self._fov_sizes or [1]))
+        self._strides = self._lead_strides()
+        return base_axes, shape
+
+    def _contiguous_data(self, first: Any, n_planes: int) -> int | None:
+        """Data offset of ImageJ's > 4 GB layout (one IFD, raw planes), else ``None``.
+
+        Raises when the pages do not map one to one onto the planes.
+        """
+        n_pages = len(first.pages)
+        if n_pages == n_planes:
+            return None
+        offset = getattr(first, "dataoffset", None)
+        if n_pages < n_planes and offset is not None:
+            return int(offset)
+        if not self._tif.is_imagej:
+            raise InputError(
+                f"{self.path}: series layout {first.axes} {first.shape} does not map "
+                "to one page per plane; give 'axes' in the config"
+            )
+        if n_pages < n_planes:
+            raise InputError(
+                f"{self.path}: truncated or corrupt ImageJ TIFF "
+                f"({n_pages} pages for {n_planes} planes); {DAMAGED_HINT}"
+            )
+        return None
+
+    def _ome_facts(self, fmt: str) -> tuple[list[str], float | None, str | None, str | None]:
+        """Channel names, pixel size, objective and microscope from the OME XML.
+
+        Sets ``self._ome`` (one dict per OME Image, :func:`_ome_images`);
+        empty values where the file is not OME or its XML does not parse.
+        """
+        tif = self._tif
+        names: list[str] = []
+        pixel_size = objective = microscope = None
+        self._ome: list[dict[str, Any]] = []
+        if fmt == "ome-tiff" and tif.ome_metadata:
+            try:
+                self._ome = _ome_images(tif.ome_metadata)
+                objective, microscope = _ome_instrument(tif.ome_metadata)
+            except ET.ParseError:
+                self._ome = []
+            if self._ome:
+                names = self._ome[0]["channels"]
+                pixel_size = self._ome[0]["pixel_size_um"]
+        return names, pixel_size, objective, microscope
 
     def _check_axes(self, axes: str, shape: tuple[int, ...], given: bool) -> None:
         if len(axes) != len(shape):
@@ -470,14 +507,7 @@ class TiffReader(ImageReader):
 
     # -- interface --------------------------------------------------------------
     def read_plane(self, fov: int, t: int, c: int, z: int = 0) -> np.ndarray:
-        m = self.metadata
-        if not (
-            0 <= fov < m.n_fovs
-            and 0 <= t < m.n_frames
-            and 0 <= c < m.n_channels
-            and 0 <= z < m.n_z
-        ):
-            self.check_index(fov=fov, t=t, c=c, z=z)
+        self.check_plane(fov, t, c, z)
         s, page = self._locate(fov, t, c, z)
         try:
             loc = self._locs[(s, page)]
@@ -493,10 +523,7 @@ class TiffReader(ImageReader):
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(
-                f"{self.path}: cannot read FOV {fov} frame {t} channel {c} "
-                f"(truncated or corrupt file? {one_line(exc)}); {DAMAGED_HINT}"
-            ) from None
+            raise unreadable_plane(self.path, f"FOV {fov} frame {t} channel {c}", exc) from None
         return np.asarray(plane).reshape(self._plane_shape)
 
     def frame_times(self, fov: int, c: int = 0) -> np.ndarray | None:

@@ -3,6 +3,19 @@
 Every method is a function ``segment_<name>(image, **params) -> (Y, X) uint16``
 labels (0 = background, ids unique within the frame, not linked over time).
 ``segment_frame`` dispatches on the ``method`` name from the config.
+
+Modules:
+
+- :mod:`.step` -- the workflow's segment step (a FOV's stack -> label stack);
+- :mod:`.logstd` -- PyAMA's LOG-STD, the reference method;
+- :mod:`.watershed` -- the default method, :func:`.watershed.segment_watershed`,
+  whose steps live in :mod:`.maps` (binning, texture, brightness),
+  :mod:`.foreground` (first look, cell scale, which foreground),
+  :mod:`.masks` (mask cleanup, distance map, scale and halo measures),
+  :mod:`.split` (watershed from the maxima, shallow basins merged) and
+  :mod:`.outlines` (outlines onto the halo, grown into the learned mask);
+- :mod:`.pixel_classifier` -- the learned foreground and seed map
+  (weights in :mod:`._pixel_mlp_weights`).
 """
 
 from __future__ import annotations
