@@ -178,6 +178,15 @@ def composite(frames8: Sequence[np.ndarray], colors: Sequence[Sequence[float]],
     return np.clip(out, 0.0, 1.0)
 
 
+def _named_color(name: str) -> tuple[float, float, float] | None:
+    """The colour of the first fluorophore word of :data:`_NAMED_COLORS` in ``name``, if any."""
+    lowered = name.lower()
+    for words, color in _NAMED_COLORS:
+        if any(w in lowered for w in words):
+            return color
+    return None
+
+
 def channel_color(name: str, index: int = 0, phase: bool = False) -> tuple[float, float, float]:
     """Display colour of a channel: white for phase contrast, else by fluorophore name.
 
@@ -186,11 +195,7 @@ def channel_color(name: str, index: int = 0, phase: bool = False) -> tuple[float
     """
     if phase:
         return PHASE_COLOR
-    lowered = name.lower()
-    for words, color in _NAMED_COLORS:
-        if any(w in lowered for w in words):
-            return color
-    return _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)]
+    return _named_color(name) or _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)]
 
 
 def looks_like_phase(name: str) -> bool:
@@ -201,13 +206,9 @@ def looks_like_phase(name: str) -> bool:
 
 def display_color(name: str) -> tuple[float, float, float]:
     """Colour of a channel known only by name: by fluorophore word, else white (grey scale)."""
-    lowered = name.lower()
     if looks_like_phase(name):
         return PHASE_COLOR
-    for words, color in _NAMED_COLORS:
-        if any(w in lowered for w in words):
-            return color
-    return PHASE_COLOR
+    return _named_color(name) or PHASE_COLOR
 
 
 def sample_color(name: str | None, names: Sequence[str]) -> str:
