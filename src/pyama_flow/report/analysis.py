@@ -39,7 +39,8 @@ INTENSITY_LABEL = "intensity (a.u.)"
 _BASE = {*ID_COLUMNS, *STAT_COLUMNS, *STATUS_COLUMNS, "best_model", "sample"}
 #: Statuses whose fits the tables, plots and PCA use by default (config ``fit.status.include``).
 RELIABLE = ("ok",)
-#: Plots of :func:`render_sample_analysis`, by output name.
+#: The plots of an analysis, by output name (``{name}.png`` of :func:`analyze`, one path
+#: each for :func:`render_sample_analysis`).
 SAMPLE_PLOTS: dict[str, str] = {
     "parameters": "parameter distributions",
     "r_squared": "R² histogram",
@@ -571,6 +572,26 @@ def plot_pca(
 # ---------------------------------------------------------------------------
 
 
+def _write_plots(
+    paths: Mapping[str, str],
+    table: pd.DataFrame,
+    fits: pd.DataFrame,
+    traces: pd.DataFrame,
+    med: pd.DataFrame,
+    pca: Mapping[str, pd.DataFrame],
+    colors: Mapping[str, object],
+    n_examples: int,
+    include: Iterable[str] | None,
+) -> pd.DataFrame:
+    """Every plot of :data:`SAMPLE_PLOTS`, each to its path in ``paths``; returns the example cells' table."""
+    plot_parameter_distributions(table, paths["parameters"], colors=colors)
+    plot_r2_histogram(fits, paths["r_squared"], colors=colors, include=include)
+    examples, _ = plot_example_cells(traces, fits, paths["examples"], n=n_examples, colors=colors, include=include)
+    plot_median_trace(med, paths["median_trace"], colors=colors)
+    plot_pca(pca, paths["pca"], colors=colors)
+    return examples
+
+
 def analyze(
     fits: pd.DataFrame,
     traces: pd.DataFrame,
@@ -613,13 +634,8 @@ def analyze(
     }
     for name, df in tables.items():
         df.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False, float_format="%.9g", lineterminator="\n")
-    plot_parameter_distributions(table, os.path.join(out_dir, "parameters.png"), colors=colors)
-    plot_r2_histogram(fits_m, os.path.join(out_dir, "r_squared.png"), colors=colors, include=include)
-    tables["examples"], _ = plot_example_cells(
-        traces, fits_m, os.path.join(out_dir, "examples.png"), n=n_examples, colors=colors, include=include
-    )
-    plot_median_trace(med, os.path.join(out_dir, "median_trace.png"), colors=colors)
-    plot_pca(pca, os.path.join(out_dir, "pca.png"), colors=colors)
+    paths = {name: os.path.join(out_dir, f"{name}.png") for name in SAMPLE_PLOTS}
+    tables["examples"] = _write_plots(paths, table, fits_m, traces, med, pca, colors, n_examples, include)
     return tables
 
 
@@ -654,14 +670,9 @@ def render_sample_analysis(
         fits = fits[fits["model"] == model]
     fits.insert(0, "sample", sample)
     traces = stack_samples({sample: pd.read_csv(traces_path)})
-    colors = {sample: color}
     used = traces_of(traces, select_fits(fits, include))
-    plot_parameter_distributions(parameter_table(fits, model, include=include), out_paths["parameters"],
-                                 colors=colors)
-    plot_r2_histogram(fits, out_paths["r_squared"], colors=colors, include=include)
-    plot_example_cells(traces, fits, out_paths["examples"], n=n_examples, colors=colors, include=include)
-    plot_median_trace(median_trace(used), out_paths["median_trace"], colors=colors)
-    plot_pca(trace_pca(used), out_paths["pca"], colors=colors)
+    _write_plots(out_paths, parameter_table(fits, model, include=include), fits, traces, median_trace(used),
+                 trace_pca(used), {sample: color}, n_examples, include)
     summary = summarize_parameters(fits, model, include=include)
     with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.9g")
