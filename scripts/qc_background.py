@@ -2,7 +2,8 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.report.qc import fov_title, render_background
+    from pyama_flow.report.background import render_background
+    from pyama_flow.report.figures import fov_title
 
     i, p, wc = snakemake.input, snakemake.params, snakemake.wildcards
     render_background(

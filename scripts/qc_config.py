@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.report.qc import render_config
+    from pyama_flow.report.config_page import render_config
 
     render_config(snakemake.params.config, snakemake.output[0])
 

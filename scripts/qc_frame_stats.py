@@ -2,7 +2,8 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.report.qc import fov_title, render_frame_statistics
+    from pyama_flow.report.figures import fov_title
+    from pyama_flow.report.statistics import render_frame_statistics
 
     i, o, p, wc = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards
     render_frame_statistics(

@@ -2,7 +2,8 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.report.qc import fov_title, render_frames
+    from pyama_flow.report.figures import fov_title
+    from pyama_flow.report.frames import render_frames
 
     i, p, wc = snakemake.input, snakemake.params, snakemake.wildcards
     render_frames(

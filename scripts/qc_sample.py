@@ -2,7 +2,7 @@ from _common import atomic_outputs, run
 
 
 def main(snakemake):
-    from pyama_flow.report.qc import SAMPLE_PLOTS, render_sample_analysis
+    from pyama_flow.report.analysis import SAMPLE_PLOTS, render_sample_analysis
 
     i, o, wc = snakemake.input, snakemake.output, snakemake.wildcards
     keys = list(SAMPLE_PLOTS)

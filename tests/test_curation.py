@@ -150,7 +150,7 @@ def test_report_cells_figure_names_applied_and_stale_decisions(tmp_path):
     """The report's cells figure of a FOV says how many decisions apply and which are stale."""
     import json
 
-    from pyama_flow.report.qc import render_cells
+    from pyama_flow.report.cells import render_cells
 
     fov = tmp_path / "fov_000"
     _write(fov, _traces())

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow.report import qc
+from pyama_flow.io import framestats
+from pyama_flow.report import display, figures, statistics
+from pyama_flow.report.background import render_background
+from pyama_flow.report.cells import render_cells
+from pyama_flow.report.config_page import config_html
+from pyama_flow.report.frames import render_frames
+from pyama_flow.report.outlines import render_outlines
+from pyama_flow.report.statistics import render_frame_statistics
 from pyama_flow.io.stacks import write_stack
 
 
@@ -25,7 +32,7 @@ def _png_pixels(path) -> np.ndarray:
 def test_frame_statistics_equal_numpy(dtype):
     rng = np.random.default_rng(1)
     frame = rng.gamma(2.0, 40.0, (97, 131)).astype(dtype)
-    s = qc.frame_statistics(frame, 5)
+    s = framestats.frame_statistics(frame, 5)
     assert s["frame"] == 5
     assert s["mean"] == frame.mean(dtype=np.float64)
     if frame.dtype.kind == "u":  # from the histogram: exact sums, correctly rounded std
@@ -45,14 +52,14 @@ def test_histogram_percentiles_equal_numpy_everywhere():
     q = np.linspace(0, 100, 201)
     for n in (1, 2, 3, 10, 1001):
         a = rng.integers(0, 4096, n).astype(np.uint16)
-        np.testing.assert_array_equal(qc.percentiles(a, q), np.percentile(a, q))
+        np.testing.assert_array_equal(framestats.percentiles(a, q), np.percentile(a, q))
     a = np.array([0, 65535, 65535, 7], np.uint16)
-    np.testing.assert_array_equal(qc.percentiles(a, q), np.percentile(a, q))
+    np.testing.assert_array_equal(framestats.percentiles(a, q), np.percentile(a, q))
 
 
 def test_known_frame_statistics():
     frame = np.arange(101, dtype=np.uint16).reshape(1, 101)  # 0..100
-    s = qc.frame_statistics(frame)
+    s = framestats.frame_statistics(frame)
     assert (s["p1"], s["p50"], s["p99"]) == (1.0, 50.0, 99.0)
     assert s["mean"] == 50.0 and s["min"] == 0.0 and s["max"] == 100.0
     assert s["std"] == pytest.approx(np.sqrt((101**2 - 1) / 12))
@@ -60,25 +67,25 @@ def test_known_frame_statistics():
 
 def test_saturation_flag_counts_pixels_at_dtype_max():
     frame = np.full((8, 8), 1000, np.uint16)
-    assert not qc.frame_statistics(frame)["saturated"]
+    assert not framestats.frame_statistics(frame)["saturated"]
     frame[2, 3] = frame[5, 5] = 65535
     frame[0, 0] = 65534  # one below the maximum is not saturated
-    s = qc.frame_statistics(frame)
+    s = framestats.frame_statistics(frame)
     assert s["saturated"] and s["n_saturated"] == 2 and s["dtype_max"] == 65535
     f8 = np.zeros((4, 4), np.uint8)
     f8[0, :3] = 255
-    assert qc.frame_statistics(f8)["n_saturated"] == 3
+    assert framestats.frame_statistics(f8)["n_saturated"] == 3
     fl = np.full((4, 4), 1e9, np.float32)
-    s = qc.frame_statistics(fl)
+    s = framestats.frame_statistics(fl)
     assert not s["saturated"] and np.isnan(s["dtype_max"])
 
 
 def test_statistics_table_roundtrip(tmp_path):
     frames = [np.full((4, 4), v, np.uint16) for v in (10, 20, 65535)]
-    df = qc.statistics_table(qc.frame_statistics(f, t) for t, f in enumerate(frames))
-    assert list(df.columns) == qc.STAT_COLUMNS
-    qc.write_statistics(df, str(tmp_path / "s.csv"))
-    back = qc.read_statistics(str(tmp_path / "s.csv"))
+    df = statistics.statistics_table(framestats.frame_statistics(f, t) for t, f in enumerate(frames))
+    assert list(df.columns) == framestats.STAT_COLUMNS
+    statistics.write_statistics(df, str(tmp_path / "s.csv"))
+    back = statistics.read_statistics(str(tmp_path / "s.csv"))
     assert back["frame"].tolist() == [0, 1, 2]
     assert back["mean"].tolist() == [10.0, 20.0, 65535.0]
     assert back["saturated"].tolist() == [False, False, True]
@@ -91,8 +98,8 @@ def test_statistics_csv_without_pandas_has_the_same_bytes(tmp_path):
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 4000, (9, 13)).astype(np.uint16), np.full((3, 3), 65535, np.uint16),
               rng.gamma(2.0, 40.0, (5, 7)).astype(np.float32), np.array([[0.1234565, 2.5e-7]], np.float64)]
-    rows = [qc.frame_statistics(f, t) for t, f in enumerate(frames)]
-    qc.write_statistics(qc.statistics_table(rows), str(tmp_path / "pandas.csv"))
+    rows = [framestats.frame_statistics(f, t) for t, f in enumerate(frames)]
+    statistics.write_statistics(statistics.statistics_table(rows), str(tmp_path / "pandas.csv"))
     framestats.write_statistics_rows(rows, str(tmp_path / "plain.csv"))
     assert (tmp_path / "plain.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
     assert ",True," in (tmp_path / "plain.csv").read_text() and ",\n" in (tmp_path / "plain.csv").read_text()
@@ -105,7 +112,7 @@ def test_percentile_stretch_maps_1st_and_99th_percentile_to_0_and_255():
     rng = np.random.default_rng(3)
     frame = rng.integers(100, 5000, (64, 64)).astype(np.uint16)
     lo, hi = np.percentile(frame, [1, 99])
-    out = qc.percentile_stretch(frame)
+    out = display.percentile_stretch(frame)
     assert out.dtype == np.uint8
     # pixels at or below the 1st percentile are 0, at or above the 99th 255
     assert np.all(out[frame <= lo] == 0) and np.all(out[frame >= hi] == 255)
@@ -114,13 +121,13 @@ def test_percentile_stretch_maps_1st_and_99th_percentile_to_0_and_255():
     np.testing.assert_array_equal(out, expected)
     assert len(np.unique(out)) > 200  # the stretch uses the full 8-bit range
     # the limits themselves map exactly; linear in between
-    lim = qc.percentile_stretch(np.array([[lo, hi, (lo + hi) / 2]]), limits=(lo, hi))
+    lim = display.percentile_stretch(np.array([[lo, hi, (lo + hi) / 2]]), limits=(lo, hi))
     assert lim.tolist() == [[0, 255, 128]]
-    assert qc.stretch_limits(frame) == (lo, hi)
+    assert display.stretch_limits(frame) == (lo, hi)
 
 
 def test_percentile_stretch_flat_frame():
-    out = qc.percentile_stretch(np.full((5, 5), 7, np.uint16))
+    out = display.percentile_stretch(np.full((5, 5), 7, np.uint16))
     assert out.dtype == np.uint8 and np.all(out == 0)
 
 
@@ -129,7 +136,7 @@ def test_outlines_exactly_on_object_borders():
     labels[2:7, 3:9] = 4  # 5 x 6 rectangle
     labels[7:10, 3:9] = 9  # touches object 4 along row 6/7
     labels[0:3, 11:14] = 2  # cut by the top and right frame edges
-    edge = qc.label_outlines(labels)
+    edge = display.label_outlines(labels)
     expected = np.zeros_like(edge)
     # object 4: its whole ring (the bottom row borders object 9)
     expected[2, 3:9] = expected[6, 3:9] = True
@@ -148,50 +155,50 @@ def test_draw_outlines_colours_border_pixels_per_track():
     labels = np.zeros((10, 10), np.uint32)
     labels[2:8, 2:8] = 3
     rgb = np.zeros((10, 10, 3), np.float32)
-    out = qc.draw_outlines(rgb, labels)
-    edge = qc.label_outlines(labels)
-    np.testing.assert_allclose(out[edge], np.tile(qc.track_color(3), (edge.sum(), 1)), rtol=1e-6)
+    out = display.draw_outlines(rgb, labels)
+    edge = display.label_outlines(labels)
+    np.testing.assert_allclose(out[edge], np.tile(display.track_color(3), (edge.sum(), 1)), rtol=1e-6)
     assert np.all(out[~edge] == 0)
 
 
 def test_centroids_and_downsampling():
     labels = np.zeros((8, 8), np.uint16)
     labels[0:2, 0:4] = 5
-    ids, cy, cx = qc.label_centroids(labels)
+    ids, cy, cx = display.label_centroids(labels)
     assert ids.tolist() == [5] and cy.tolist() == [0.5] and cx.tolist() == [1.5]
     frame = np.arange(64, dtype=np.uint16).reshape(8, 8)
-    small = qc.downsample(frame, 2)
+    small = display.downsample(frame, 2)
     assert small.shape == (4, 4) and small[0, 0] == np.mean([0, 1, 8, 9])
-    assert qc.downsample_labels(labels, 2).shape == (4, 4)
-    assert qc.thumbnail_factor((2048, 2048), 360) == 6
+    assert display.downsample_labels(labels, 2).shape == (4, 4)
+    assert display.thumbnail_factor((2048, 2048), 360) == 6
 
 
 def test_composite_adds_channels_in_their_colours():
     a = np.full((2, 2), 255, np.uint8)
     b = np.zeros((2, 2), np.uint8)
-    out = qc.composite([a, b], [(0.0, 1.0, 0.0), (1.0, 0.0, 1.0)])
+    out = display.composite([a, b], [(0.0, 1.0, 0.0), (1.0, 0.0, 1.0)])
     np.testing.assert_allclose(out[0, 0], [0, 1, 0])
-    out = qc.composite([a, a], [(0.6, 0.6, 0.6), (0.6, 0.0, 0.0)])
+    out = display.composite([a, a], [(0.6, 0.6, 0.6), (0.6, 0.0, 0.0)])
     np.testing.assert_allclose(out[0, 0], [1.0, 0.6, 0.6])  # clipped at 1
 
 
 def test_colours_and_time_units():
-    assert qc.channel_color("GFP") == qc.channel_color("eGFP-488")
-    assert qc.channel_color("Phase", phase=True) == qc.PHASE_COLOR
-    assert qc.channel_color("mCherry") != qc.channel_color("GFP")
+    assert display.channel_color("GFP") == display.channel_color("eGFP-488")
+    assert display.channel_color("Phase", phase=True) == display.PHASE_COLOR
+    assert display.channel_color("mCherry") != display.channel_color("GFP")
     names = ["a", "b", "c"]
-    assert qc.sample_color("b", names) == qc.SAMPLE_PALETTE[1]
-    assert qc.sample_color(None, names) == qc.NO_SAMPLE_COLOR
-    assert qc.time_unit([0, 100]) == (1.0, "min")
-    assert qc.time_unit([0, 600]) == (60.0, "h")
-    assert qc.select_frames(40) == [0, 20, 39] and qc.select_frames(1) == [0]
+    assert display.sample_color("b", names) == display.SAMPLE_PALETTE[1]
+    assert display.sample_color(None, names) == display.NO_SAMPLE_COLOR
+    assert figures.time_unit([0, 100]) == (1.0, "min")
+    assert figures.time_unit([0, 600]) == (60.0, "h")
+    assert display.select_frames(40) == [0, 20, 39] and display.select_frames(1) == [0]
 
 
 def test_statistics_html_one_row_per_frame_and_marks_saturation():
     frames = [np.full((4, 4), 10 * (t + 1), np.uint16) for t in range(7)]
     frames[4][0, 0] = 65535
-    df = qc.statistics_table(qc.frame_statistics(f, t) for t, f in enumerate(frames))
-    page = qc.statistics_html(df, [20.0 * t for t in range(7)], "FOV 000")
+    df = statistics.statistics_table(framestats.frame_statistics(f, t) for t, f in enumerate(frames))
+    page = statistics.statistics_html(df, [20.0 * t for t in range(7)], "FOV 000")
     body = page.split("<tbody>")[1].split("</tbody>")[0]
     assert body.count("<tr") == 7
     assert body.count('class="sat"') == 1
@@ -223,8 +230,8 @@ def fov_files(tmp_path_factory):
     meta = {"channel_names": ["Phase", "GFP"], "pixel_size_um": 0.65,
             "fov_times_min": {"3": [10.0 * t for t in range(n)]}}
     (d / "metadata.json").write_text(json.dumps(meta))
-    stats = qc.statistics_table(qc.frame_statistics(gfp[t], t) for t in range(n))
-    qc.write_statistics(stats, str(d / "stats.csv"))
+    stats = statistics.statistics_table(framestats.frame_statistics(gfp[t], t) for t in range(n))
+    statistics.write_statistics(stats, str(d / "stats.csv"))
     (d / "trace_stats.json").write_text(json.dumps(
         {"cells_detected": 3, "cells_kept": 2, "cells_per_frame": [2] * n,
          "filters": {"min_frames": 3, "border": 5}}))
@@ -238,7 +245,7 @@ def fov_files(tmp_path_factory):
 def test_render_frames_sheet(fov_files):
     d = fov_files
     out = d / "frames.png"
-    idx = qc.render_frames({0: str(d / "raw_ch0.tif"), 1: str(d / "raw_ch1.tif")},
+    idx = render_frames({0: str(d / "raw_ch0.tif"), 1: str(d / "raw_ch1.tif")},
                            str(d / "metadata.json"), 3, 0, str(out), "test · FOV 003")
     assert idx == [0, 2, 4]
     px = _png_pixels(out)
@@ -250,33 +257,33 @@ def test_render_frames_sheet(fov_files):
 def test_render_outlines_draws_track_colours(fov_files):
     d = fov_files
     out = d / "outlines.png"
-    qc.render_outlines(str(d / "raw_ch0.tif"), str(d / "labels.tif"), str(d / "metadata.json"),
+    render_outlines(str(d / "raw_ch0.tif"), str(d / "labels.tif"), str(d / "metadata.json"),
                        3, str(out), "test")
     px = _png_pixels(out) / 255.0
     for tid in (1, 2):
-        colour = np.asarray(qc.track_color(tid))
+        colour = np.asarray(display.track_color(tid))
         assert (np.abs(px - colour).max(axis=-1) < 0.06).sum() > 20, tid
 
 
 def test_render_background_frame_stats_and_cells(fov_files):
     d = fov_files
-    qc.render_background(str(d / "raw_ch1.tif"), str(d / "bg.npz"), str(d / "metadata.json"),
+    render_background(str(d / "raw_ch1.tif"), str(d / "bg.npz"), str(d / "metadata.json"),
                          3, 1, str(d / "bg.png"), "test")
     assert _png_pixels(d / "bg.png").std() > 20
-    stats = qc.render_frame_statistics(str(d / "stats.csv"), str(d / "metadata.json"), 3, 1,
+    stats = render_frame_statistics(str(d / "stats.csv"), str(d / "metadata.json"), 3, 1,
                                        str(d / "stats.png"), str(d / "stats.html"), "test")
     assert stats["saturated"].tolist() == [False] * 4 + [True]
     page = (d / "stats.html").read_text()
     assert page.split("<tbody>")[1].count("<tr") == 5
     assert _png_pixels(d / "stats.png").std() > 10
-    res = qc.render_cells(str(d / "trace_stats.json"), str(d / "tracks.csv"), str(d / "traces.csv"),
+    res = render_cells(str(d / "trace_stats.json"), str(d / "tracks.csv"), str(d / "traces.csv"),
                           str(d / "metadata.json"), 3, str(d / "cells.png"), "test")
     assert res["kept_per_frame"] == [2] * 5 and res["n_kept"] == 2
     assert _png_pixels(d / "cells.png").std() > 10
 
 
 def test_config_html_lists_every_key():
-    page = qc.config_html({"tracking": {"min_iou": 0.1, "max_gap": 2},
+    page = config_html({"tracking": {"min_iou": 0.1, "max_gap": 2},
                            "samples": [{"name": "a", "fovs": "0-3"}]})
     assert "tracking" in page and "min_iou" in page and "0.1" in page
     assert "[0].name" in page and "&quot;0-3&quot;" in page
@@ -298,7 +305,7 @@ def test_thumbnail_command_plain_is_the_stretched_frame(small_experiment, tmp_pa
         name = reader.metadata.channel_names[1]
     from PIL import Image
 
-    np.testing.assert_array_equal(np.asarray(Image.open(out)), qc.percentile_stretch(frame))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), display.percentile_stretch(frame))
     # by channel name, annotated figure (title, colour bar, scale bar)
     fig_out = tmp_path / "fig.png"
     assert main(["thumbnail", path, "--channel", name, "--frame", "3", "-o", str(fig_out)]) == 0
@@ -319,8 +326,8 @@ def test_thumbnail_command_max_projection_of_a_z_stack(tmp_path, capsys):
     args = ["thumbnail", str(tmp_path / "z.tif"), "--axes", "TZCYX", "--channel", "1", "--frame", "1"]
     assert main([*args, "--mip", "--plain", "-o", str(out)]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(out)),
-                                  qc.percentile_stretch(stack[1, :, 1].max(axis=0)))
+                                  display.percentile_stretch(stack[1, :, 1].max(axis=0)))
     assert main([*args, "--z", "0", "--plain", "-o", str(out)]) == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(out)), qc.percentile_stretch(stack[1, 0, 1]))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), display.percentile_stretch(stack[1, 0, 1]))
     assert "z 0" in capsys.readouterr().out
     assert main([*args, "--channel", "nope", "-o", str(out)]) == 2  # unknown channel: one-line error

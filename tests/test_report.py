@@ -8,7 +8,7 @@ report.html`` there, and checks:
 * the main page (rule graph, workflow description, categories) renders in
   Chromium: screenshot not blank, DOM has the categories;
 * a FOV page renders: Snakemake's report is a single-page app without URLs,
-  so the report is opened through :func:`pyama_flow.report.qc.add_report_deep_links`
+  so the report is opened through :func:`pyama_flow.report.deep_links.add_report_deep_links`
   (``report.html#result=results/demo/fov_000/qc/outlines.png`` opens that
   result in its category/subcategory); the screenshot shows the outlines;
 * the per-frame statistics table has one row per frame (its HTML page, taken
@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow.report.qc import add_report_deep_links, track_color
+from pyama_flow.report.deep_links import add_report_deep_links
+from pyama_flow.report.display import track_color
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

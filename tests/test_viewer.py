@@ -27,7 +27,8 @@ from PIL import Image
 
 from pyama_flow.traces import curation
 
-from pyama_flow.report import qc
+from pyama_flow.io import framestats
+from pyama_flow.report import display
 from pyama_flow.background.model import fit_tiles, save_models
 from pyama_flow.io.source import write_source
 from pyama_flow.io.stacks import StackReader, write_stack
@@ -258,7 +259,7 @@ def test_frame_png_size_and_contrast(client):
     assert img.shape == (H, W) and img.dtype == np.uint8  # grey, full size (small frame)
     assert img.std() > 10 and img.min() == 0 and img.max() == 255  # 1-99 percentile stretch
     with StackReader(Path(client.app.results.root) / "demo/fov_000/raw_ch0.tif") as r:
-        expected = qc.percentile_stretch(r[3].astype(np.float32))
+        expected = display.percentile_stretch(r[3].astype(np.float32))
     np.testing.assert_array_equal(img, expected)
     small, headers = client.png("/api/frame/demo/0.png", "channel=1&t=2&max_side=64")
     f = int(headers["X-Scale-Factor"])
@@ -286,9 +287,9 @@ def test_outlines_and_ids_drawn(client):
     plain, _ = client.png("/api/frame/demo/0.png", f"channel=0&t={t}")
     outlined, _ = client.png("/api/frame/demo/0.png", f"channel=0&t={t}&outlines=1")
     assert outlined.shape == (H, W, 3)
-    edge = qc.label_outlines(lab)
+    edge = display.label_outlines(lab)
     for cid in CELLS:
-        want = np.rint(np.asarray(qc.track_color(cid)) * 255).astype(np.uint8)
+        want = np.rint(np.asarray(display.track_color(cid)) * 255).astype(np.uint8)
         np.testing.assert_array_equal(outlined[edge & (lab == cid)], np.broadcast_to(want, ((edge & (lab == cid)).sum(), 3)))
     # away from outlines: the grey frame, dimmed to 85 %
     inside = ~edge
@@ -296,7 +297,7 @@ def test_outlines_and_ids_drawn(client):
     assert np.abs(outlined[inside][:, 0] - grey).max() <= 1
     with_ids, _ = client.png("/api/frame/demo/0.png", f"channel=0&t={t}&outlines=1&ids=1")
     changed = np.any(with_ids != outlined, axis=2)
-    ids, cy, cx = qc.label_centroids(lab)
+    ids, cy, cx = display.label_centroids(lab)
     for y, x in zip(cy, cx):  # text is written at every centroid
         assert changed[int(y) - 4:int(y) + 5, int(x) - 4:int(x) + 5].any()
     assert not changed[:10, :].any()  # and nowhere else (top rows have no cell)
@@ -376,7 +377,7 @@ def test_frame_statistics(client, tree):
     assert [c["name"] for c in d["channels"]] == ["Phase", "GFP"]
     for entry in d["channels"]:
         with StackReader(tree / f"demo/fov_000/raw_ch{entry['channel']}.tif") as r:
-            want = qc.frame_statistics(r[2], 2)
+            want = framestats.frame_statistics(r[2], 2)
         for key, value in want.items():
             assert entry[key] == pytest.approx(value), key
     assert client.get("/api/stats/demo/0", "t=50")[0] == 404
@@ -807,9 +808,9 @@ def test_inputs_resolve_from_the_results_experiment_not_the_cwd(small_experiment
     c = Client(ViewerApp(results))
     got = {s["channel"]: s for s in c.json("/api/stats/demo/1", "t=5")["channels"]}[1]
     with open_image(str(exp / "input" / "exp.ome.tif")) as src:
-        want = qc.frame_statistics(src.read_frame(1, 5, 1))
+        want = framestats.frame_statistics(src.read_frame(1, 5, 1))
     with open_image(str(decoy / "input" / "exp.ome.tif")) as src:
-        other = qc.frame_statistics(src.read_frame(1, 5, 1))
+        other = framestats.frame_statistics(src.read_frame(1, 5, 1))
     assert got["mean"] == pytest.approx(want["mean"]) and got["mean"] != pytest.approx(other["mean"])
     # the workflow's jobs resolve a relative input from their working directory: there
     # they find the other experiment's file, and its content fingerprint refuses it

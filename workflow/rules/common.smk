@@ -528,7 +528,7 @@ def fov_sample(dataset, fov):
 
 def fov_color(dataset, fov):
     """The colour of a FOV's sample (one per sample, in config order) for its QC figures."""
-    from pyama_flow.report.qc import sample_color
+    from pyama_flow.report.display import sample_color
 
     return sample_color(fov_sample(dataset, fov), list(samples()))
 
@@ -562,7 +562,7 @@ def sample_fit_traces(wc):
 
 def sample_color_of(name):
     """The colour of a sample (one per sample, in config order)."""
-    from pyama_flow.report.qc import sample_color
+    from pyama_flow.report.display import sample_color
 
     return sample_color(name, list(samples()))
 

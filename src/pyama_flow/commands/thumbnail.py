@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from pyama_flow.report import qc
+from pyama_flow.report import display, figures, frames
 from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
 from pyama_flow.io.stacks import atomic_path
@@ -95,23 +95,23 @@ def run(args: argparse.Namespace) -> int:
     image, info = read_thumbnail_frame(
         args.file, args.fov, _channel(args.channel), args.frame, z, **reader_options(args)
     )
-    limits = qc.stretch_limits(image, args.low, args.high)
-    factor = qc.thumbnail_factor(image.shape, args.max_side)
-    small = qc.percentile_stretch(qc.downsample(image, factor), limits=limits)
+    limits = display.stretch_limits(image, args.low, args.high)
+    factor = display.thumbnail_factor(image.shape, args.max_side)
+    small = display.percentile_stretch(display.downsample(image, factor), limits=limits)
     if args.plain:
         from PIL import Image
 
         with atomic_path(args.output) as tmp:
             Image.fromarray(small).save(tmp, format="PNG")
     else:
-        rgb = qc.display_color(info["name"])
+        rgb = display.display_color(info["name"])
         zdesc = f"max of {info['n_z']} Z planes" if z == "max" else f"Z {z}"
         times = None
         if info["time_min"] is not None:
             times = [0.0] * args.frame + [info["time_min"]]
         title = f"{os.path.basename(args.file)} · FOV {args.fov} · {info['name']} (ch {info['channel']})"
-        fig = qc.plot_frame_sheet(
-            [{"name": f"{info['name']} (ch {info['channel']})", "images": [qc.gray_to_rgb(small, rgb)],
+        fig = frames.plot_frame_sheet(
+            [{"name": f"{info['name']} (ch {info['channel']})", "images": [display.gray_to_rgb(small, rgb)],
               "limits": limits, "rgb": rgb}],
             times,
             [args.frame],
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             subtitle=(f"{zdesc} · {image.dtype} {image.shape[1]}x{image.shape[0]} px · display "
                       f"{_pct(args.low)}-{_pct(args.high)} pct = {limits[0]:.6g}-{limits[1]:.6g} a.u."),
         )
-        qc.save_figure(fig, args.output)
+        figures.save_figure(fig, args.output)
     print(f"{args.output}: FOV {args.fov}, channel {info['name']} (ch {info['channel']}), "
           f"frame {args.frame}, {'max projection' if z == 'max' else f'z {z}'}, "
           f"display {limits[0]:.6g}-{limits[1]:.6g}")

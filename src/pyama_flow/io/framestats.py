@@ -142,7 +142,7 @@ def _csv_cell(value: Any) -> str:
 def write_statistics_rows(rows: Iterable[Mapping[str, Any]], path: str) -> None:
     """Rows of :func:`frame_statistics` as the statistics CSV (:data:`STAT_COLUMNS`,
     6 decimals, NaN empty), written atomically; the same bytes as
-    :func:`pyama_flow.report.qc.write_statistics` of the same rows."""
+    :func:`pyama_flow.report.statistics.write_statistics` of the same rows."""
     lines = [",".join(STAT_COLUMNS)]
     lines += [",".join(_csv_cell(row[c]) for c in STAT_COLUMNS) for row in rows]
     write_text(path, "\n".join(lines) + "\n")

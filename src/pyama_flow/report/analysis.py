@@ -18,6 +18,7 @@ state) and returns the Figure. Each sample keeps one colour in all plots (:func:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -27,6 +28,10 @@ from matplotlib.figure import Figure
 
 from pyama_flow.fitting.fit import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS, STATUSES
 from pyama_flow.fitting.models import get_model
+from pyama_flow.io.stacks import atomic_path
+from pyama_flow.report.display import NO_SAMPLE_COLOR
+
+log = logging.getLogger("pyama_flow")
 
 TIME_LABEL = "time (h)"
 INTENSITY_LABEL = "intensity (a.u.)"
@@ -34,6 +39,15 @@ INTENSITY_LABEL = "intensity (a.u.)"
 _BASE = {*ID_COLUMNS, *STAT_COLUMNS, *STATUS_COLUMNS, "best_model", "sample"}
 #: Statuses whose fits the tables, plots and PCA use by default (config ``fit.status.include``).
 RELIABLE = ("ok",)
+#: The plots of an analysis, by output name (``{name}.png`` of :func:`analyze`, one path
+#: each for :func:`render_sample_analysis`).
+SAMPLE_PLOTS: dict[str, str] = {
+    "parameters": "parameter distributions",
+    "r_squared": "R² histogram",
+    "examples": "example cells",
+    "median_trace": "median trace",
+    "pca": "PCA",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -553,8 +567,29 @@ def plot_pca(
 
 
 # ---------------------------------------------------------------------------
-# everything for a set of samples
+# everything for a set of samples (analyze), or for one sample from its files
+# (render_sample_analysis, the report's rule qc_sample)
 # ---------------------------------------------------------------------------
+
+
+def _write_plots(
+    paths: Mapping[str, str],
+    table: pd.DataFrame,
+    fits: pd.DataFrame,
+    traces: pd.DataFrame,
+    med: pd.DataFrame,
+    pca: Mapping[str, pd.DataFrame],
+    colors: Mapping[str, object],
+    n_examples: int,
+    include: Iterable[str] | None,
+) -> pd.DataFrame:
+    """Every plot of :data:`SAMPLE_PLOTS`, each to its path in ``paths``; returns the example cells' table."""
+    plot_parameter_distributions(table, paths["parameters"], colors=colors)
+    plot_r2_histogram(fits, paths["r_squared"], colors=colors, include=include)
+    examples, _ = plot_example_cells(traces, fits, paths["examples"], n=n_examples, colors=colors, include=include)
+    plot_median_trace(med, paths["median_trace"], colors=colors)
+    plot_pca(pca, paths["pca"], colors=colors)
+    return examples
 
 
 def analyze(
@@ -599,20 +634,61 @@ def analyze(
     }
     for name, df in tables.items():
         df.to_csv(os.path.join(out_dir, f"{name}.csv"), index=False, float_format="%.9g", lineterminator="\n")
-    plot_parameter_distributions(table, os.path.join(out_dir, "parameters.png"), colors=colors)
-    plot_r2_histogram(fits_m, os.path.join(out_dir, "r_squared.png"), colors=colors, include=include)
-    tables["examples"], _ = plot_example_cells(
-        traces, fits_m, os.path.join(out_dir, "examples.png"), n=n_examples, colors=colors, include=include
-    )
-    plot_median_trace(med, os.path.join(out_dir, "median_trace.png"), colors=colors)
-    plot_pca(pca, os.path.join(out_dir, "pca.png"), colors=colors)
+    paths = {name: os.path.join(out_dir, f"{name}.png") for name in SAMPLE_PLOTS}
+    tables["examples"] = _write_plots(paths, table, fits_m, traces, med, pca, colors, n_examples, include)
     return tables
+
+
+def render_sample_analysis(
+    fits_paths: Sequence[str],
+    traces_path: str,
+    sample: str,
+    model: str,
+    out_paths: Mapping[str, str],
+    summary_path: str,
+    color: str = NO_SAMPLE_COLOR,
+    n_examples: int = 12,
+    include: Sequence[str] | None = ("ok",),
+) -> pd.DataFrame:
+    """A sample's fit and trace plots (:data:`SAMPLE_PLOTS`) in the sample's colour, and its parameter summary.
+
+    Parameters
+    ----------
+    fits_paths : the ``fits_{model}.csv`` of the sample's FOVs.
+    traces_path : the sample's merged table (``time, fov, cell, value``) of the fitted column.
+    out_paths : one PNG path per key of :data:`SAMPLE_PLOTS`.
+    summary_path : CSV of the parameter summary (median, quartiles, fraction R² > 0.9, cells per status).
+    include : the fit statuses whose cells the plots and the summary use
+        (config ``fit.status.include``; default the reliable fits, ``ok``).
+
+    Returns
+    -------
+    The parameter summary.
+    """
+    fits = pd.concat([pd.read_csv(p) for p in fits_paths], ignore_index=True)
+    if "model" in fits.columns:
+        fits = fits[fits["model"] == model]
+    fits.insert(0, "sample", sample)
+    traces = stack_samples({sample: pd.read_csv(traces_path)})
+    used = traces_of(traces, select_fits(fits, include))
+    _write_plots(out_paths, parameter_table(fits, model, include=include), fits, traces, median_trace(used),
+                 trace_pca(used), {sample: color}, n_examples, include)
+    summary = summarize_parameters(fits, model, include=include)
+    with atomic_path(summary_path) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.9g")
+    counts = status_counts(fits).iloc[0].drop("sample") if len(fits) else pd.Series(dtype=int)
+    log.info("sample %s, model %s: %d fits (%s), %d cells with traces, %d used (status in %s)", sample, model,
+             len(fits), ", ".join(f"{k[2:]} {v}" for k, v in counts.items()),
+             traces.groupby(["fov", "cell"]).ngroups, used.groupby(["fov", "cell"]).ngroups,
+             "any but failed" if include is None else "/".join(include))
+    return summary
 
 
 __all__ = [
     "INTENSITY_LABEL",
     "TIME_LABEL",
     "RELIABLE",
+    "SAMPLE_PLOTS",
     "analyze",
     "assign_samples",
     "fit_status",
@@ -626,6 +702,7 @@ __all__ = [
     "plot_parameter_distributions",
     "plot_pca",
     "plot_r2_histogram",
+    "render_sample_analysis",
     "resample_traces",
     "sample_colors",
     "stack_samples",

@@ -237,7 +237,7 @@ def plot_fov_traces(
     from matplotlib.figure import Figure
 
     from pyama_flow.traces.curation import read_curated
-    from pyama_flow.report.qc import save_figure
+    from pyama_flow.report.figures import save_figure
 
     rows, cols = _panel_grid(len(results))
     fig = Figure(figsize=(max(6.0, 1.9 * cols), max(3.0, 1.5 * rows + 0.5)), dpi=100, layout="constrained")
@@ -285,7 +285,7 @@ def plot_sample_comparison(table: pd.DataFrame, path: str | os.PathLike, colors:
     """
     from matplotlib.figure import Figure
 
-    from pyama_flow.report.qc import save_figure
+    from pyama_flow.report.figures import save_figure
 
     params = list(dict.fromkeys(table["parameter"])) if len(table) else []
     n = max(1, len(params))

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.util import FileWrapper
 
-from pyama_flow.report import qc
+from pyama_flow.report import display
 from pyama_flow.io.base import InputError
 from pyama_flow.viewer import data, render
 from pyama_flow.viewer.results import BadRequest, NotFound, Results, fov_times
@@ -294,10 +294,10 @@ class ViewerApp:
         ch_info = []
         for c in channels:
             name = names[c] if c < len(names) else f"C{c}"
-            phase = c == pc if pc is not None else qc.looks_like_phase(name)
+            phase = c == pc if pc is not None else display.looks_like_phase(name)
             ch_info.append({"index": c, "name": name, "phase": phase,
                             "background": (fov_dir / f"background_ch{c}.npz").is_file(),
-                            "color": _hex(qc.channel_color(name, c, phase))})
+                            "color": _hex(display.channel_color(name, c, phase))})
         models = res.fit_models(dataset, fov)
         decisions = fov_dir / data.DECISIONS
         stale = {}

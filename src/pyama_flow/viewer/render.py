@@ -3,7 +3,7 @@
 A frame is rendered from the single page it needs (``raw_ch{c}.tif`` and, for
 outlines, ``labels.tif`` through :class:`~pyama_flow.io.stacks.StackReader`),
 contrast-stretched on the full-resolution frame (1st-99th percentile by
-default, :func:`pyama_flow.report.qc.percentile_stretch`), block-averaged down to at
+default, :func:`pyama_flow.report.display.percentile_stretch`), block-averaged down to at
 most ``max_side`` pixels per side for display (or, with ``upscale``, a small
 frame magnified by an integer so that ids are written at display resolution) and PNG-encoded with fast compression. Rendered PNGs are kept in a byte-bounded LRU cache keyed by the
 file's modification time, so a re-rendered result is never stale.
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from pyama_flow.report import qc
+from pyama_flow.io import framestats
+from pyama_flow.report import display
 from pyama_flow.io import source as _source
 from pyama_flow.io.stacks import StackReader
 
@@ -105,7 +106,7 @@ class FrameRequest:
     outlines: bool = False
     ids: bool = False
     upscale: bool = False
-    color: tuple[float, float, float] = qc.PHASE_COLOR
+    color: tuple[float, float, float] = display.PHASE_COLOR
 
     def cache_key(self) -> tuple:
         """Everything the PNG depends on, including the files' modification times."""
@@ -120,7 +121,7 @@ def display_scale(shape: tuple[int, ...], max_side: int, upscale: bool = False) 
     """Down-sampling factor and integer magnification of a frame shown in ``max_side`` px.
 
     A frame larger than ``max_side`` is block-averaged by
-    :func:`pyama_flow.report.qc.thumbnail_factor`; with ``upscale`` a smaller one is
+    :func:`pyama_flow.report.display.thumbnail_factor`; with ``upscale`` a smaller one is
     magnified by the largest integer (at most :data:`MAX_UPSCALE`) that keeps
     it within ``max_side``, so that ids are written at display resolution.
 
@@ -129,7 +130,7 @@ def display_scale(shape: tuple[int, ...], max_side: int, upscale: bool = False) 
     (factor, magnification); one of them is 1. A PNG pixel spans
     ``factor / magnification`` frame pixels.
     """
-    factor = qc.thumbnail_factor(shape, max_side)
+    factor = display.thumbnail_factor(shape, max_side)
     if factor > 1 or not upscale:
         return factor, 1
     return 1, int(min(max(max_side // max(shape[-2:]), 1), MAX_UPSCALE))
@@ -192,22 +193,22 @@ def render_rgb(request: FrameRequest) -> tuple[np.ndarray, dict[str, Any]]:
     """
     raw = read_page(request.raw_path, request.frame)
     image = layer_image(raw, request)
-    limits = qc.stretch_limits(image, request.low, request.high)
+    limits = display.stretch_limits(image, request.low, request.high)
     factor, mag = display_scale(image.shape, request.max_side, request.upscale)
-    small8 = qc.percentile_stretch(qc.downsample(image, factor), limits=limits)
+    small8 = display.percentile_stretch(display.downsample(image, factor), limits=limits)
     info: dict[str, Any] = {"factor": factor, "magnification": mag, "scale": factor / mag,
                             "limits": limits, "shape": tuple(int(v) for v in image.shape)}
     overlay = (request.outlines or request.ids) and request.labels_path is not None
     if not overlay:
-        if tuple(request.color) == qc.PHASE_COLOR:
+        if tuple(request.color) == display.PHASE_COLOR:
             return magnify(small8, mag), info
-        return magnify(_to_uint8(qc.gray_to_rgb(small8, request.color)), mag), info
-    small_labels = qc.downsample_labels(read_page(request.labels_path, request.frame), factor)
-    rgb = qc.gray_to_rgb(small8, request.color)
+        return magnify(_to_uint8(display.gray_to_rgb(small8, request.color)), mag), info
+    small_labels = display.downsample_labels(read_page(request.labels_path, request.frame), factor)
+    rgb = display.gray_to_rgb(small8, request.color)
     if request.outlines:
-        rgb = qc.draw_outlines(rgb * 0.85, small_labels)
+        rgb = display.draw_outlines(rgb * 0.85, small_labels)
     out = magnify(_to_uint8(rgb), mag)  # outlines as thick as one frame pixel
-    ids, cy, cx = qc.label_centroids(small_labels)
+    ids, cy, cx = display.label_centroids(small_labels)
     info["n_cells"] = int(ids.size)
     if request.ids and 0 < ids.size <= MAX_IDS:
         # label pixel i covers [i, i + 1) before magnification; text at display resolution
@@ -220,7 +221,7 @@ def _to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def draw_ids(rgb8: np.ndarray, ids: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
-    """Track ids written at their centroids, each in a light tint of its :func:`~pyama_flow.report.qc.track_color`.
+    """Track ids written at their centroids, each in a light tint of its :func:`~pyama_flow.report.display.track_color`.
 
     Parameters
     ----------
@@ -238,7 +239,7 @@ def draw_ids(rgb8: np.ndarray, ids: np.ndarray, cy: np.ndarray, cx: np.ndarray) 
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
         font = ImageFont.load_default()
     for i, y, x in zip(ids, cy, cx):
-        light = tuple(int(255 * (0.45 * v + 0.55)) for v in qc.track_color(int(i)))
+        light = tuple(int(255 * (0.45 * v + 0.55)) for v in display.track_color(int(i)))
         draw.text((float(x), float(y)), str(int(i)), fill=light, font=font, anchor="mm",
                   stroke_width=1, stroke_fill=(0, 0, 0))
     return np.asarray(image)
@@ -319,6 +320,6 @@ def cell_at(labels: np.ndarray, x: float, y: float, radius: float = 0.0) -> int 
 
 
 def frame_stats(path: Path, frame: int) -> dict[str, Any]:
-    """:func:`pyama_flow.report.qc.frame_statistics` of one page of a stack (NaN as ``None``)."""
-    stats = qc.frame_statistics(read_page(path, frame), frame)
+    """:func:`pyama_flow.io.framestats.frame_statistics` of one page of a stack (NaN as ``None``)."""
+    stats = framestats.frame_statistics(read_page(path, frame), frame)
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
