@@ -146,6 +146,42 @@ STEP_OUTPUT = {
 }
 
 
+#: libraries the jobs once skipped by keeping copies of their code (a numpy port of
+#: ``linear_sum_assignment``, a port of FITPACK's interpolating spline, an edit of
+#: numba's BLAS probe), removed because each costs far less than the 10 % of a whole
+#: FOV that would earn a copy its place; :func:`library_costs` prints what they cost
+LIBRARY_IMPORTS = {
+    "scipy.optimize": "linear_sum_assignment (tracking)",
+    "scipy.interpolate": "RectBivariateSpline (background)",
+    "scipy.linalg": "imported by numba's BLAS probe when a kernel loads",
+}
+
+
+def import_seconds(module: str, repeats: int = 5) -> float:
+    """Median wall time of importing ``module`` in a fresh interpreter that has
+    already imported numpy, scipy and numba (what every job imports anyway) and,
+    for any other module, ``scipy.linalg`` (counted once, as its own line)."""
+    before = "numpy, scipy, numba" + ("" if module == "scipy.linalg" else ", scipy.linalg")
+    code = (f"import time, {before}\n"
+            f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)")
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout) for _ in range(repeats)]
+    return float(np.median(runs))
+
+
+def library_costs(results: dict[str, dict[str, float]], n_frames: int) -> None:
+    """Print what the library imports cost one FOV's jobs, against the whole FOV."""
+    whole = sum(r["wall"] for r in results.values())
+    print(f"\nLibrary imports in the jobs of one FOV (T={n_frames}, whole FOV {whole:.1f} s); "
+          "a copy of library code would have to save 10 % to earn its place")
+    print(f"{'library':<20}{'s/import':>9}{'jobs':>5}{'s/FOV':>7}{'% FOV':>7}  used for / imported by")
+    for module, use in LIBRARY_IMPORTS.items():
+        jobs = [step for step, r in results.items() if module in r.get("libraries", [])]
+        cost = import_seconds(module)
+        print(f"{module:<20}{cost:>9.2f}{len(jobs):>5}{cost * len(jobs):>7.2f}"
+              f"{100 * cost * len(jobs) / whole:>7.1f}  {use}: {', '.join(jobs) or 'no job'}")
+
+
 def raw_ext(codec: str) -> str:
     """File ending of the raw extract for a :data:`RAW_MODES` codec."""
     return "json" if codec == "source" else "tif"
@@ -171,8 +207,9 @@ def job_table(path: Path, out: Path, n_frames: int, raw_codec: str,
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
             "rss = int(hwm[0].split()[1]) / 1024 if hwm else "
             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-            "print(json.dumps({'rss': rss}))\n"
-        ) % (str(SRC), str(path), str(out), raw_codec, segmentation, raw_ext(raw_codec), raw_ext(raw_codec), code)
+            "print(json.dumps({'rss': rss, 'libraries': [m for m in %r if m in sys.modules]}))\n"
+        ) % (str(SRC), str(path), str(out), raw_codec, segmentation, raw_ext(raw_codec), raw_ext(raw_codec), code,
+             tuple(LIBRARY_IMPORTS))
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -262,6 +299,7 @@ def run(args: argparse.Namespace) -> None:
         ref_ms = tuple(r * args.size**2 / 1024**2 for r in REFERENCE_TOTAL_MS)
         for mode, res in results.items():
             job_summary(mode, res, args.frames, args.size, ref_ms)
+        library_costs(results[next(iter(RAW_MODES))][args.frames[-1]], args.frames[-1])
         for i, mode in enumerate(RAW_MODES):
             storage_table(tmp / f"out{args.frames[-1]}_{i}", args.frames[-1], args.size, mode)
 
