@@ -195,22 +195,3 @@ def test_frame_features_refuse_negative_labels():
     labels[1, 1] = -2
     with pytest.raises(ValueError, match="non-negative"):
         frame_features(labels)
-
-
-def test_kernels_skip_numbas_blas_probe_and_leave_scipy_linalg_working():
-    """Loading the kernels does not import scipy.linalg (numba's BLAS probe is
-    answered 'absent'), and scipy.linalg still imports and works afterwards."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, numpy as np\n"
-        "from pyama_flow import kernels\n"
-        "lab, n = kernels.label4(np.eye(5, dtype=bool))\n"
-        "assert n == 5 and 'scipy.linalg' not in sys.modules, sorted(m for m in sys.modules if 'linalg' in m)\n"
-        "import scipy.linalg\n"
-        "assert np.allclose(scipy.linalg.solve(np.diag([2.0, 4.0]), np.array([2.0, 8.0])), [1, 2])\n"
-        "from scipy.linalg import cython_blas  # noqa: F401\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr

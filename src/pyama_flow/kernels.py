@@ -14,30 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
-
-
-def _import_numba_without_blas_probe() -> None:
-    """Import numba's array implementations with SciPy's BLAS reported absent.
-
-    Loading a cached kernel imports ``numba.np.arraymath``, which probes for
-    BLAS by importing ``scipy.linalg`` (~0.2 s, paid by every job that runs a
-    kernel). No kernel here calls BLAS, so the probe is answered "absent" and
-    the module entry removed again at once: ``scipy.linalg`` itself stays
-    importable for everything else in the process.
-    """
-    probe = "scipy.linalg.cython_blas"
-    if probe in sys.modules:
-        return
-    sys.modules[probe] = None  # type: ignore[assignment]  # makes its import raise ImportError
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        if sys.modules.get(probe, 0) is None:
-            del sys.modules[probe]
 
 
 def kernels_cached(source: Path = Path(__file__)) -> bool:
@@ -66,8 +45,6 @@ def kernels_cached(source: Path = Path(__file__)) -> bool:
 
 if not kernels_cached():
     logging.getLogger("pyama_flow").info("compiling image kernels once for this installation (~30 s)")
-
-_import_numba_without_blas_probe()
 
 from numba import njit  # noqa: E402
 
