@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 
 from pyama_flow.background import model as bg
-from pyama_flow.traces.features import BASE_COLUMNS, TraceBuilder, TraceFilter, apply_filters, frame_features
+from pyama_flow.traces.features import (
+    BASE_COLUMNS,
+    TraceBuilder,
+    TraceFilter,
+    _merged_boxes,
+    apply_filters,
+    frame_features,
+)
 
 
 def test_hand_computed_frame():
@@ -262,6 +269,8 @@ def test_frame_features_with_spline_on_grown_cells_at_the_border_equal_those_wit
     for i, (y, x) in enumerate(centres, start=1):
         r = rng.integers(2, 12)
         labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = i
+    for k, (y, x) in enumerate((y, x) for y in range(180, 290, 11) for x in range(300, 520, 11)):
+        labels[y:y + 10, x:x + 10] = 100 + k  # a colony of touching cells: merged boxes
     image = rng.integers(0, 4000, (h, w)).astype(np.uint16)
     model = tile_model((h, w), 128, 5)
     with_image = frame_features(labels, {2: image}, {2: bg.evaluate(model)}, 1.0, expand_px)
@@ -269,3 +278,16 @@ def test_frame_features_with_spline_on_grown_cells_at_the_border_equal_those_wit
     assert with_image.keys() == with_spline.keys()
     for key in with_image:
         assert np.array_equal(with_image[key], with_spline[key]), key
+
+
+def test_merged_boxes_cover_every_box_and_join_a_row_of_touching_cells():
+    rng = np.random.default_rng(3)
+    y0, x0 = rng.integers(0, 900, 300), rng.integers(0, 900, 300)
+    boxes = np.stack([y0, y0 + rng.integers(1, 40, 300), x0, x0 + rng.integers(1, 40, 300)], axis=1)
+    merged = np.array(_merged_boxes(boxes))
+    covered = ((merged[None, :, 0] <= boxes[:, None, 0]) & (boxes[:, None, 1] <= merged[None, :, 1])
+               & (merged[None, :, 2] <= boxes[:, None, 2]) & (boxes[:, None, 3] <= merged[None, :, 3]))
+    assert covered.any(axis=1).all()
+    # a row of touching 26 px boxes is one rectangle; a box far below stays its own
+    row = [[100, 126, x, x + 26] for x in range(0, 22 * 30, 22)]
+    assert _merged_boxes(np.array(row + [[500, 526, 40, 66]])) == [[100, 126, 0, 22 * 29 + 26], [500, 526, 40, 66]]

@@ -289,7 +289,8 @@ def _background_image(background: np.ndarray | BackgroundSpline, boxes: np.ndarr
     Parameters
     ----------
     background : (Y, X) array or BackgroundSpline
-        An image is used as it is; a spline is evaluated on ``boxes`` only.
+        An image is used as it is; a spline is evaluated on ``boxes`` only
+        (neighbours merged by :func:`_merged_boxes`).
     boxes : (n, 4) int array
         ``y0, y1, x0, x1`` of every rectangle holding measured pixels (:func:`_grown_boxes`).
     shape : (height, width)
@@ -306,9 +307,56 @@ def _background_image(background: np.ndarray | BackgroundSpline, boxes: np.ndarr
     if not isinstance(background, BackgroundSpline):
         return np.ascontiguousarray(background)
     image = np.empty(shape, np.float32)
-    for y0, y1, x0, x1 in boxes.tolist():
+    for y0, y1, x0, x1 in _merged_boxes(boxes):
         image[y0:y1, x0:x1] = background.region(y0, y1, x0, x1)
     return image
+
+
+#: pixels a merged rectangle may add over the two it replaces: one call of
+#: scipy's spline evaluation costs about as much as evaluating ~500 more pixels
+MERGE_SLACK_PX = 512
+
+
+def _merged_boxes(boxes: np.ndarray, slack: int = MERGE_SLACK_PX, window: int = 4) -> list[list[int]]:
+    """Rectangles covering ``boxes``, neighbours merged where one rectangle costs no more than two.
+
+    In raster order of the boxes' corners, each box joins the newest of the
+    last ``window`` rectangles whose union with it is no larger than the two
+    areas together plus ``slack`` pixels (so touching cells of a colony share
+    one evaluation, a row of them one rectangle), else it starts a rectangle.
+
+    Parameters
+    ----------
+    boxes : (n, 4) int array
+        ``y0, y1, x0, x1`` (exclusive ends), as :func:`_grown_boxes` gives them.
+    slack : int
+        Pixels a union may add (the cost of one more evaluation call).
+    window : int
+        How many of the latest rectangles a box is tried against.
+
+    Returns
+    -------
+    list of ``[y0, y1, x0, x1]``, together covering every box.
+    """
+    merged: list[list[int]] = []
+    for y0, y1, x0, x1 in boxes[np.lexsort((boxes[:, 2], boxes[:, 0]))].tolist():
+        area = (y1 - y0) * (x1 - x0) + slack
+        for k in range(len(merged) - 1, max(len(merged) - window, 0) - 1, -1):
+            top, bottom, left, right = m = merged[k]
+            if y0 < top:
+                top = y0
+            if y1 > bottom:
+                bottom = y1
+            if x0 < left:
+                left = x0
+            if x1 > right:
+                right = x1
+            if (bottom - top) * (right - left) <= area + (m[1] - m[0]) * (m[3] - m[2]):
+                m[:] = top, bottom, left, right
+                break
+        else:
+            merged.append([y0, y1, x0, x1])
+    return merged
 
 
 @dataclass
