@@ -8,6 +8,8 @@ from scipy.ndimage import binary_dilation
 
 from pyama_flow.background.model import (
     BackgroundModels,
+    BackgroundSpline,
+    TileModel,
     estimate_background,
     evaluate,
     fit_tiles,
@@ -103,3 +105,63 @@ def test_models_roundtrip(tmp_path):
     stored = BackgroundModels(str(tmp_path / "bg.npz"))
     assert len(stored) == 2
     assert np.array_equal(stored[1], evaluate(models[1]))
+
+
+def tile_model(shape, tile, seed):
+    """A tile model of a ``shape`` frame with random tile medians."""
+    rng = np.random.default_rng(seed)
+    ey, ex = tile_edges(shape[0], tile), tile_edges(shape[1], tile)
+    support = rng.normal(500, 80, (ey.size - 2, ex.size - 2)).astype(np.float32)
+    return TileModel((ey[:-2] + ey[2:]) * 0.5, (ex[:-2] + ex[2:]) * 0.5, support, shape)
+
+
+def random_regions(rng, shape, n):
+    """``n`` random rectangles of a ``shape`` frame (empty, single pixels and the edges included)."""
+    h, w = shape
+    yield 0, h, 0, w
+    yield 0, 1, 0, 1
+    yield h - 1, h, w - 1, w
+    yield 0, h, w - 1, w
+    yield 5 % h, 5 % h, 0, w  # empty
+    for _ in range(n):
+        y0, y1 = sorted(int(v) for v in rng.integers(0, h + 1, 2))
+        x0, x1 = sorted(int(v) for v in rng.integers(0, w + 1, 2))
+        yield y0, y1, x0, x1
+
+
+# bicubic; quadratic along x; quadratic along y; one centre along y (a 1-D spline along x);
+# one along x; one centre on either axis (a constant)
+@pytest.mark.parametrize("shape,tile", [((1024, 1024), 256), ((700, 1300), 256), ((517, 300), 128),
+                                        ((300, 200), 128), ((300, 900), 256), ((200, 900), 256),
+                                        ((900, 150), 256), ((100, 100), 256)])
+def test_spline_regions_are_the_whole_frames_bits(shape, tile):
+    """A background evaluated on a sub-grid is the whole-frame evaluation's bits (FITPACK
+    evaluates each grid point on its own), for every spline order."""
+    model = tile_model(shape, tile, sum(shape))
+    full = evaluate(model)
+    spline = BackgroundSpline(model)
+    assert np.array_equal(spline.image(), full)
+    rng = np.random.default_rng(sum(shape) + tile)
+    for y0, y1, x0, x1 in random_regions(rng, shape, 25):
+        region = spline.region(y0, y1, x0, x1)
+        assert region.dtype == np.float32 and region.shape == (y1 - y0, x1 - x0)
+        assert np.array_equal(region, full[y0:y1, x0:x1]), (y0, y1, x0, x1)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_spline_regions_of_random_frames_are_the_whole_frames_bits(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 1500)), int(rng.integers(1, 1500)))
+    model = tile_model(shape, int(rng.choice([32, 64, 128, 256])), seed)
+    full = evaluate(model)
+    spline = BackgroundSpline(model)
+    for y0, y1, x0, x1 in random_regions(rng, shape, 25):
+        assert np.array_equal(spline.region(y0, y1, x0, x1), full[y0:y1, x0:x1]), (shape, y0, y1, x0, x1)
+
+
+def test_spline_of_a_frame_without_finite_pixels_is_nan_everywhere():
+    model = tile_model((600, 500), 256, 0)
+    model.support[:] = np.nan
+    assert np.isnan(evaluate(model)).all()
+    region = BackgroundSpline(model).region(10, 20, 30, 45)
+    assert region.shape == (10, 15) and region.dtype == np.float32 and np.isnan(region).all()

@@ -90,75 +90,6 @@ def test_histogram_counts_equal_numpy(dtype):
         assert histogram_threshold(values) == float(mode + 3 * np.std(values[values <= mode]))
 
 
-def tile_model(shape, tile, seed):
-    rng = np.random.default_rng(seed)
-    ey, ex = bg.tile_edges(shape[0], tile), bg.tile_edges(shape[1], tile)
-    support = rng.normal(500, 80, (ey.size - 2, ex.size - 2)).astype(np.float32)
-    return bg.TileModel((ey[:-2] + ey[2:]) * 0.5, (ex[:-2] + ex[2:]) * 0.5, support, shape)
-
-
-@pytest.mark.parametrize("shape,tile", [((1024, 1024), 256), ((700, 1300), 256), ((517, 300), 128),
-                                        ((300, 200), 128), ((300, 900), 256)])
-def test_tile_spline_bit_identical_to_fitpack_grid(shape, tile):
-    model = tile_model(shape, tile, sum(shape))
-    spline = bg.SplineFactory()(model)
-    assert spline is not None
-    assert np.array_equal(spline.image(), bg.evaluate(model))
-
-
-@pytest.mark.parametrize("mx,my", [(2, 2), (2, 7), (3, 3), (3, 9), (4, 4), (5, 8), (9, 6), (12, 17)])
-def test_interpolating_spline_coefficients_bit_identical_to_fitpack(mx, my):
-    """FITPACK regrid (s = 0) redone: knots and coefficients equal RectBivariateSpline's
-    bit for bit, for cubic, quadratic and linear orders and uneven spacing."""
-    from scipy.interpolate import RectBivariateSpline
-
-    rng = np.random.default_rng(mx * 100 + my)
-    for x, y in (((np.arange(mx) + 1) * 128.0, (np.arange(my) + 1) * 128.0),
-                 (np.sort(rng.uniform(0, 2000, mx)), np.sort(rng.uniform(0, 2000, my)))):
-        z = rng.normal(300, 30, (mx, my)).astype(np.float32).astype(np.float64)
-        kx, ky = min(3, mx - 1), min(3, my - 1)
-        want = RectBivariateSpline(x, y, z, kx=kx, ky=ky).tck
-        got = kernels.interpolating_spline(x, y, z, kx, ky)
-        for a, b in zip(got, want):
-            assert a.shape == b.shape and np.array_equal(a, b)
-
-
-def test_spline_factory_declines_low_order_grids():
-    # one tile centre along y: evaluate() uses a 1-D spline, no bicubic one
-    assert bg.SplineFactory()(tile_model((200, 900), 256, 0)) is None
-
-
-@pytest.mark.parametrize("h,w", [(600, 640), (300, 900)])  # bicubic; quadratic along y
-def test_frame_features_with_spline_equal_those_with_the_image(h, w):
-    rng = np.random.default_rng(7)
-    labels = np.zeros((h, w), np.uint32)
-    for i in range(1, 60):
-        y, x, r = rng.integers(20, h - 20), rng.integers(20, w - 20), rng.integers(4, 15)
-        yy, xx = np.ogrid[:h, :w]
-        labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = i * 3  # sparse ids
-    image = rng.integers(0, 4000, (h, w)).astype(np.uint16)
-    image[labels == 3][:5] = 65535
-    image[np.nonzero(labels == 9)[0][:4], np.nonzero(labels == 9)[1][:4]] = 65535  # saturated
-    model = tile_model((h, w), 256, 3)
-    spline = bg.SplineFactory()(model)
-    with_image = frame_features(labels, {1: image}, {1: bg.evaluate(model)}, 0.8)
-    with_spline = frame_features(labels, {1: image}, {1: spline}, 0.8)
-    assert with_image.keys() == with_spline.keys()
-    for key in with_image:
-        assert np.array_equal(with_image[key], with_spline[key]), key
-    assert with_spline["saturated_pixels"].sum() >= 4
-    # against a plain per-cell computation
-    b = bg.evaluate(model).astype(np.float64)
-    for k, cell in enumerate(with_spline["cell"]):
-        sel = labels == cell
-        ys, xs = np.nonzero(sel)
-        assert with_spline["area"][k] == sel.sum()
-        assert (with_spline["bbox_y0"][k], with_spline["bbox_x1"][k]) == (ys.min(), xs.max())
-        assert with_spline["centroid_x"][k] == pytest.approx(xs.mean(), rel=1e-12)
-        expected = image[sel].astype(np.float64).sum() - 0.8 * b[sel].sum()
-        assert with_spline["intensity_total_ch_1"][k] == pytest.approx(expected, rel=1e-9)
-
-
 def test_frame_features_nonfinite_pixels_left_out():
     labels = np.zeros((8, 8), np.uint16)
     labels[2:5, 2:5] = 1
@@ -195,22 +126,3 @@ def test_frame_features_refuse_negative_labels():
     labels[1, 1] = -2
     with pytest.raises(ValueError, match="non-negative"):
         frame_features(labels)
-
-
-def test_kernels_skip_numbas_blas_probe_and_leave_scipy_linalg_working():
-    """Loading the kernels does not import scipy.linalg (numba's BLAS probe is
-    answered 'absent'), and scipy.linalg still imports and works afterwards."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, numpy as np\n"
-        "from pyama_flow import kernels\n"
-        "lab, n = kernels.label4(np.eye(5, dtype=bool))\n"
-        "assert n == 5 and 'scipy.linalg' not in sys.modules, sorted(m for m in sys.modules if 'linalg' in m)\n"
-        "import scipy.linalg\n"
-        "assert np.allclose(scipy.linalg.solve(np.diag([2.0, 4.0]), np.array([2.0, 8.0])), [1, 2])\n"
-        "from scipy.linalg import cython_blas  # noqa: F401\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr

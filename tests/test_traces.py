@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyama_flow.traces.features import BASE_COLUMNS, TraceBuilder, TraceFilter, apply_filters, frame_features
+from pyama_flow.background import model as bg
+from pyama_flow.traces.features import (
+    BASE_COLUMNS,
+    TraceBuilder,
+    TraceFilter,
+    _merged_boxes,
+    apply_filters,
+    frame_features,
+)
 
 
 def test_hand_computed_frame():
@@ -208,3 +216,78 @@ def test_expanded_ring_adds_no_neighbours_light_on_real_yeast():
     assert np.median(ring[True]) <= np.median(ring[False]) + 0.01  # measured 0.022 vs 0.034
     assert np.median(ring[True]) < 0.06
     assert np.median(plain) > 3 * np.median(ring[True])  # measured 0.115: a neighbour's light
+
+
+def tile_model(shape, tile, seed):
+    rng = np.random.default_rng(seed)
+    ey, ex = bg.tile_edges(shape[0], tile), bg.tile_edges(shape[1], tile)
+    support = rng.normal(500, 80, (ey.size - 2, ex.size - 2)).astype(np.float32)
+    return bg.TileModel((ey[:-2] + ey[2:]) * 0.5, (ex[:-2] + ex[2:]) * 0.5, support, shape)
+
+
+@pytest.mark.parametrize("h,w", [(600, 640), (300, 900)])  # bicubic; quadratic along y
+def test_frame_features_with_spline_equal_those_with_the_image(h, w):
+    rng = np.random.default_rng(7)
+    labels = np.zeros((h, w), np.uint32)
+    for i in range(1, 60):
+        y, x, r = rng.integers(20, h - 20), rng.integers(20, w - 20), rng.integers(4, 15)
+        yy, xx = np.ogrid[:h, :w]
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = i * 3  # sparse ids
+    image = rng.integers(0, 4000, (h, w)).astype(np.uint16)
+    image[labels == 3][:5] = 65535
+    image[np.nonzero(labels == 9)[0][:4], np.nonzero(labels == 9)[1][:4]] = 65535  # saturated
+    model = tile_model((h, w), 256, 3)
+    spline = bg.BackgroundSpline(model)
+    with_image = frame_features(labels, {1: image}, {1: bg.evaluate(model)}, 0.8)
+    with_spline = frame_features(labels, {1: image}, {1: spline}, 0.8)
+    assert with_image.keys() == with_spline.keys()
+    for key in with_image:
+        assert np.array_equal(with_image[key], with_spline[key]), key
+    assert with_spline["saturated_pixels"].sum() >= 4
+    # against a plain per-cell computation
+    b = bg.evaluate(model).astype(np.float64)
+    for k, cell in enumerate(with_spline["cell"]):
+        sel = labels == cell
+        ys, xs = np.nonzero(sel)
+        assert with_spline["area"][k] == sel.sum()
+        assert (with_spline["bbox_y0"][k], with_spline["bbox_x1"][k]) == (ys.min(), xs.max())
+        assert with_spline["centroid_x"][k] == pytest.approx(xs.mean(), rel=1e-12)
+        expected = image[sel].astype(np.float64).sum() - 0.8 * b[sel].sum()
+        assert with_spline["intensity_total_ch_1"][k] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("expand_px", [0.0, 1.0, 2.5, 3.0, 7.9])
+def test_frame_features_with_spline_on_grown_cells_at_the_border_equal_those_with_the_image(expand_px):
+    """The spline is evaluated on the grown cells' boxes (cut to the frame): every
+    measured pixel's background is there, for cells touching each border too."""
+    h, w = 300, 700
+    rng = np.random.default_rng(11)
+    labels = np.zeros((h, w), np.uint16)
+    yy, xx = np.ogrid[:h, :w]
+    centres = [(0, 0), (h - 1, w - 1), (0, w // 2), (h // 2, 0), (h - 3, 40), (150, w - 2)]
+    centres += [(int(rng.integers(0, h)), int(rng.integers(0, w))) for _ in range(40)]
+    for i, (y, x) in enumerate(centres, start=1):
+        r = rng.integers(2, 12)
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = i
+    for k, (y, x) in enumerate((y, x) for y in range(180, 290, 11) for x in range(300, 520, 11)):
+        labels[y:y + 10, x:x + 10] = 100 + k  # a colony of touching cells: merged boxes
+    image = rng.integers(0, 4000, (h, w)).astype(np.uint16)
+    model = tile_model((h, w), 128, 5)
+    with_image = frame_features(labels, {2: image}, {2: bg.evaluate(model)}, 1.0, expand_px)
+    with_spline = frame_features(labels, {2: image}, {2: bg.BackgroundSpline(model)}, 1.0, expand_px)
+    assert with_image.keys() == with_spline.keys()
+    for key in with_image:
+        assert np.array_equal(with_image[key], with_spline[key]), key
+
+
+def test_merged_boxes_cover_every_box_and_join_a_row_of_touching_cells():
+    rng = np.random.default_rng(3)
+    y0, x0 = rng.integers(0, 900, 300), rng.integers(0, 900, 300)
+    boxes = np.stack([y0, y0 + rng.integers(1, 40, 300), x0, x0 + rng.integers(1, 40, 300)], axis=1)
+    merged = np.array(_merged_boxes(boxes))
+    covered = ((merged[None, :, 0] <= boxes[:, None, 0]) & (boxes[:, None, 1] <= merged[None, :, 1])
+               & (merged[None, :, 2] <= boxes[:, None, 2]) & (boxes[:, None, 3] <= merged[None, :, 3]))
+    assert covered.any(axis=1).all()
+    # a row of touching 26 px boxes is one rectangle; a box far below stays its own
+    row = [[100, 126, x, x + 26] for x in range(0, 22 * 30, 22)]
+    assert _merged_boxes(np.array(row + [[500, 526, 40, 66]])) == [[100, 126, 0, 22 * 29 + 26], [500, 526, 40, 66]]

@@ -1,7 +1,7 @@
 """Compiled per-pixel kernels (numba) behind the per-frame steps.
 
-Each kernel reproduces, operation for operation, the numpy / scipy code it
-replaces (same float32 / float64 roundings, same summation order), so the
+Each kernel reproduces, operation for operation, the numpy / scipy.ndimage
+code it replaces (same float32 / float64 roundings, same summation order), so the
 results are bit-identical; the tests compare every kernel with that code.
 What stays in numpy is what numba would round differently (float32 ``log``,
 ``np.std``'s pairwise sums).
@@ -14,30 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
-
-
-def _import_numba_without_blas_probe() -> None:
-    """Import numba's array implementations with SciPy's BLAS reported absent.
-
-    Loading a cached kernel imports ``numba.np.arraymath``, which probes for
-    BLAS by importing ``scipy.linalg`` (~0.2 s, paid by every job that runs a
-    kernel). No kernel here calls BLAS, so the probe is answered "absent" and
-    the module entry removed again at once: ``scipy.linalg`` itself stays
-    importable for everything else in the process.
-    """
-    probe = "scipy.linalg.cython_blas"
-    if probe in sys.modules:
-        return
-    sys.modules[probe] = None  # type: ignore[assignment]  # makes its import raise ImportError
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        if sys.modules.get(probe, 0) is None:
-            del sys.modules[probe]
 
 
 def kernels_cached(source: Path = Path(__file__)) -> bool:
@@ -66,8 +45,6 @@ def kernels_cached(source: Path = Path(__file__)) -> bool:
 
 if not kernels_cached():
     logging.getLogger("pyama_flow").info("compiling image kernels once for this installation (~30 s)")
-
-_import_numba_without_blas_probe()
 
 from numba import njit  # noqa: E402
 
@@ -395,230 +372,6 @@ def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out, n
 
 
-# -- background spline, evaluated where it is needed ---------------------------
-
-
-@_jit
-def _fpbspl(t: np.ndarray, k: int, arg: float, ll: int, h: np.ndarray, hh: np.ndarray) -> None:
-    """FITPACK ``fpbspl``: the ``k + 1`` non-zero B-splines at ``arg`` in ``h``
-    (``t[ll - 1] <= arg < t[ll]``, ``ll`` 1-based as in the Fortran; ``hh`` scratch)."""
-    h[0] = 1.0
-    for j in range(1, k + 1):
-        for q in range(j):
-            hh[q] = h[q]
-        h[0] = 0.0
-        for q in range(1, j + 1):
-            li = ll + q
-            lj = li - j
-            if t[li - 1] == t[lj - 1]:
-                h[q] = 0.0
-                continue
-            f = hh[q - 1] / (t[li - 1] - t[lj - 1])
-            h[q - 1] = h[q - 1] + f * (t[li - 1] - arg)
-            h[q] = f * (arg - t[lj - 1])
-
-
-@_jit
-def bspline_basis(t: np.ndarray, k: int, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FITPACK's B-spline basis at each of ``xs`` (``fpbisp`` + ``fpbspl``, same arithmetic).
-
-    Returns ``l`` (index of the first of the ``k + 1`` non-zero coefficients
-    along this axis) and ``w`` (``len(xs)``, ``k + 1``) basis values; a point
-    outside the knot range is clamped to it, as FITPACK does.
-    """
-    n = t.size
-    k1 = k + 1
-    nk1 = n - k1
-    tb = t[k1 - 1]
-    te = t[nk1]
-    m = xs.size
-    lidx = np.empty(m, np.int64)
-    w = np.empty((m, k1), np.float64)
-    h = np.empty(k1 + 1, np.float64)
-    hh = np.empty(k1, np.float64)
-    for i in range(m):
-        arg = np.float64(xs[i])
-        if arg < tb:
-            arg = tb
-        if arg > te:
-            arg = te
-        ll = k1  # 1-based, as in the Fortran
-        while not (arg < t[ll] or ll == nk1):
-            ll += 1
-        _fpbspl(t, k, arg, ll, h, hh)
-        lidx[i] = ll - k1
-        for q in range(k1):
-            w[i, q] = h[q]
-    return lidx, w
-
-
-@_jit
-def _interpolation_knots(x: np.ndarray, k: int) -> np.ndarray:
-    """FITPACK ``fpregr``'s knots for ``s = 0``: ``k + 1`` at each end, the interior
-    at the data points (odd ``k``) or midway between them (even ``k``)."""
-    m = x.size
-    k1 = k + 1
-    n = m + k1
-    t = np.empty(n, np.float64)
-    half = k // 2
-    j = half + 1
-    for i in range(k1, m):
-        t[i] = (x[j] + x[j - 1]) * 0.5 if half * 2 == k else x[j]
-        j += 1
-    for i in range(k1):
-        t[i] = x[0]
-        t[n - 1 - i] = x[m - 1]
-    return t
-
-
-@_jit
-def _givens_row(band: np.ndarray, irot: int, h: np.ndarray, nband: int,
-                right: np.ndarray, target: np.ndarray, row_stride: int, step: int) -> None:
-    """Rotate a new observation row ``h`` into the band triangle ``band`` from row
-    ``irot`` on, as ``fpgrre`` does (``fpgivs`` and ``fprota``, the same arithmetic).
-    The rotations also act on the row's right-hand side ``right`` and on the rows
-    of the transformed right-hand side: element ``j`` of row ``r`` is
-    ``target[r * row_stride + j * step]``."""
-    for i in range(nband):
-        piv = h[i]
-        row = irot + i
-        if piv == 0.0:
-            continue
-        ww = band[row, 0]
-        store = abs(piv)
-        if store >= ww:
-            r = ww / piv
-            dd = store * np.sqrt(1.0 + r * r)
-        else:
-            r = piv / ww
-            dd = ww * np.sqrt(1.0 + r * r)
-        cos = ww / dd
-        sin = piv / dd
-        band[row, 0] = dd
-        base = row * row_stride
-        for j in range(right.size):
-            a = right[j]
-            b = target[base + j * step]
-            target[base + j * step] = cos * b + sin * a
-            right[j] = cos * a - sin * b
-        if i == nband - 1:
-            break
-        i2 = 0
-        for j in range(i + 1, nband):
-            i2 += 1
-            a = h[j]
-            b = band[row, i2]
-            band[row, i2] = cos * b + sin * a
-            h[j] = cos * a - sin * b
-
-
-@_jit
-def _triangularize(sp: np.ndarray, nr: np.ndarray, rhs: np.ndarray, band: np.ndarray,
-                   target: np.ndarray, row_stride: int, step: int) -> None:
-    """Rotate every observation row ``sp[it]`` (starting at band row ``nr[it]``,
-    right-hand side ``rhs[it]``) into ``band``, as ``fpgrre`` does along one axis."""
-    k1 = sp.shape[1]
-    h = np.zeros(k1 + 1, np.float64)
-    right = np.empty(rhs.shape[1], np.float64)
-    for it in range(sp.shape[0]):
-        for i in range(k1):
-            h[i] = sp[it, i]
-        for j in range(right.size):
-            right[j] = rhs[it, j]
-        _givens_row(band, nr[it], h, k1, right, target, row_stride, step)
-
-
-@_jit
-def _fpback(a: np.ndarray, z: np.ndarray, n: int, k: int, c: np.ndarray) -> None:
-    """FITPACK ``fpback``: solve the upper triangular band system ``a c = z`` (``c`` may be ``z``)."""
-    k1 = k - 1
-    c[n - 1] = z[n - 1] / a[n - 1, 0]
-    i = n - 2
-    for j in range(2, n + 1):
-        store = z[i]
-        i1 = k1
-        if j <= k1:
-            i1 = j - 1
-        m = i
-        for q in range(1, i1 + 1):
-            m += 1
-            store = store - c[m] * a[i, q]
-        c[i] = store / a[i, 0]
-        i -= 1
-
-
-@_jit
-def interpolating_spline(x: np.ndarray, y: np.ndarray, z: np.ndarray, kx: int, ky: int
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``RectBivariateSpline(x, y, z, kx=kx, ky=ky, s=0).tck``, the same bits.
-
-    FITPACK's ``regrid`` with ``s = 0``: knots at the data (``fpregr``), then
-    one least-squares solve (``fpgrre`` with ``p < 0``): Givens rotations of
-    the x then the y observation rows, and two band back-substitutions.
-    ``z`` is (len(x), len(y)); the coefficients come ``len(ty) - ky - 1`` per
-    column of the x basis, as ``tck[2]``.
-    """
-    my = y.size
-    tx = _interpolation_knots(x, kx)
-    ty = _interpolation_knots(y, ky)
-    kx1 = kx + 1
-    ky1 = ky + 1
-    nk1x = tx.size - kx1
-    nk1y = ty.size - ky1
-    # fpgrre's observation matrices: each point's knot interval and k + 1 B-spline values
-    # (the points lie inside the knots, so fpbisp's clamping changes nothing)
-    nrx, spx = bspline_basis(tx, kx, x)
-    nry, spy = bspline_basis(ty, ky, y)
-    # x direction: (ax) to triangle, the same rotations on the rows of q (my per row)
-    q = np.zeros(my * nk1x, np.float64)
-    ax = np.zeros((nk1x, kx1 + 1), np.float64)
-    _triangularize(spx, nrx, z, ax, q, my, 1)
-    # y direction: (ay) to triangle, the same rotations on the columns of g into c
-    c = np.zeros(nk1x * nk1y, np.float64)
-    ay = np.zeros((nk1y, ky1 + 1), np.float64)
-    _triangularize(spy, nry, q.reshape(nk1x, my).T, ay, c, 1, nk1y)
-    for i in range(nk1x):
-        col = c[i * nk1y:(i + 1) * nk1y]
-        _fpback(ay, col, nk1y, ky1, col)
-    row = np.empty(nk1x, np.float64)
-    for j in range(nk1y):
-        for i in range(nk1x):
-            row[i] = c[j + i * nk1y]
-        _fpback(ax, row, nk1x, kx1, row)
-        for i in range(nk1x):
-            c[j + i * nk1y] = row[i]
-    return tx, ty, c
-
-
-@_jit
-def _spline_at(c, nky1, lx, wx, ly, wy, col, row) -> np.float32:
-    """FITPACK ``fpbisp``'s sum at one point (x = column, y = row), stored as float32.
-
-    The terms are added in FITPACK's order (x basis outer, y basis inner,
-    ``(c * wx) * wy``).
-    """
-    sp = 0.0
-    l1 = lx[col] * nky1 + ly[row]
-    for i1 in range(wx.shape[1]):
-        hx = wx[col, i1]
-        for j1 in range(wy.shape[1]):
-            sp = sp + c[l1 + j1] * hx * wy[row, j1]
-        l1 += nky1
-    return np.float32(sp)
-
-
-@_jit
-def spline_image(c, nky1, lx, wx, ly, wy) -> np.ndarray:
-    """The whole (rows, columns) float32 image of a tile spline (for tests and QC)."""
-    h = ly.size
-    w = lx.size
-    out = np.empty((h, w), np.float32)
-    for y in range(h):
-        for x in range(w):
-            out[y, x] = _spline_at(c, nky1, lx, wx, ly, wy, x, y)
-    return out
-
-
 # -- per-cell sums --------------------------------------------------------------
 
 
@@ -656,30 +409,23 @@ def cell_geometry(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 @_jit
-def cell_intensity(labels, n, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly, wy):
+def cell_intensity(labels, n, image, top, bg_mode, bg_image):
     """Per label id (``n`` > the largest, e.g. the size of
     :func:`cell_geometry`'s arrays): sum of intensity, of background, bad and
     saturated pixels.
 
-    ``bg_mode`` 0: no background; 1: ``bg_image`` (Y, X); 2: the tile spline
-    (``c, nky1, lx, wx, ly, wy`` from :func:`bspline_basis`), evaluated only
-    at cell pixels. Pixels whose intensity or background is not finite count
-    as bad and add nothing; ``top`` > 0 counts pixels equal to it as
-    saturated. Sums run in raster order in float64, as ``np.bincount`` does.
+    ``bg_mode`` 0: no background; 1: ``bg_image`` (Y, X), read only at
+    labelled pixels (elsewhere it may hold anything). Pixels whose intensity
+    or background is not finite count as bad and add nothing; ``top`` > 0
+    counts pixels equal to it as saturated. Sums run in raster order in
+    float64, as ``np.bincount`` does.
     """
     h, w = labels.shape
     total = np.zeros(n, np.float64)
     background = np.zeros(n, np.float64)
     bad = np.zeros(n, np.int64)
     saturated = np.zeros(n, np.int64)
-    cubic = bg_mode == 2 and wx.shape[1] == 4 and wy.shape[1] == 4
     for y in range(h):
-        if cubic:  # this row's y basis, for the bicubic sum written out below
-            wy0 = wy[y, 0]
-            wy1 = wy[y, 1]
-            wy2 = wy[y, 2]
-            wy3 = wy[y, 3]
-            row_offset = ly[y]
         for x in range(w):
             i = np.int64(labels[y, x])
             if i == 0:
@@ -689,21 +435,8 @@ def cell_intensity(labels, n, image, top, bg_mode, bg_image, c, nky1, lx, wx, ly
                 saturated[i] += 1
             v = np.float64(raw)
             b = 0.0
-            if cubic:  # = _spline_at (same terms, same order)
-                sp = 0.0
-                l1 = lx[x] * nky1 + row_offset
-                for i1 in range(4):
-                    hx = wx[x, i1]
-                    sp = sp + c[l1] * hx * wy0
-                    sp = sp + c[l1 + 1] * hx * wy1
-                    sp = sp + c[l1 + 2] * hx * wy2
-                    sp = sp + c[l1 + 3] * hx * wy3
-                    l1 += nky1
-                b = np.float64(np.float32(sp))
-            elif bg_mode == 1:
+            if bg_mode == 1:
                 b = np.float64(bg_image[y, x])
-            elif bg_mode == 2:
-                b = np.float64(_spline_at(c, nky1, lx, wx, ly, wy, x, y))
             if not (np.isfinite(v) and np.isfinite(b)):
                 bad[i] += 1
                 v = 0.0

@@ -8,9 +8,10 @@ through the tile centres, evaluated at every pixel, is the background.
 
 A frame's background is fully described by its small grid of tile medians
 (:class:`TileModel`), so the workflow stores that grid instead of a float32
-image; :func:`evaluate` turns it back into the identical image on demand, and
-:class:`TileSpline` gives the identical value pixel by pixel (the traces step
-evaluates it only at cell pixels).
+image; :func:`evaluate` turns it back into the identical image on demand
+(``scipy.interpolate.RectBivariateSpline``, the reference's call), and
+:class:`BackgroundSpline` gives the identical values on any rectangle of the
+frame (the traces step evaluates it only on the cells' bounding boxes).
 
 Fixes over the reference:
 - fewer than 4 tile centres along an axis (frames <= 512 px at the default
@@ -31,6 +32,7 @@ and marks the rows ``good = False``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,84 +176,67 @@ def _bicubic_orders(model: TileModel) -> tuple[int, int] | None:
     return (ky, kx) if ky >= 1 and kx >= 1 else None
 
 
+def _grid_function(model: TileModel) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``f(ys, xs)``: the background of ``model`` (float32) at rows ``ys`` x columns ``xs``.
+
+    ``ys`` and ``xs`` are ascending pixel coordinates. The spline is fitted
+    once here; every value depends only on its own (row, column) (FITPACK's
+    ``bispev`` sums each grid point's basis on its own, and the 1-D splines
+    evaluate point by point), so a sub-grid gives the whole grid's bits.
+    """
+    cy, cx, sup = model.centers_y, model.centers_x, model.support.astype(np.float64)
+    if sup.size and not np.isfinite(sup).all():
+        # only a frame without any finite pixel has NaN tile medians (all of them)
+        return lambda ys, xs: np.full((ys.size, xs.size), np.nan, dtype=np.float32)
+    if (orders := _bicubic_orders(model)) is not None:
+        from scipy.interpolate import RectBivariateSpline
+
+        ky, kx = orders  # the reference's call: x first, then transposed
+        spline = RectBivariateSpline(cx, cy, sup.T, kx=kx, ky=ky)
+        return lambda ys, xs: spline(xs, ys).astype(np.float32, copy=False).T
+    ky, kx = _orders(model)
+    if ky == 0 and kx == 0:
+        return lambda ys, xs: np.full((ys.size, xs.size), sup[0, 0], dtype=np.float32)
+    from scipy.interpolate import make_interp_spline
+
+    if ky == 0:
+        along_x = make_interp_spline(cx, sup[0], k=kx)
+        return lambda ys, xs: np.broadcast_to(
+            along_x(np.clip(xs, cx[0], cx[-1])).astype(np.float32), (ys.size, xs.size)).copy()
+    along_y = make_interp_spline(cy, sup[:, 0], k=ky)
+    return lambda ys, xs: np.broadcast_to(
+        along_y(np.clip(ys, cy[0], cy[-1])).astype(np.float32)[:, None], (ys.size, xs.size)).copy()
+
+
+class BackgroundSpline:
+    """A frame's background, evaluated on any rectangle of the frame.
+
+    :meth:`region` gives ``evaluate(model)[y0:y1, x0:x1]``, the same bits,
+    for the cost of that rectangle only: the traces step evaluates each
+    frame's spline on the cells' bounding boxes, not on the whole frame.
+    """
+
+    def __init__(self, model: TileModel) -> None:
+        self.shape = model.shape
+        self._grid = _grid_function(model)
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The float32 background of rows ``y0:y1`` and columns ``x0:x1`` (within the frame)."""
+        return self._grid(np.arange(y0, y1), np.arange(x0, x1))
+
+    def image(self) -> np.ndarray:
+        """The whole background image (float32), as :func:`evaluate`."""
+        height, width = self.shape
+        return self.region(0, height, 0, width)
+
+
 def evaluate(model: TileModel) -> np.ndarray:
     """Background image (float32) of a tile model: bicubic spline through the centres.
 
     Where an axis has fewer than 4 centres the spline order is lowered to
     ``n - 1``; one centre gives a constant along that axis.
     """
-    height, width = model.shape
-    cy, cx, sup = model.centers_y, model.centers_x, model.support.astype(np.float64)
-    if sup.size and not np.isfinite(sup).all():
-        # only a frame without any finite pixel has NaN tile medians (all of them)
-        return np.full((height, width), np.nan, dtype=np.float32)
-    ys = np.arange(height)
-    xs = np.arange(width)
-    if (orders := _bicubic_orders(model)) is not None:
-        from scipy.interpolate import RectBivariateSpline
-
-        ky, kx = orders  # the reference's call: x first, then transposed
-        return RectBivariateSpline(cx, cy, sup.T, kx=kx, ky=ky)(xs, ys).astype(np.float32, copy=False).T
-    from scipy.interpolate import make_interp_spline
-
-    ky, kx = _orders(model)
-    if ky == 0 and kx == 0:
-        return np.full((height, width), sup[0, 0], dtype=np.float32)
-    if ky == 0:
-        row = make_interp_spline(cx, sup[0], k=kx)(np.clip(xs, cx[0], cx[-1]))
-        return np.broadcast_to(row.astype(np.float32), (height, width)).copy()
-    col = make_interp_spline(cy, sup[:, 0], k=ky)(np.clip(ys, cy[0], cy[-1]))
-    return np.broadcast_to(col.astype(np.float32)[:, None], (height, width)).copy()
-
-
-@dataclass
-class TileSpline:
-    """A frame's background spline, ready to be evaluated pixel by pixel.
-
-    ``c`` are the bicubic spline's coefficients (FITPACK layout, ``nky1``
-    per column of the x basis), ``lx, wx`` and ``ly, wy`` the B-spline basis
-    of every column and row (:func:`pyama_flow.kernels.bspline_basis`). The
-    value at (row, column) is bit-identical to ``evaluate(model)[row, column]``;
-    :func:`pyama_flow.traces.features.frame_features` evaluates it only at cell pixels.
-    """
-
-    c: np.ndarray
-    nky1: int
-    lx: np.ndarray
-    wx: np.ndarray
-    ly: np.ndarray
-    wy: np.ndarray
-
-    def image(self) -> np.ndarray:
-        """The whole background image (float32), as :func:`evaluate`."""
-        return kernels.spline_image(self.c, self.nky1, self.lx, self.wx, self.ly, self.wy)
-
-
-class SplineFactory:
-    """Tile models -> :class:`TileSpline`, reusing the basis while the knots stay the same."""
-
-    def __init__(self) -> None:
-        self._key: tuple[bytes, bytes, int, int] | None = None
-        self._basis: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def __call__(self, model: TileModel) -> TileSpline | None:
-        """The spline of ``model``; None where :func:`evaluate` does not use the bicubic spline
-        (fewer than 2 centres along an axis, or no finite medians)."""
-        orders = _bicubic_orders(model)
-        if orders is None or not np.isfinite(model.support).all():
-            return None
-        ky, kx = orders
-        # the reference's RectBivariateSpline(cx, cy, support.T, kx, ky).tck, without scipy.interpolate
-        tx, ty, c = kernels.interpolating_spline(
-            model.centers_x, model.centers_y, np.ascontiguousarray(model.support.astype(np.float64).T), kx, ky)
-        key = (tx.tobytes(), ty.tobytes(), kx, ky)
-        if key != self._key:
-            height, width = model.shape
-            lx, wx = kernels.bspline_basis(tx, kx, np.arange(width, dtype=np.float64))
-            ly, wy = kernels.bspline_basis(ty, ky, np.arange(height, dtype=np.float64))
-            self._key, self._basis = key, (lx, wx, ly, wy)
-        lx, wx, ly, wy = self._basis  # type: ignore[misc]
-        return TileSpline(np.ascontiguousarray(c, dtype=np.float64), int(ty.size - ky - 1), lx, wx, ly, wy)
+    return BackgroundSpline(model).image()
 
 
 def estimate_background(
@@ -296,7 +281,6 @@ class BackgroundModels:
             self.centers_y = data["centers_y"]
             self.centers_x = data["centers_x"]
             self.shape = tuple(int(v) for v in data["shape"])
-        self._splines = SplineFactory()
 
     def __len__(self) -> int:
         return int(self.support.shape[0])
@@ -307,9 +291,7 @@ class BackgroundModels:
     def __getitem__(self, t: int) -> np.ndarray:
         return evaluate(self.model(t))
 
-    def spline(self, t: int) -> TileSpline | np.ndarray:
-        """Frame ``t``'s background for :func:`pyama_flow.traces.features.frame_features`: its
-        :class:`TileSpline` (evaluated at cell pixels only), or the image where
-        the frame has no bicubic spline."""
-        spline = self._splines(self.model(t))
-        return spline if spline is not None else self[t]
+    def spline(self, t: int) -> BackgroundSpline:
+        """Frame ``t``'s background for :func:`pyama_flow.traces.features.frame_features`,
+        to be evaluated on the cells' bounding boxes only."""
+        return BackgroundSpline(self.model(t))

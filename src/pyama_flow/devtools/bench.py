@@ -79,7 +79,6 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
     reuse_large_blocks()
     timings: dict[str, list[float]] = {k: [] for k in REFERENCE_MS}
     tracker = Tracker()
-    splines = bg.SplineFactory()
     objects = []
     with open_image(path) as reader:  # frame by frame, as the jobs stream them
         n = min(reader.metadata.n_frames, repeats)
@@ -88,11 +87,11 @@ def kernel_table(path: Path, repeats: int) -> list[tuple[str, float]]:
             t0 = time.perf_counter()
             seg = segment_logstd(pc)
             t1 = time.perf_counter()
-            spline = splines(bg.fit_tiles(fl, seg))  # the tile model and its spline
+            spline = bg.BackgroundSpline(bg.fit_tiles(fl, seg))  # the tile model and its spline
             t2 = time.perf_counter()
             tracked = tracker.update(seg)
             t3 = time.perf_counter()
-            frame_features(tracked, {1: fl}, {1: spline})  # the spline evaluated at cell pixels
+            frame_features(tracked, {1: fl}, {1: spline})  # the spline evaluated on the cells' boxes
             t4 = time.perf_counter()
             for key, dt in zip(REFERENCE_MS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 timings[key].append(dt)

@@ -3,8 +3,8 @@
 Features are label-indexed sums (one compiled pass over the label image,
 adding in the order ``np.bincount`` does), so a frame costs one pass over its
 pixels whatever the number of cells; the reference looped over cells and
-scanned the frame for each. The background spline is evaluated only at cell
-pixels.
+scanned the frame for each. The background spline is evaluated only on the
+cells' bounding boxes.
 
 Columns, PyAMA-compatible and in this order: ``fov, cell, frame, time, good,
 position_x, position_y, bbox_x0, bbox_y0, bbox_x1, bbox_y1``, then
@@ -23,11 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pyama_flow import kernels
+
+if TYPE_CHECKING:
+    from pyama_flow.background.model import BackgroundSpline
+
 BASE_COLUMNS = [
     "fov",
     "cell",
@@ -92,7 +97,7 @@ def feature_column(feature: str, channel: int) -> str:
 def frame_features(
     labels: np.ndarray,
     fluorescence: Mapping[int, np.ndarray] | None = None,
-    backgrounds: Mapping[int, np.ndarray] | None = None,
+    backgrounds: Mapping[int, np.ndarray | BackgroundSpline] | None = None,
     background_weight: float = 1.0,
     expand_px: float = 0.0,
 ) -> dict[str, np.ndarray]:
@@ -104,10 +109,10 @@ def frame_features(
         Track ids, 0 = background.
     fluorescence : dict channel -> (Y, X) array
         Raw fluorescence frames.
-    backgrounds : dict channel -> (Y, X) array or TileSpline, optional
-        Background of each channel (a :class:`~pyama_flow.background.model.TileSpline`
-        is evaluated at cell pixels only); ``intensity_total`` is the sum over the
-        cell of ``I - background_weight * B`` (no correction where missing).
+    backgrounds : dict channel -> (Y, X) array or BackgroundSpline, optional
+        Background of each channel (a :class:`~pyama_flow.background.model.BackgroundSpline`
+        is evaluated on the measured cells' bounding boxes only); ``intensity_total``
+        is the sum over the cell of ``I - background_weight * B`` (no correction where missing).
     background_weight : float
         ``w`` above (PyAMA's default 1.0).
     expand_px : float
@@ -130,8 +135,6 @@ def frame_features(
     False``), and ``saturated_pixels``: cell pixels of integer input at the
     dtype's maximum (clipped, so the total is a lower bound; counted only).
     """
-    from pyama_flow.background.model import TileSpline
-
     labels = np.ascontiguousarray(labels)
     if labels.dtype.kind not in "ui":
         labels = labels.astype(np.int64)
@@ -139,58 +142,221 @@ def frame_features(
         raise ValueError("labels must be non-negative")
     count, sums, lo, hi = kernels.cell_geometry(labels)
     ids = np.flatnonzero(count)
-    out: dict[str, np.ndarray] = {"cell": ids.astype(np.int64)}
-    n = ids.size
     fluorescence = fluorescence or {}
     backgrounds = backgrounds or {}
-    if n == 0:
-        # the dtypes of a frame with cells, so that concatenated frames keep
-        # integer columns integer
-        empty = np.zeros(0, dtype=np.float64)
-        for key in ("area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"):
-            out[key] = np.zeros(0, dtype=np.int64)
-        for key in ("position_x", "position_y", "centroid_x", "centroid_y"):
-            out[key] = empty
-        for c in fluorescence:
-            out[feature_column("intensity_total", c)] = empty
-        out["invalid_pixels"] = np.zeros(0, dtype=np.int64)
-        out["saturated_pixels"] = np.zeros(0, dtype=np.int64)
-        return out
+    if ids.size == 0:
+        return _no_cells(fluorescence)
+    out = _geometry(ids, count, sums, lo, hi)
+    invalid = np.zeros(ids.size, dtype=np.int64)
+    saturated = np.zeros(ids.size, dtype=np.int64)
+    measured = expand_labels(labels, expand_px)
+    # the measured (grown) cells lie within their masks' boxes grown by the margin
+    grow = int(np.floor(expand_px)) if expand_px > 0 else 0
+    boxes = _grown_boxes(lo[:, ids], hi[:, ids], grow, labels.shape)
+    for c, image in fluorescence.items():
+        image = np.ascontiguousarray(image)
+        if image.shape != labels.shape:
+            raise ValueError(f"channel {c}: frame shape {image.shape} differs from the labels' {labels.shape}")
+        background = backgrounds.get(c) if background_weight != 0 else None
+        total, bad, sat = _intensity_total(measured, ids, count.size, image, background, background_weight, boxes)
+        saturated += sat
+        invalid += bad
+        out[feature_column("intensity_total", c)] = total
+    out["invalid_pixels"] = invalid
+    out["saturated_pixels"] = saturated
+    return out
+
+
+def _intensity_total(measured: np.ndarray, ids: np.ndarray, n: int, image: np.ndarray,
+                     background: np.ndarray | BackgroundSpline | None, weight: float,
+                     boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``intensity_total`` of the cells ``ids`` on one channel, with its bad and saturated pixels.
+
+    Parameters
+    ----------
+    measured : (Y, X) integer array
+        The labels summed over (the mask, or grown by :func:`expand_labels`).
+    ids : 1-D int array
+        The cells' ids, ascending.
+    n : int
+        One more than the largest id.
+    image : (Y, X) array, C-contiguous
+        The channel's raw frame.
+    background : (Y, X) array, BackgroundSpline or None
+        The channel's background (None: no correction).
+    weight : float
+        ``w`` of ``I - w * B``.
+    boxes : (n_cells, 4) int array
+        Rectangles holding every measured pixel (:func:`_grown_boxes`).
+
+    Returns
+    -------
+    total : float64 array, one per id
+    bad, saturated : int64 arrays, one per id: pixels with non-finite intensity
+        or background, pixels at the integer dtype's maximum.
+    """
+    top = int(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 0  # clipped at the top
+    mode, bg_image = 0, np.zeros((1, 1), np.float32)
+    if background is not None:
+        mode, bg_image = 1, _background_image(background, boxes, measured.shape)
+    total, bg_sum, bad, saturated = kernels.cell_intensity(measured, n, image, top, mode, bg_image)
+    total = total[ids]
+    if mode:
+        total = total - float(weight) * bg_sum[ids]
+    return total, bad[ids], saturated[ids]
+
+
+def _no_cells(fluorescence: Mapping[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`frame_features` of a frame without cells.
+
+    Parameters
+    ----------
+    fluorescence : dict channel -> (Y, X) array
+        The frame's fluorescence channels (only their numbers are used).
+
+    Returns
+    -------
+    dict of empty 1-D arrays with the dtypes of a frame with cells, so that
+    concatenated frames keep integer columns integer.
+    """
+    empty = np.zeros(0, dtype=np.float64)
+    out: dict[str, np.ndarray] = {"cell": np.zeros(0, dtype=np.int64)}
+    for key in ("area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"):
+        out[key] = np.zeros(0, dtype=np.int64)
+    for key in ("position_x", "position_y", "centroid_x", "centroid_y"):
+        out[key] = empty
+    for c in fluorescence:
+        out[feature_column("intensity_total", c)] = empty
+    out["invalid_pixels"] = np.zeros(0, dtype=np.int64)
+    out["saturated_pixels"] = np.zeros(0, dtype=np.int64)
+    return out
+
+
+def _geometry(ids: np.ndarray, count: np.ndarray, sums: np.ndarray, lo: np.ndarray,
+              hi: np.ndarray) -> dict[str, np.ndarray]:
+    """Geometry columns of the cells ``ids`` from :func:`pyama_flow.kernels.cell_geometry`.
+
+    Parameters
+    ----------
+    ids : 1-D int array
+        Label ids present in the frame, ascending.
+    count, sums, lo, hi : arrays
+        ``cell_geometry``'s per-id pixel counts, sums of rows and columns, and
+        first / last row and column.
+
+    Returns
+    -------
+    dict with ``cell, area, bbox_x0, bbox_y0, bbox_x1, bbox_y1, position_x,
+    position_y, centroid_y, centroid_x`` (one entry per id).
+    """
     area = count[ids]
-    out["area"] = area
     y0, x0 = lo[0, ids], lo[1, ids]
     y1, x1 = hi[0, ids], hi[1, ids]
+    out: dict[str, np.ndarray] = {"cell": ids.astype(np.int64), "area": area}
     out.update(bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1)
     out["position_x"] = (x0 + x1) / 2.0
     out["position_y"] = (y0 + y1) / 2.0
     out["centroid_y"] = sums[0, ids] / area
     out["centroid_x"] = sums[1, ids] / area
-    invalid = np.zeros(n, dtype=np.int64)
-    saturated = np.zeros(n, dtype=np.int64)
-    measured = expand_labels(labels, expand_px)
-    no_spline = (np.zeros(1), 0, np.zeros(1, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64), np.zeros((1, 1)))
-    for c, image in fluorescence.items():
-        image = np.ascontiguousarray(image)
-        if image.shape != labels.shape:
-            raise ValueError(f"channel {c}: frame shape {image.shape} differs from the labels' {labels.shape}")
-        top = int(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 0  # clipped at the top
-        bg = backgrounds.get(c)
-        mode, bg_image, spline = 0, np.zeros((1, 1), np.float32), no_spline
-        if bg is not None and background_weight != 0:
-            if isinstance(bg, TileSpline):
-                mode, spline = 2, (bg.c, bg.nky1, bg.lx, bg.wx, bg.ly, bg.wy)
-            else:
-                mode, bg_image = 1, np.ascontiguousarray(bg)
-        total, bg_sum, bad, sat = kernels.cell_intensity(measured, count.size, image, top, mode, bg_image, *spline)
-        saturated += sat[ids]
-        invalid += bad[ids]
-        total = total[ids]
-        if mode:
-            total = total - float(background_weight) * bg_sum[ids]
-        out[feature_column("intensity_total", c)] = total
-    out["invalid_pixels"] = invalid
-    out["saturated_pixels"] = saturated
     return out
+
+
+def _grown_boxes(lo: np.ndarray, hi: np.ndarray, grow: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Cells' bounding boxes grown by ``grow`` px and cut to the frame, as slice bounds.
+
+    Parameters
+    ----------
+    lo, hi : (2, n) int arrays
+        First and last row (``[0]``) and column (``[1]``) of each cell, inclusive.
+    grow : int
+        Margin in pixels (the largest offset of :func:`expand_labels`).
+    shape : (height, width)
+        The frame's shape.
+
+    Returns
+    -------
+    (n, 4) int64 array of ``y0, y1, x0, x1`` (``y1``, ``x1`` exclusive).
+    """
+    height, width = shape
+    return np.stack([np.maximum(lo[0] - grow, 0), np.minimum(hi[0] + grow + 1, height),
+                     np.maximum(lo[1] - grow, 0), np.minimum(hi[1] + grow + 1, width)], axis=1)
+
+
+def _background_image(background: np.ndarray | BackgroundSpline, boxes: np.ndarray,
+                      shape: tuple[int, ...]) -> np.ndarray:
+    """A channel's background as the float32 (Y, X) image :func:`pyama_flow.kernels.cell_intensity` reads.
+
+    Parameters
+    ----------
+    background : (Y, X) array or BackgroundSpline
+        An image is used as it is; a spline is evaluated on ``boxes`` only
+        (neighbours merged by :func:`_merged_boxes`).
+    boxes : (n, 4) int array
+        ``y0, y1, x0, x1`` of every rectangle holding measured pixels (:func:`_grown_boxes`).
+    shape : (height, width)
+        The frame's shape.
+
+    Returns
+    -------
+    (Y, X) array, C-contiguous. From a spline: float32, the spline's values
+    (the bits of the whole-frame evaluation) inside ``boxes`` and undefined
+    elsewhere, where the kernel reads nothing.
+    """
+    from pyama_flow.background.model import BackgroundSpline
+
+    if not isinstance(background, BackgroundSpline):
+        return np.ascontiguousarray(background)
+    image = np.empty(shape, np.float32)
+    for y0, y1, x0, x1 in _merged_boxes(boxes):
+        image[y0:y1, x0:x1] = background.region(y0, y1, x0, x1)
+    return image
+
+
+#: pixels a merged rectangle may add over the two it replaces: one call of
+#: scipy's spline evaluation costs about as much as evaluating ~500 more pixels
+MERGE_SLACK_PX = 512
+
+
+def _merged_boxes(boxes: np.ndarray, slack: int = MERGE_SLACK_PX, window: int = 4) -> list[list[int]]:
+    """Rectangles covering ``boxes``, neighbours merged where one rectangle costs no more than two.
+
+    In raster order of the boxes' corners, each box joins the newest of the
+    last ``window`` rectangles whose union with it is no larger than the two
+    areas together plus ``slack`` pixels (so touching cells of a colony share
+    one evaluation, a row of them one rectangle), else it starts a rectangle.
+
+    Parameters
+    ----------
+    boxes : (n, 4) int array
+        ``y0, y1, x0, x1`` (exclusive ends), as :func:`_grown_boxes` gives them.
+    slack : int
+        Pixels a union may add (the cost of one more evaluation call).
+    window : int
+        How many of the latest rectangles a box is tried against.
+
+    Returns
+    -------
+    list of ``[y0, y1, x0, x1]``, together covering every box.
+    """
+    merged: list[list[int]] = []
+    for y0, y1, x0, x1 in boxes[np.lexsort((boxes[:, 2], boxes[:, 0]))].tolist():
+        area = (y1 - y0) * (x1 - x0) + slack
+        for k in range(len(merged) - 1, max(len(merged) - window, 0) - 1, -1):
+            top, bottom, left, right = m = merged[k]
+            if y0 < top:
+                top = y0
+            if y1 > bottom:
+                bottom = y1
+            if x0 < left:
+                left = x0
+            if x1 > right:
+                right = x1
+            if (bottom - top) * (right - left) <= area + (m[1] - m[0]) * (m[3] - m[2]):
+                m[:] = top, bottom, left, right
+                break
+        else:
+            merged.append([y0, y1, x0, x1])
+    return merged
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 from pyama_flow.io import framestats
 from pyama_flow.report import display
 from pyama_flow.io import source as _source
-from pyama_flow.io.stacks import StackReader
+from pyama_flow.io.stacks import StackReader as StackReader  # re-exported: viewer.app opens labels.tif through it
 
 #: Layers that can be shown of a fluorescence channel.
 LAYERS = ("raw", "background", "corrected")
