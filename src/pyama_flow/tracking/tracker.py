@@ -30,8 +30,8 @@ Per frame t (``update``):
    A "daughter" lying mostly inside an open track's last mask is that cell
    coming back, not a daughter.
 4. **Assignment**: cost 1 - IoU, pairs with IoU < ``min_iou`` are no match,
-   Hungarian assignment (scipy's ``linear_sum_assignment``, :mod:`.assignment`) on the sparse
-   candidate pairs (pairs without competitors are matched directly). Rows
+   Hungarian assignment (``scipy.optimize.linear_sum_assignment``) on the
+   sparse candidate pairs (pairs without competitors are matched directly). Rows
    are the objects of frame t-1 and, with gap closing, the open tracks (IoU
    with their last mask, discounted by 5 % per missed frame), so a cell that
    comes back competes fairly with a neighbour that grew over its place.
@@ -84,8 +84,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from pyama_flow.tracking.assignment import linear_sum_assignment  # scipy's pairs; scipy.optimize only for large blocks
 from pyama_flow.io.stacks import write_text
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
@@ -291,7 +291,7 @@ def assign(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, no_match: float
     -------
     rows, cols of the chosen pairs. Pairs whose row and column have no other
     candidate are matched directly; the rest go to
-    :func:`~pyama_flow.tracking.assignment.linear_sum_assignment` (scipy's algorithm; one dense matrix when small,
+    ``scipy.optimize.linear_sum_assignment`` (one dense matrix when small,
     else one per connected block of the candidate graph).
     """
     rows = np.asarray(rows, np.int64)
