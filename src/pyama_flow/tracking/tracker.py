@@ -283,7 +283,7 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         n_prev = prev.n if prev is not None else 0
         rejoin: dict[int, tuple[int, int, int]] = {}
         pairs = None
-        if cur.n and n_prev and self.split_merges:
+        if cur.n and n_prev and self.split_merges:  # 7: merges split along the previous masks
             labels, cur, rejoin, pairs = self._split_merges(labels, cur, prev)
         self._pending = {k: v for k, v in self._pending.items() if t - v[1] <= self.division_confirm}
         if not (cur.n and n_prev):
@@ -291,12 +291,12 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         elif pairs is None:
             pairs = pair_overlaps(prev, self._prev_labels, cur)
         links = _Links.empty(cur.n, n_prev)
-        if cur.n:
+        if cur.n:  # 3-5: divisions, assignment, gap closing
             self._link(t, labels, cur, prev, pairs, rejoin, links)
-        if n_prev:
+        if n_prev:  # tracks lost at t: revoked divisions (8), open tracks (5)
             self._end_lost(t, prev, cur, pairs, links)
         self._drop_expired(t)
-        self._new_ids(cur, links.track, links.new_parent, t)
+        self._new_ids(cur, links.track, links.new_parent, t)  # 6: new tracks
         out = paint(labels.shape, cur, links.track, out)
         self._remember(labels, cur, links.track)
         self._frame = t + 1
