@@ -63,7 +63,8 @@ import numpy as np
 import pandas as pd
 
 from pyama_flow.devtools.simulate_lineage import render_phase, simulate_lineage
-from pyama_flow.tracking.tracker import ReferenceTracker, Tracker
+from pyama_flow.tracking.reference import ReferenceTracker
+from pyama_flow.tracking.tracker import Tracker
 from pyama_flow.devtools.tracking_metrics import ctc_scores, link_scores
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 
 from pyama_flow.devtools.simulate_lineage import simulate_lineage
-from pyama_flow.tracking.tracker import (
-    ReferenceTracker,
-    Tracker,
-    frame_objects,
-    join_lineage,
-    pair_overlaps,
-    parent_of,
-    track_frames,
-)
+from pyama_flow.tracking.lineage import join_lineage, parent_of
+from pyama_flow.tracking.objects import frame_objects, pair_overlaps
+from pyama_flow.tracking.reference import ReferenceTracker
+from pyama_flow.tracking.tracker import Tracker, track_frames
 from pyama_flow.devtools.tracking_metrics import link_scores
 
 T98G = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phase_timelapse" / "usiigaci_T98G"
@@ -187,7 +182,7 @@ def test_division_records_both_daughters():
 def test_lineage_csv_without_pandas_has_the_same_bytes(tmp_path):
     """The track job writes tracks.csv with write_lineage (no pandas import): the
     bytes pandas' to_csv writes, for a lineage with a division and an empty one."""
-    from pyama_flow.tracking.tracker import Tracker, write_lineage
+    from pyama_flow.tracking.lineage import write_lineage
 
     mother = disc(32, 40, 10)
     d1, d2 = disc(32, 33, 6), disc(32, 47, 6)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pyama_flow.devtools.metrics import f1_score, match_instances
-from pyama_flow.tracking.tracker import parent_of
+from pyama_flow.tracking.lineage import parent_of
 
 
 def frame_links(

@@ -59,7 +59,7 @@ def traces(
     if lineage_path is not None:
         import pandas as pd
 
-        from pyama_flow.tracking.tracker import join_lineage
+        from pyama_flow.tracking.lineage import join_lineage
 
         df = join_lineage(df, pd.read_csv(lineage_path))
     write_traces(df, out_path)

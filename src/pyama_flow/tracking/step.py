@@ -45,7 +45,8 @@ def track(
     a movie with more than 65535 tracks is tracked again and written as uint32
     (tracking is deterministic, so the ids are the same).
     """
-    from pyama_flow.tracking.tracker import Tracker, write_lineage
+    from pyama_flow.tracking.lineage import write_lineage
+    from pyama_flow.tracking.tracker import Tracker
 
     for dtype in (np.dtype(np.uint16), np.dtype(np.uint32)):
         tracker = Tracker(**params)

@@ -1,0 +1,176 @@
+"""Lineage of the tracks: parents, first and last frames, final ids; lineage tables.
+
+:class:`LineageMixin` is the :class:`~pyama_flow.tracking.tracker.Tracker`'s
+bookkeeping of its tracks (new ids, ages, the lineage table, the final ids
+after revoked divisions). The functions work on a lineage table
+(``cell, parent, first_frame, last_frame``, CTC ``man_track`` semantics):
+:func:`write_lineage` writes it without pandas, :func:`parent_of`,
+:func:`lineage_roots` and :func:`join_lineage` give each cell its parent,
+lineage root and generation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pyama_flow.io.stacks import write_text
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
+    import pandas as pd
+
+    from pyama_flow.tracking.objects import FrameObjects
+
+LINEAGE_COLUMNS = ("cell", "parent", "first_frame", "last_frame")
+
+
+class LineageMixin:
+    """Track ids and lineage of a :class:`~pyama_flow.tracking.tracker.Tracker`.
+
+    State (set by ``Tracker.__init__``): ``_parent``, ``_first``, ``_last``
+    (per track id - 1: parent id, first and last frame), ``_alias`` (revoked
+    daughter id -> mother id), ``_frame``, ``division_min_age``.
+    """
+
+    def _new_ids(self, cur: FrameObjects, track: np.ndarray, new_parent: np.ndarray, t: int) -> None:
+        """Give new ids to births and daughters (raster order of their first
+        pixel), record them in the lineage and update every track's last frame."""
+        new = np.flatnonzero(track == 0)
+        new = new[new > 0]
+        if new.size:
+            new = new[np.argsort(cur.first[new], kind="stable")]
+            start = len(self._parent) + 1
+            track[new] = np.arange(start, start + new.size, dtype=np.int64)
+            self._parent.extend(np.maximum(new_parent[new], 0).tolist())
+            self._first.extend([t] * new.size)
+            self._last.extend([t] * new.size)
+            self._record_pending(new_parent, track, t)
+        for tid in track[1:].tolist():
+            self._last[tid - 1] = t
+
+    def _old_enough(self, tids: np.ndarray) -> np.ndarray:
+        """True for tracks seen for at least ``division_min_age`` frames up to
+        the previous frame, or present since the first frame (age unknown)."""
+        first = np.array([self._first[k - 1] for k in tids.tolist()], np.int64)
+        return (self._frame - first >= self.division_min_age) | (first == 0)
+
+    def final_id(self, tid: int) -> int:
+        """The id a provisional track id ends up as (after revoked divisions)."""
+        while tid in self._alias:
+            tid = self._alias[tid]
+        return tid
+
+    def relabel_lut(self) -> np.ndarray | None:
+        """Lookup table provisional id -> final id (uint32), or None if every id is final.
+
+        :meth:`~pyama_flow.tracking.tracker.Tracker.update` returns frames labelled with provisional ids: a
+        division revoked later (the "daughters" joined again within
+        ``division_confirm`` frames) renames its daughters' pixels to the
+        mother's id. Apply ``lut[frame]`` to every returned frame (e.g. by
+        tracking twice, as the track job does) to get the final labels that
+        match :meth:`lineage`. The tracker is deterministic, so a second
+        ``Tracker`` with the same parameters fed the same frames gives the
+        same provisional frames again: streaming twice needs no frame store.
+        """
+        if not self._alias:
+            return None
+        lut = np.arange(len(self._parent) + 1, dtype=np.uint32)
+        for tid in self._alias:
+            lut[tid] = self.final_id(tid)
+        return lut
+
+    def lineage(self) -> pd.DataFrame:
+        """Lineage table of all tracks so far.
+
+        Returns
+        -------
+        DataFrame with int64 columns ``cell, parent, first_frame, last_frame``
+        (CTC man_track semantics: ``parent`` 0 = none), sorted by cell.
+        """
+        import pandas as pd
+
+        return pd.DataFrame(self.lineage_columns())
+
+    def lineage_columns(self) -> dict[str, np.ndarray]:
+        """The columns of :meth:`lineage` (int64 arrays), without pandas."""
+        n = len(self._parent)
+        cell = np.arange(1, n + 1, dtype=np.int64)
+        parent = np.asarray(self._parent, np.int64)
+        first = np.asarray(self._first, np.int64)
+        last = np.asarray(self._last, np.int64)
+        if self._alias:
+            for tid in self._alias:  # a revoked daughter's frames belong to the mother
+                root = self.final_id(tid)
+                first[root - 1] = min(first[root - 1], first[tid - 1])
+                last[root - 1] = max(last[root - 1], last[tid - 1])
+            parent = np.array([self.final_id(p) if p else 0 for p in parent.tolist()], np.int64)
+            keep = np.ones(n, bool)
+            keep[np.array(sorted(self._alias), np.int64) - 1] = False
+            cell, parent, first, last = cell[keep], parent[keep], first[keep], last[keep]
+        return {"cell": cell, "parent": parent, "first_frame": first, "last_frame": last}
+
+
+
+def write_lineage(columns: dict[str, np.ndarray], path: str) -> None:
+    """Integer lineage columns (:meth:`~pyama_flow.tracking.tracker.Tracker.lineage_columns`) as CSV, written
+    atomically: the same bytes as ``lineage.to_csv(path, index=False)``."""
+    lines = [",".join(columns)]
+    lines += [",".join(map(str, row)) for row in zip(*(c.tolist() for c in columns.values()))]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def parent_of(lineage: pd.DataFrame) -> dict[int, int]:
+    """Map every cell id of a lineage table to its parent id (0 = none)."""
+    return {int(c): int(p) for c, p in zip(lineage["cell"], lineage["parent"], strict=True)}
+
+
+def lineage_roots(lineage: pd.DataFrame) -> dict[int, int]:
+    """Map every cell id to the id of its oldest ancestor (itself if no parent)."""
+    parent = parent_of(lineage)
+    root: dict[int, int] = {}
+    for cell in parent:
+        chain = []
+        c = cell
+        while c not in root and parent.get(c, 0) != 0 and len(chain) <= len(parent):
+            chain.append(c)
+            c = parent[c]
+        r = root.get(c, c)
+        for x in chain:
+            root[x] = r
+        root[cell] = r
+    return root
+
+
+def join_lineage(df: pd.DataFrame, lineage: pd.DataFrame, cell_column: str = "cell") -> pd.DataFrame:
+    """Add whole-lineage columns to a per-cell table (e.g. traces).
+
+    Parameters
+    ----------
+    df : DataFrame with a ``cell_column`` of track ids
+    lineage : lineage table (``cell, parent, ...``) from :meth:`~pyama_flow.tracking.tracker.Tracker.lineage`
+    cell_column : name of the track-id column in ``df``
+
+    Returns
+    -------
+    A copy of ``df`` with ``parent`` (0 = none), ``lineage_root`` (id of the
+    oldest ancestor; a mother's and all her descendants' rows share it, so
+    grouping by it gives whole-lineage curves) and ``generation`` (0 for a
+    root, 1 for its daughters, ...). Cells missing from the lineage are
+    their own root, generation 0.
+    """
+    parent = parent_of(lineage)
+    root = lineage_roots(lineage)
+    gen: dict[int, int] = {}
+    for cell in parent:
+        g, c = 0, cell
+        while parent.get(c, 0) != 0 and g <= len(parent):
+            g += 1
+            c = parent[c]
+        gen[cell] = g
+    out = df.copy()
+    cells = out[cell_column].astype(np.int64)
+    out["parent"] = cells.map(parent).fillna(0).astype(np.int64)
+    out["lineage_root"] = cells.map(root).fillna(cells).astype(np.int64)
+    out["generation"] = cells.map(gen).fillna(0).astype(np.int64)
+    return out

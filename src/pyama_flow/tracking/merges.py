@@ -1,0 +1,190 @@
+"""Cells merged by the segmentation: objects split along the previous frame's masks.
+
+:func:`merge_groups` finds the objects of frame t that hold two or more
+whole cells of frame t-1; :class:`MergesMixin` splits them (each pixel to
+the cell whose previous mask holds it, else to the nearest such mask,
+:func:`nearest_owner`), so touching cells keep their ids through a merge,
+or rejoins the two daughters of a division still pending.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pyama_flow.tracking.objects import FrameObjects, frame_objects, pair_overlaps
+
+
+def merge_groups(
+    pp: np.ndarray,
+    pc: np.ndarray,
+    inter: np.ndarray,
+    area_prev: np.ndarray,
+    area_cur: np.ndarray,
+    min_overlap: float,
+) -> list[tuple[int, np.ndarray]]:
+    """Objects of frame t that hold two or more whole cells of frame t-1.
+
+    Returns ``(c, members)`` pairs: compact index c of the merged object and
+    the compact indices (frame t-1, ascending) of the cells merged in it.
+    A member has at least ``min_overlap`` of its area inside c and overlaps c
+    more than any other object; c covers at least half the members' area.
+    """
+    if pp.size == 0:
+        return []
+    order = np.lexsort((pc, -inter, pp))  # per previous object, its largest overlap first
+    head = np.ones(order.size, bool)
+    head[1:] = pp[order][1:] != pp[order][:-1]
+    dom = order[head]
+    dom = dom[inter[dom] >= min_overlap * area_prev[pp[dom]]]
+    counts = np.bincount(pc[dom], minlength=area_cur.size)
+    out = []
+    for c in np.flatnonzero(counts >= 2).tolist():
+        members = np.sort(pp[dom[pc[dom] == c]])
+        if area_cur[c] >= 0.5 * area_prev[members].sum():
+            out.append((c, members))
+    return out
+
+
+def nearest_owner(pix: np.ndarray, under: np.ndarray, members: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which member each pixel of a merged object goes to (index into ``members``).
+
+    Parameters
+    ----------
+    pix : flat indices of the merged object's pixels
+    under : compact index (frame t-1) of the object under each pixel
+    members : compact indices of the merged cells
+    shape : frame shape
+
+    Returns
+    -------
+    int64 index into ``members`` per pixel: the member whose previous mask
+    holds the pixel, else the member with the nearest such pixel.
+    """
+    from scipy import ndimage as ndi
+
+    pos = np.searchsorted(members, under)
+    pos = np.minimum(pos, members.size - 1)
+    own = np.where(members[pos] == under, pos, -1)
+    if (own >= 0).all():
+        return own.astype(np.int64)
+    y, x = np.divmod(pix, shape[1])
+    y0, x0 = int(y.min()), int(x.min())
+    box = np.full((int(y.max()) - y0 + 1, int(x.max()) - x0 + 1), -1, np.int64)
+    box[y - y0, x - x0] = own
+    _, (iy, ix) = ndi.distance_transform_edt(box < 0, return_indices=True)
+    return box[iy[y - y0, x - x0], ix[y - y0, x - x0]].astype(np.int64)
+
+
+class MergesMixin:
+    """Merge splitting of a :class:`~pyama_flow.tracking.tracker.Tracker`.
+
+    State (set by ``Tracker.__init__``): ``_merge_start`` (track id -> first
+    frame of its current merge), ``_pending``, ``_prev_labels``,
+    ``_prev_track``, ``_frame``, ``merge_min_overlap``, ``merge_max_frames``.
+    """
+
+    def _split_merges(
+        self, labels: np.ndarray, cur: FrameObjects, prev: FrameObjects
+    ) -> tuple[np.ndarray, FrameObjects, dict[int, tuple[int, int, int]], tuple | None]:
+        """Split objects that are two or more cells of frame t-1 merged by the segmentation.
+
+        An object c of frame t is a merge when at least two objects of frame
+        t-1 each have ``merge_min_overlap`` of their area inside c, c is the
+        object each of them overlaps most, and c covers at least half their
+        summed area. Its pixels are given to those cells: a pixel inside one
+        of their previous masks goes to that cell, any other pixel to the
+        nearest such mask, so every cell keeps its id through the merge.
+
+        Exception: when the merged cells are exactly the two daughters of a
+        division still pending (``division_confirm``), the division was
+        one frame's over-segmentation and is revoked instead (returned in
+        ``rejoin``: compact index -> (mother, daughter, daughter)).
+
+        Returns the (possibly relabelled copy of the) label frame, its
+        objects, ``rejoin`` (compact indices of the returned objects) and
+        the overlaps with frame t-1 (:func:`~pyama_flow.tracking.objects.pair_overlaps`) when the frame
+        was not changed, else None.
+        """
+        pp, pc, inter = pair_overlaps(prev, self._prev_labels, cur)
+        groups = merge_groups(pp, pc, inter, prev.area, cur.area, self.merge_min_overlap)
+        if not groups:
+            return labels, cur, {}, (pp, pc, inter)
+        splits, rejoin_at = self._plan_merges(cur, groups)
+        if not splits and not rejoin_at:
+            return labels, cur, {}, (pp, pc, inter)
+        out = labels.astype(np.int64)
+        if splits:
+            self._split_along_previous(out, cur, prev, splits)
+        new = frame_objects(out)
+        by_first = {int(f): k for k, f in enumerate(new.first.tolist()) if k > 0}
+        rejoin = {by_first[f]: v for f, v in rejoin_at.items()}
+        return out, new, rejoin, None
+
+    def _plan_merges(
+        self, cur: FrameObjects, groups: list[tuple[int, np.ndarray]]
+    ) -> tuple[list[tuple[int, np.ndarray]], dict[int, tuple[int, int, int]]]:
+        """Which merged objects to split and which rejoin the daughters of a pending division.
+
+        Parameters
+        ----------
+        cur : objects of frame t
+        groups : merged objects and their cells of frame t-1, from :func:`merge_groups`
+
+        Returns
+        -------
+        splits : ``(c, members)`` for every object c to split among the cells
+            ``members`` (compact indices of frame t-1), leaving out cells too
+            young (``division_min_age``) and merges older than
+            ``merge_max_frames`` (accepted as one cell)
+        rejoin_at : flat index of the first pixel of each object that is the
+            two daughters of a pending division joined again -> (mother,
+            daughter, daughter)
+
+        Updates ``_merge_start`` to the merges still being split.
+        """
+        sisters = {frozenset(k): (k, v[0]) for k, v in self._pending.items()}
+        t = self._frame
+        rejoin_at: dict[int, tuple[int, int, int]] = {}  # flat first pixel -> (mother, a, b)
+        splits: list[tuple[int, np.ndarray]] = []
+        merge_start: dict[int, int] = {}
+        for c, members in groups:
+            tids = frozenset(self._prev_track[members].tolist())
+            if tids in sisters:
+                (a, b), mother = sisters[tids]
+                rejoin_at[int(cur.first[c])] = (mother, a, b)
+                continue
+            members = members[self._old_enough(self._prev_track[members])]
+            if members.size < 2:
+                continue
+            start = min(self._merge_start.get(k, t) for k in self._prev_track[members].tolist())
+            if t - start >= self.merge_max_frames:  # merged for too long: one cell after all
+                continue
+            splits.append((c, members))
+            merge_start.update({k: start for k in self._prev_track[members].tolist()})
+        self._merge_start = merge_start
+        return splits, rejoin_at
+
+    def _split_along_previous(
+        self, out: np.ndarray, cur: FrameObjects, prev: FrameObjects, splits: list[tuple[int, np.ndarray]]
+    ) -> None:
+        """Relabel (in place) the pixels of each merged object by the cell they belong to.
+
+        Parameters
+        ----------
+        out : int64 copy of frame t's labels, changed in place; each cell of a
+            split object gets a new label above every label of the frame
+        cur, prev : objects of frames t and t-1
+        splits : ``(c, members)`` pairs from :meth:`_plan_merges`
+        """
+        next_label = int(out.max()) + 1
+        flag = np.zeros(cur.n + 1, bool)
+        flag[[c for c, _ in splits]] = True
+        sel = np.flatnonzero(flag[cur.comp])
+        sel = sel[np.argsort(cur.comp[sel], kind="stable")]
+        comp_sel = cur.comp[sel]
+        for c, members in splits:
+            lo, hi = np.searchsorted(comp_sel, [c, c + 1])
+            pix = cur.idx[sel[lo:hi]]
+            owner = nearest_owner(pix, prev.compact_at(self._prev_labels, pix), members, out.shape)
+            out.ravel()[pix] = next_label + owner
+            next_label += members.size
