@@ -10,6 +10,7 @@ have reached a better start's optimum.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from types import ModuleType
 
 import numpy as np
@@ -74,31 +75,65 @@ def _lm(
     Returns ``(P, cost, converged, JtJ, Jtr)``.
     """
     M, k = P0.shape
-    N = Y.shape[1]
-    T = np.broadcast_to(t, Y.shape)
-    by_name = {s.name: s for s in spec}
-    if bounds is None:
-        LB = np.broadcast_to(np.array([by_name[p].lb for p in free]), (M, k))
-        UB = np.broadcast_to(np.array([by_name[p].ub for p in free]), (M, k))
+    pb = _Problems(model, spec, free, t, Y, W, M, k, bounds)
+    P = np.clip(P0, pb.LB, pb.UB)
+    if init is None:
+        cost, A, g = pb.evaluate(np.arange(M), P)
     else:
-        LB, UB = (np.broadcast_to(np.asarray(b, dtype=np.float64), (M, k)) for b in bounds)
-    P = np.clip(P0, LB, UB)
-    eye = np.eye(k)
+        cost, A, g = (np.array(a, dtype=np.float64) for a in init)
+    if k == 0:
+        return P, cost, np.isfinite(cost), A, g
+    st = _State(
+        P=P,
+        cost=cost,
+        A=A,
+        g=g,
+        converged=np.zeros(M, dtype=bool),
+        done=~np.isfinite(cost),
+        lam=np.full(M, _LAM0),
+        nu=np.full(M, 2.0),
+        # rounding floor of the cost: residuals of 1e-14 of the data are noise
+        floor=1e-28 * np.einsum("mn,mn->m", W * Y, Y) + _TINY,
+        ref_cost=cost.copy(),
+        ref_iter=np.zeros(M, dtype=np.int64),
+    )
+    for it in range(max_iter):
+        act = np.flatnonzero(~st.done)
+        if act.size == 0:
+            break
+        _lm_iteration(pb, st, act, it, ftol, group, fallback)
+    return st.P, st.cost, st.converged, st.A, st.g
 
-    unit = bool(np.all(W == 1.0))  # no missing points: skip the weighting
-    everyone = np.arange(M)
 
-    def take(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return a if rows.size == M and np.array_equal(rows, everyone) else a[rows]
+class _Problems:
+    """The problems of one :func:`_lm` call: data, weights, bounds, and their evaluation."""
 
-    def evaluate(rows: np.ndarray, Pr: np.ndarray):
+    def __init__(self, model, spec, free, t, Y, W, M: int, k: int, bounds) -> None:
+        self.model, self.spec, self.free = model, spec, free
+        self.Y, self.W, self.M, self.N, self.k = Y, W, M, Y.shape[1], k
+        self.T = np.broadcast_to(t, Y.shape)
+        by_name = {s.name: s for s in spec}
+        if bounds is None:
+            self.LB = np.broadcast_to(np.array([by_name[p].lb for p in free]), (M, k))
+            self.UB = np.broadcast_to(np.array([by_name[p].ub for p in free]), (M, k))
+        else:
+            self.LB, self.UB = (np.broadcast_to(np.asarray(b, dtype=np.float64), (M, k)) for b in bounds)
+        self.eye = np.eye(k)
+        self.unit = bool(np.all(W == 1.0))  # no missing points: skip the weighting
+        self.everyone = np.arange(M)
+
+    def take(self, a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return a if rows.size == self.M and np.array_equal(rows, self.everyone) else a[rows]
+
+    def evaluate(self, rows: np.ndarray, Pr: np.ndarray):
         """Costs, J^T J and J^T r of the problems ``rows`` at ``Pr``."""
+        N, k = self.N, self.k
         with np.errstate(all="ignore"):
-            f, J = _value_jacobian(model, take(T, rows), _params(spec, free, Pr), free)
-            res = np.subtract(np.broadcast_to(f, (rows.size, N)), take(Y, rows))
+            f, J = _value_jacobian(self.model, self.take(self.T, rows), _params(self.spec, self.free, Pr), self.free)
+            res = np.subtract(np.broadcast_to(f, (rows.size, N)), self.take(self.Y, rows))
             J = np.broadcast_to(J, (rows.size, N, k))
-            if not unit:
-                w = take(W, rows)
+            if not self.unit:
+                w = self.take(self.W, rows)
                 res *= w
                 J = J * w[:, :, None]
             Jt = J.transpose(0, 2, 1)
@@ -107,115 +142,152 @@ def _lm(
             gg = (Jt @ res[:, :, None])[..., 0]
         return c, AA, gg
 
-    if init is None:
-        cost, A, g = evaluate(np.arange(M), P)
-    else:
-        cost, A, g = (np.array(a, dtype=np.float64) for a in init)
-    converged = np.zeros(M, dtype=bool)
-    done = ~np.isfinite(cost)
-    if k == 0:
-        return P, cost, np.isfinite(cost), A, g
-    lam = np.full(M, _LAM0)
-    nu = np.full(M, 2.0)
-    # rounding floor of the cost: residuals of 1e-14 of the data are noise
-    floor = 1e-28 * np.einsum("mn,mn->m", W * Y, Y) + _TINY
-    ref_cost = cost.copy()
-    ref_iter = np.zeros(M, dtype=np.int64)
-    for it in range(max_iter):
-        act = np.flatnonzero(~done)
-        if act.size == 0:
-            break
-        Pa, ga, Aa, ca = P[act], g[act], A[act], cost[act]
-        lb, ub = LB[act], UB[act]
-        held = ((Pa <= lb) & (ga > 0)) | ((Pa >= ub) & (ga < 0)) | (lb == ub)
-        fr = (~held).astype(np.float64)
-        Af = Aa * (fr[:, :, None] * fr[:, None, :]) + eye * (1.0 - fr)[:, None, :]
-        gf = ga * fr
-        # Gauss-Newton decrement: what an undamped step could still gain
-        decrement = -np.sum(gf * _scaled_solve(Af, -gf), axis=1)
-        finite = np.all(np.isfinite(Aa), axis=(1, 2)) & np.all(np.isfinite(ga), axis=1)
-        stop = finite & (decrement <= ftol * ca + floor[act])
-        converged[act[stop]] = True
-        done[act[stop | ~finite]] = True
-        keep = ~stop & finite
-        if not keep.any():
-            continue
-        act = act[keep]
-        Pa, ga, Aa, ca, Af, gf, fr = Pa[keep], ga[keep], Aa[keep], ca[keep], Af[keep], gf[keep], fr[keep]
-        lb, ub = lb[keep], ub[keep]
-        dg = np.diagonal(Aa, axis1=1, axis2=2)
-        dscale = np.maximum(dg, 1e-12 * np.max(dg, axis=1, keepdims=True))
-        dscale = np.where(dscale > 0, dscale, 1.0) * fr
-        H = Af + lam[act][:, None, None] * dscale[:, None, :] * eye
-        Pn = np.clip(Pa + _scaled_solve(H, -gf), lb, ub)
-        s = Pn - Pa
-        pred = -(2.0 * np.sum(ga * s, axis=1) + np.einsum("mi,mij,mj->m", s, Aa, s))
-        cn, An, gn = evaluate(act, Pn)
-        actual = ca - cn
-        accept = np.isfinite(cn) & (actual > 0)
-        with np.errstate(all="ignore"):
-            rho = np.where(pred > 0, actual / pred, 0.0)
-        acc = act[accept]
-        P[acc] = Pn[accept]
-        cost[acc] = cn[accept]
-        A[acc] = An[accept]
-        g[acc] = gn[accept]
-        # stagnation: a well-modelled (rho > 0.25), lightly damped step that
-        # gains less than ftol -- the Gauss-Newton decrement can overstate the
-        # possible gain in strongly curved, ill-conditioned valleys
-        flat = accept & (actual <= ftol * cn) & (rho > 0.25) & (lam[act] <= 1.0)
-        converged[act[flat]] = True
-        done[act[flat]] = True
-        lam[acc] *= np.maximum(_LAM_DOWN, 1.0 - (2.0 * np.clip(rho[accept], 0.0, 1.0) - 1.0) ** 3)
-        nu[acc] = 2.0
-        rej = act[~accept]
-        lam[rej] *= nu[rej]
-        nu[rej] *= 2.0
-        # repeated rejections: try other kinds of steps (see _fallback_steps)
-        again = np.flatnonzero(~accept)[nu[rej] >= 8.0]
-        if fallback != "none" and again.size:
-            _fallback_steps(
-                again,
-                act,
-                Pa,
-                Aa,
-                ga,
-                ca - floor[act],
-                fr,
-                dscale,
-                lam,
-                nu,
-                P,
-                cost,
-                A,
-                g,
-                lb,
-                ub,
-                evaluate,
-                newton=fallback == "all",
-            )
-        # no step can lower the cost any more: at the precision limit
-        rej = act[~accept]
-        rej = rej[cost[rej] >= ca[~accept] - floor[rej]]
-        stuck = rej[lam[rej] > 1e16]
-        converged[stuck] = True
-        done[stuck] = True
-        # slow crawl along a curved valley: negligible gain over a window
-        due = act[it + 1 - ref_iter[act] >= _WINDOW]
-        slow = due[ref_cost[due] - cost[due] <= _WINDOW * max(ftol, 1e-8) * cost[due]]
-        converged[slow] = True
-        done[slow] = True
-        ref_cost[due] = cost[due]
-        ref_iter[due] = it + 1
-        if group is not None:
-            _merge_starts(group, P, cost, A, done, converged)
-    return P, cost, converged, A, g
+
+@dataclass
+class _State:
+    """Per problem of :func:`_lm`: the point with its cost, ``J^T J``, ``J^T r``; damping; stopping."""
+
+    P: np.ndarray
+    cost: np.ndarray
+    A: np.ndarray
+    g: np.ndarray
+    converged: np.ndarray
+    done: np.ndarray
+    lam: np.ndarray
+    nu: np.ndarray
+    floor: np.ndarray
+    ref_cost: np.ndarray
+    ref_iter: np.ndarray
+
+
+@dataclass
+class _Active:
+    """The problems ``act`` that take a step in this iteration, their values and free system."""
+
+    act: np.ndarray
+    P: np.ndarray
+    g: np.ndarray
+    A: np.ndarray
+    cost: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    fr: np.ndarray
+    Af: np.ndarray
+    gf: np.ndarray
+
+    def select(self, keep: np.ndarray) -> "_Active":
+        return _Active(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+
+def _lm_iteration(pb: _Problems, st: _State, act: np.ndarray, it: int, ftol: float, group, fallback: str) -> None:
+    """One iteration for the running problems ``act`` (``st`` updated in place)."""
+    cur = _free_system(pb, st, act, ftol)
+    if cur is None:
+        return
+    accept, dscale = _lm_step(pb, st, cur, ftol)
+    # repeated rejections: try other kinds of steps (see _fallback_steps)
+    rej = cur.act[~accept]
+    again = np.flatnonzero(~accept)[st.nu[rej] >= 8.0]
+    if fallback != "none" and again.size:
+        _fallback_steps(again, cur, cur.cost - st.floor[cur.act], dscale, st, pb.evaluate, newton=fallback == "all")
+    _stop_stalled(st, cur, accept, it, ftol)
+    if group is not None:
+        _merge_starts(group, st.P, st.cost, st.A, st.done, st.converged)
+
+
+def _free_system(pb: _Problems, st: _State, act: np.ndarray, ftol: float) -> _Active | None:
+    """Stop the problems ``act`` that have converged; the others with their free system.
+
+    A variable at a bound whose gradient points outwards (or with ``lb ==
+    ub``) is held: its row and column of ``J^T J`` become the identity, its
+    gradient 0. Converged: the Gauss-Newton decrement is <= ``ftol * cost``
+    (plus the rounding floor). Problems with a non-finite ``J^T J`` or
+    gradient stop unconverged. None when no problem goes on.
+    """
+    Pa, ga, Aa, ca = st.P[act], st.g[act], st.A[act], st.cost[act]
+    lb, ub = pb.LB[act], pb.UB[act]
+    held = ((Pa <= lb) & (ga > 0)) | ((Pa >= ub) & (ga < 0)) | (lb == ub)
+    fr = (~held).astype(np.float64)
+    Af = Aa * (fr[:, :, None] * fr[:, None, :]) + pb.eye * (1.0 - fr)[:, None, :]
+    gf = ga * fr
+    # Gauss-Newton decrement: what an undamped step could still gain
+    decrement = -np.sum(gf * _scaled_solve(Af, -gf), axis=1)
+    finite = np.all(np.isfinite(Aa), axis=(1, 2)) & np.all(np.isfinite(ga), axis=1)
+    stop = finite & (decrement <= ftol * ca + st.floor[act])
+    st.converged[act[stop]] = True
+    st.done[act[stop | ~finite]] = True
+    keep = ~stop & finite
+    if not keep.any():
+        return None
+    return _Active(act, Pa, ga, Aa, ca, lb, ub, fr, Af, gf).select(keep)
+
+
+def _lm_step(pb: _Problems, st: _State, cur: _Active, ftol: float) -> tuple[np.ndarray, np.ndarray]:
+    """The damped Gauss-Newton step of ``cur``, taken where it lowers the cost; the damping updated.
+
+    Marquardt scaling ``diag(J^T J)``, Nielsen's damping update. Returns
+    ``(accept, dscale)``: which steps were taken, and the scaling.
+    """
+    act = cur.act
+    dg = np.diagonal(cur.A, axis1=1, axis2=2)
+    dscale = np.maximum(dg, 1e-12 * np.max(dg, axis=1, keepdims=True))
+    dscale = np.where(dscale > 0, dscale, 1.0) * cur.fr
+    H = cur.Af + st.lam[act][:, None, None] * dscale[:, None, :] * pb.eye
+    Pn = np.clip(cur.P + _scaled_solve(H, -cur.gf), cur.lb, cur.ub)
+    s = Pn - cur.P
+    pred = -(2.0 * np.sum(cur.g * s, axis=1) + np.einsum("mi,mij,mj->m", s, cur.A, s))
+    cn, An, gn = pb.evaluate(act, Pn)
+    actual = cur.cost - cn
+    accept = np.isfinite(cn) & (actual > 0)
+    with np.errstate(all="ignore"):
+        rho = np.where(pred > 0, actual / pred, 0.0)
+    acc = act[accept]
+    st.P[acc] = Pn[accept]
+    st.cost[acc] = cn[accept]
+    st.A[acc] = An[accept]
+    st.g[acc] = gn[accept]
+    # stagnation: a well-modelled (rho > 0.25), lightly damped step that
+    # gains less than ftol -- the Gauss-Newton decrement can overstate the
+    # possible gain in strongly curved, ill-conditioned valleys
+    flat = accept & (actual <= ftol * cn) & (rho > 0.25) & (st.lam[act] <= 1.0)
+    st.converged[act[flat]] = True
+    st.done[act[flat]] = True
+    st.lam[acc] *= np.maximum(_LAM_DOWN, 1.0 - (2.0 * np.clip(rho[accept], 0.0, 1.0) - 1.0) ** 3)
+    st.nu[acc] = 2.0
+    rej = act[~accept]
+    st.lam[rej] *= st.nu[rej]
+    st.nu[rej] *= 2.0
+    return accept, dscale
+
+
+def _stop_stalled(st: _State, cur: _Active, accept: np.ndarray, it: int, ftol: float) -> None:
+    """Stop (as converged) the problems of ``cur`` that cannot, or barely, improve any more."""
+    act, ca = cur.act, cur.cost
+    # no step can lower the cost any more: at the precision limit
+    rej = act[~accept]
+    rej = rej[st.cost[rej] >= ca[~accept] - st.floor[rej]]
+    stuck = rej[st.lam[rej] > 1e16]
+    st.converged[stuck] = True
+    st.done[stuck] = True
+    # slow crawl along a curved valley: negligible gain over a window
+    due = act[it + 1 - st.ref_iter[act] >= _WINDOW]
+    slow = due[st.ref_cost[due] - st.cost[due] <= _WINDOW * max(ftol, 1e-8) * st.cost[due]]
+    st.converged[slow] = True
+    st.done[slow] = True
+    st.ref_cost[due] = st.cost[due]
+    st.ref_iter[due] = it + 1
 
 
 def _fallback_steps(
-    pos, act, Pa, Aa, ga, ca, fr, dscale, lam, nu, P, cost, A, g, lb, ub, evaluate, newton=True
+    pos: np.ndarray,
+    cur: _Active,
+    ca: np.ndarray,
+    dscale: np.ndarray,
+    st: _State,
+    evaluate,
+    newton: bool = True,
 ) -> None:
-    """Other candidate steps after repeated rejections, for the problems ``act[pos]``.
+    """Other candidate steps after repeated rejections, for the problems ``cur.act[pos]``.
 
     1. The damped Gauss-Newton step with one more variable held, for each
        variable (a kink in one variable, e.g. an onset on a sample time,
@@ -224,17 +296,18 @@ def _fallback_steps(
        differences of ``J^T r`` (Gauss-Newton fails where large residuals
        curve the valley), shifted to be positive definite, three dampings.
 
-    Per problem the trial with the lowest cost is taken if it is lower.
+    Per problem the trial with the lowest cost is taken if it is lower than
+    ``ca`` (the cost before the step less the rounding floor).
     """
-    r, k = pos.size, Pa.shape[1]
-    rows = act[pos]
+    r, k = pos.size, cur.P.shape[1]
+    rows = cur.act[pos]
     eye = np.eye(k)
-    P0, g0, f0 = Pa[pos], ga[pos], fr[pos]
+    P0, g0, f0 = cur.P[pos], cur.g[pos], cur.fr[pos]
     # 1. held steps
     fr_j = f0[:, None, :] * (1.0 - eye)[None, :, :]  # (r, k held, k)
-    H = Aa[pos][:, None] * (fr_j[..., :, None] * fr_j[..., None, :]) + eye * (1.0 - fr_j)[..., None, :]
-    H = H + (lam[rows][:, None, None, None] * dscale[pos][:, None, None, :] * fr_j[..., None, :]) * eye
-    lb, ub = lb[pos], ub[pos]
+    H = cur.A[pos][:, None] * (fr_j[..., :, None] * fr_j[..., None, :]) + eye * (1.0 - fr_j)[..., None, :]
+    H = H + (st.lam[rows][:, None, None, None] * dscale[pos][:, None, None, :] * fr_j[..., None, :]) * eye
+    lb, ub = cur.lb[pos], cur.ub[pos]
     held = np.clip(P0[:, None, :] + _scaled_solve(H, -(g0[:, None, :] * fr_j)), lb[:, None, :], ub[:, None, :])
     trial = held
     if newton:
@@ -262,12 +335,12 @@ def _fallback_steps(
     ok = c_t[np.arange(r), best] < ca[pos]
     src = np.arange(r)[ok] * n_t + best[ok]
     dst = rows[ok]
-    P[dst] = trial.reshape(r * n_t, k)[src]
-    cost[dst] = c_t[np.arange(r), best][ok]
-    A[dst] = A_t[src]
-    g[dst] = g_t[src]
-    lam[dst] /= 3.0
-    nu[dst] = 2.0
+    st.P[dst] = trial.reshape(r * n_t, k)[src]
+    st.cost[dst] = c_t[np.arange(r), best][ok]
+    st.A[dst] = A_t[src]
+    st.g[dst] = g_t[src]
+    st.lam[dst] /= 3.0
+    st.nu[dst] = 2.0
 
 
 def _merge_starts(
