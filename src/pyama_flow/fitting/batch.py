@@ -56,6 +56,7 @@ from __future__ import annotations
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -137,6 +138,30 @@ def fit_batch(
     rule = StatusRule.from_config(status)
     mod = get_model(model)
     spec = _check_spec(mod, spec)
+    T, Y, W, n = _batch_data(t_hours, Y)
+    free = [s.name for s in spec if not s.fixed]
+    out = _empty_outputs(Y.shape[0], len(spec))
+    idx = np.flatnonzero(n >= max(len(free), 1))
+    if idx.size:
+        opts = _Options(multistart, grid_points, grid_starts, max_iter, ftol, coarse_ftol)
+        _fit_cells(mod, spec, free, T[idx], Y[idx], W[idx], n[idx], opts, weighting, out, idx)
+    return _outputs(out, n, len(free), spec, rule)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The solver options of :func:`fit_batch`."""
+
+    multistart: bool
+    grid_points: int
+    grid_starts: int | None
+    max_iter: int
+    ftol: float
+    coarse_ftol: float
+
+
+def _batch_data(t_hours, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(T, Y, W, n)``: times and values ``(B, N)`` with 0 at invalid points, the validity as weights, points per cell."""
     Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
     B, N = Y.shape
     t = np.asarray(t_hours, dtype=np.float64)
@@ -145,113 +170,146 @@ def fit_batch(
     if t.shape[-1] != N or t.shape[0] not in (1, B):
         raise ValueError(f"t_hours of shape {np.shape(t_hours)} does not match Y of shape {Y.shape}")
     T = np.broadcast_to(t, (B, N))
-    names = [s.name for s in spec]
-    free = [s.name for s in spec if not s.fixed]
-    k = len(free)
     valid = np.isfinite(Y) & np.isfinite(T)
     W = valid.astype(np.float64)
-    Y0 = np.where(valid, Y, 0.0)
-    T0 = np.where(valid, T, 0.0)
-    n = valid.sum(axis=1).astype(np.int64)
-    ok = n >= max(k, 1)
+    return np.where(valid, T, 0.0), np.where(valid, Y, 0.0), W, valid.sum(axis=1).astype(np.int64)
 
-    out_params = np.full((B, len(names)), np.nan)
-    out_se = np.full((B, len(names)), np.nan)
-    success = np.zeros(B, dtype=bool)
-    r2 = np.full(B, np.nan)
-    ss_res = np.full(B, np.nan)
-    start = np.full(B, -1, dtype=np.int64)
-    at_lower = np.zeros((B, len(names)), dtype=bool)
-    at_upper = np.zeros((B, len(names)), dtype=bool)
-    bound_chi2 = np.zeros((B, len(names)))
-    signal_p = np.ones(B)
-    idx = np.flatnonzero(ok)
-    if idx.size:
-        m = idx.size
-        Tc, Yc, Wc = T0[idx], Y0[idx], W[idx]
-        p_def = np.array([s.value for s in spec if not s.fixed], dtype=np.float64)
-        starts = [np.broadcast_to(p_def, (m, k))]
-        if multistart and k:
-            tg, Yg, Wg = _common_grid(Tc, Yc, Wc)
-            n_grid = grid_starts if grid_starts is not None else int(getattr(mod, "GRID_STARTS", 1))
-            starts.extend(_grid_start(mod, spec, free, tg, Yg, Wg, grid_points, max(1, n_grid)))
-        S = len(starts)
-        P0 = np.concatenate(starts, axis=0)
-        rows = np.tile(np.arange(m), S)
-        if S == 1:
-            P, cost, conv, A, _ = _lm(mod, spec, free, Tc, Yc, Wc, P0, max_iter, ftol)
-        else:
-            coarse = max(ftol, coarse_ftol)
-            P, cost, conv, A, g = _lm(
-                mod,
-                spec,
-                free,
-                Tc[rows],
-                Yc[rows],
-                Wc[rows],
-                P0,
-                max_iter,
-                coarse,
-                group=rows,
-                fallback="held" if getattr(mod, "ONSET", None) in free else "none",
-            )
-            # Polish only the starts that can still win: within the coarse
-            # tolerance of the best cost and not the same optimum as the best
-            # (squared distance in the J^T J metric below _MERGE * cost).
-            cs = np.where(np.isfinite(cost), cost, np.inf).reshape(S, m)
-            lead = np.argmin(cs, axis=0)
-            c_lead = cs[lead, np.arange(m)]
-            dP = P.reshape(S, m, k) - P.reshape(S, m, k)[lead, np.arange(m)]
-            A_lead = A.reshape(S, m, k, k)[lead, np.arange(m)]
-            dist = np.einsum("smi,mij,smj->sm", dP, A_lead, dP)
-            is_lead = np.arange(S)[:, None] == lead
-            polish = is_lead | ((cs <= c_lead * (1.0 + 10.0 * coarse) + _TINY) & ~(dist <= _MERGE * c_lead))
-            polish &= np.isfinite(cs)
-            sel = np.flatnonzero(polish.ravel())
-            if sel.size:
-                Pp, cp, vp, Ap, _ = _lm(
-                    mod,
-                    spec,
-                    free,
-                    Tc[rows[sel]],
-                    Yc[rows[sel]],
-                    Wc[rows[sel]],
-                    P[sel],
-                    max_iter,
-                    ftol,
-                    init=(cost[sel], A[sel], g[sel]),
-                )
-                P[sel], cost[sel], conv[sel], A[sel] = Pp, cp, vp, Ap
-            cost = np.where(polish.ravel(), cost, np.inf)
-        cost_s = np.where(np.isfinite(cost), cost, np.inf).reshape(S, m)
-        best = np.argmin(cost_s, axis=0)  # first minimum: the configured start wins ties
-        pick = best * m + np.arange(m)
-        Pb, cb, convb, Ab = P[pick], cost[pick], conv[pick], A[pick]
-        if multistart and k:
-            Pb, cb, convb = _escape_saddles(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, Ab, max_iter, ftol)
-            Pb, cb, convb = _hop_onset(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, max_iter, ftol)
-        valid_c = Wc > 0
-        if weighting == "poisson" and k:
-            Wc, Pb, cb, convb = _poisson_refit(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, max_iter, ftol)
-        fin = np.isfinite(cb) & np.all(np.isfinite(Pb), axis=1)
-        success[idx] = fin & convb
-        start[idx] = best
-        full = np.tile(np.array([s.value for s in spec], dtype=np.float64), (m, 1))
-        for j, p in enumerate(free):
-            full[:, names.index(p)] = Pb[:, j]
-        out_params[idx] = full
-        ss_res[idx] = cb
-        r2[idx], signal_p[idx], diag = _diagnostics(mod, spec, free, Tc, Yc, Wc, valid_c, Pb, cb, n[idx], weighting)
-        for j, p in enumerate(free):
-            col = names.index(p)
-            out_se[idx, col] = diag["se"][:, j]
-            at_lower[idx, col], at_upper[idx, col] = diag["lo"][:, j], diag["hi"][:, j]
-            bound_chi2[idx, col] = diag["chi2"][:, j]
-        failed = idx[~fin]
-        out_params[failed] = np.nan
-        out_se[failed] = np.nan
-        r2[failed] = np.nan
-        ss_res[failed] = np.nan
+
+def _empty_outputs(B: int, P: int) -> dict[str, np.ndarray]:
+    """The per-cell outputs of :func:`fit_batch` for ``B`` cells not fitted (yet), ``P`` parameters."""
+    return {
+        "success": np.zeros(B, dtype=bool),
+        "r_squared": np.full(B, np.nan),
+        "params": np.full((B, P), np.nan),
+        "se": np.full((B, P), np.nan),
+        "ss_res": np.full(B, np.nan),
+        "start": np.full(B, -1, dtype=np.int64),
+        "at_lower": np.zeros((B, P), dtype=bool),
+        "at_upper": np.zeros((B, P), dtype=bool),
+        "bound_chi2": np.zeros((B, P)),
+        "signal_p": np.ones(B),
+    }
+
+
+def _fit_cells(mod, spec, free, Tc, Yc, Wc, n, opts: _Options, weighting: str, out: dict, idx: np.ndarray) -> None:
+    """Fit the cells ``idx`` (enough points; their data ``Tc, Yc, Wc``, ``n`` points) into ``out``."""
+    names = [s.name for s in spec]
+    k, m = len(free), idx.size
+    Pb, cb, convb, best = _solve(mod, spec, free, Tc, Yc, Wc, opts)
+    valid_c = Wc > 0
+    if weighting == "poisson" and k:
+        Wc, Pb, cb, convb = _poisson_refit(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, opts.max_iter, opts.ftol)
+    fin = np.isfinite(cb) & np.all(np.isfinite(Pb), axis=1)
+    out["success"][idx] = fin & convb
+    out["start"][idx] = best
+    full = np.tile(np.array([s.value for s in spec], dtype=np.float64), (m, 1))
+    for j, p in enumerate(free):
+        full[:, names.index(p)] = Pb[:, j]
+    out["params"][idx] = full
+    out["ss_res"][idx] = cb
+    out["r_squared"][idx], out["signal_p"][idx], diag = _diagnostics(
+        mod, spec, free, Tc, Yc, Wc, valid_c, Pb, cb, n, weighting
+    )
+    for j, p in enumerate(free):
+        col = names.index(p)
+        out["se"][idx, col] = diag["se"][:, j]
+        out["at_lower"][idx, col], out["at_upper"][idx, col] = diag["lo"][:, j], diag["hi"][:, j]
+        out["bound_chi2"][idx, col] = diag["chi2"][:, j]
+    failed = idx[~fin]
+    for key in ("params", "se", "r_squared", "ss_res"):
+        out[key][failed] = np.nan
+
+
+def _solve(mod, spec, free, Tc, Yc, Wc, opts: _Options) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2-4 of the algorithm: ``(P, cost, converged, start)`` per cell, the best over the starts."""
+    m, k = Tc.shape[0], len(free)
+    p_def = np.array([s.value for s in spec if not s.fixed], dtype=np.float64)
+    starts = [np.broadcast_to(p_def, (m, k))]
+    if opts.multistart and k:
+        tg, Yg, Wg = _common_grid(Tc, Yc, Wc)
+        n_grid = opts.grid_starts if opts.grid_starts is not None else int(getattr(mod, "GRID_STARTS", 1))
+        starts.extend(_grid_start(mod, spec, free, tg, Yg, Wg, opts.grid_points, max(1, n_grid)))
+    S = len(starts)
+    P0 = np.concatenate(starts, axis=0)
+    if S == 1:
+        P, cost, conv, A, _ = _lm(mod, spec, free, Tc, Yc, Wc, P0, opts.max_iter, opts.ftol)
+    else:
+        P, cost, conv, A = _multistart_lm(mod, spec, free, Tc, Yc, Wc, P0, S, opts)
+    cost_s = np.where(np.isfinite(cost), cost, np.inf).reshape(S, m)
+    best = np.argmin(cost_s, axis=0)  # first minimum: the configured start wins ties
+    pick = best * m + np.arange(m)
+    Pb, cb, convb, Ab = P[pick], cost[pick], conv[pick], A[pick]
+    if opts.multistart and k:
+        Pb, cb, convb = _escape_saddles(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, Ab, opts.max_iter, opts.ftol)
+        Pb, cb, convb = _hop_onset(mod, spec, free, Tc, Yc, Wc, Pb, cb, convb, opts.max_iter, opts.ftol)
+    return Pb, cb, convb, best
+
+
+def _multistart_lm(mod, spec, free, Tc, Yc, Wc, P0, S: int, opts: _Options):
+    """``S`` starts per cell (``P0``, start-major): all to the coarse tolerance, the contenders polished.
+
+    Returns ``(P, cost, converged, JtJ)`` of every start; the cost of a start
+    that was not polished is ``inf``.
+    """
+    m = Tc.shape[0]
+    rows = np.tile(np.arange(m), S)
+    coarse = max(opts.ftol, opts.coarse_ftol)
+    P, cost, conv, A, g = _lm(
+        mod,
+        spec,
+        free,
+        Tc[rows],
+        Yc[rows],
+        Wc[rows],
+        P0,
+        opts.max_iter,
+        coarse,
+        group=rows,
+        fallback="held" if getattr(mod, "ONSET", None) in free else "none",
+    )
+    polish = _contenders(P, cost, A, S, coarse)
+    sel = np.flatnonzero(polish.ravel())
+    if sel.size:
+        Pp, cp, vp, Ap, _ = _lm(
+            mod,
+            spec,
+            free,
+            Tc[rows[sel]],
+            Yc[rows[sel]],
+            Wc[rows[sel]],
+            P[sel],
+            opts.max_iter,
+            opts.ftol,
+            init=(cost[sel], A[sel], g[sel]),
+        )
+        P[sel], cost[sel], conv[sel], A[sel] = Pp, cp, vp, Ap
+    cost = np.where(polish.ravel(), cost, np.inf)
+    return P, cost, conv, A
+
+
+def _contenders(P: np.ndarray, cost: np.ndarray, A: np.ndarray, S: int, coarse: float) -> np.ndarray:
+    """The starts worth polishing, ``(S, m)`` bool.
+
+    Only the starts that can still win: within the coarse tolerance of the
+    best cost and not the same optimum as the best (squared distance in the
+    ``J^T J`` metric below ``_MERGE * cost``); the best always.
+    """
+    m, k = P.shape[0] // S, P.shape[1]
+    cs = np.where(np.isfinite(cost), cost, np.inf).reshape(S, m)
+    lead = np.argmin(cs, axis=0)
+    c_lead = cs[lead, np.arange(m)]
+    dP = P.reshape(S, m, k) - P.reshape(S, m, k)[lead, np.arange(m)]
+    A_lead = A.reshape(S, m, k, k)[lead, np.arange(m)]
+    dist = np.einsum("smi,mij,smj->sm", dP, A_lead, dP)
+    is_lead = np.arange(S)[:, None] == lead
+    polish = is_lead | ((cs <= c_lead * (1.0 + 10.0 * coarse) + _TINY) & ~(dist <= _MERGE * c_lead))
+    polish &= np.isfinite(cs)
+    return polish
+
+
+def _outputs(out: dict, n: np.ndarray, k: int, spec, rule: StatusRule) -> dict[str, np.ndarray]:
+    """The result of :func:`fit_batch`: ``out`` with the residual SD, AIC, BIC, point counts and status."""
+    ss_res = out["ss_res"]
     dof = n - k
     with np.errstate(all="ignore"):
         residual_std = np.where(dof > 0, np.sqrt(ss_res / np.where(dof > 0, dof, 1)), np.nan)
@@ -259,24 +317,24 @@ def fit_batch(
         loglik = -0.5 * nn * (np.log(2.0 * np.pi * np.maximum(ss_res, _TINY) / nn) + 1.0)
         aic = 2.0 * (k + 1) - 2.0 * loglik
         bic = (k + 1) * np.log(nn) - 2.0 * loglik
+    keys = ("success", "r_squared", "params", "se", "at_lower", "at_upper", "bound_chi2", "signal_p")
+    status = classify_fits(*(out[key] for key in keys), spec, rule)
     return {
-        "success": success,
-        "r_squared": r2,
-        "params": out_params,
-        "se": out_se,
+        "success": out["success"],
+        "r_squared": out["r_squared"],
+        "params": out["params"],
+        "se": out["se"],
         "residual_std": residual_std,
         "aic": aic,
         "bic": bic,
         "n_points": n,
         "ss_res": ss_res,
-        "start": start,
-        "at_lower": at_lower,
-        "at_upper": at_upper,
-        "bound_chi2": bound_chi2,
-        "signal_p": signal_p,
-        "status": classify_fits(
-            success, r2, out_params, out_se, at_lower, at_upper, bound_chi2, signal_p, spec, rule
-        ),
+        "start": out["start"],
+        "at_lower": out["at_lower"],
+        "at_upper": out["at_upper"],
+        "bound_chi2": out["bound_chi2"],
+        "signal_p": out["signal_p"],
+        "status": status,
     }
 
 
