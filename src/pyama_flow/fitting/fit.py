@@ -177,6 +177,18 @@ def fit_traces(
     missing = [c for c in ("fov", "cell", "time", "good", value_col) if c not in df.columns]
     if missing:
         raise ValueError(f"fit_traces: missing column(s) {', '.join(missing)}")
+    param_cols, columns = _table_columns(specs)
+    cells = _cell_matrix(df, value_col)
+    tasks, keys = _batch_tasks(specs, overrides, cells, chunk_size, t0_bounds, options)
+    results = _run_tasks(tasks, n_jobs)
+    frames = [_result_frame(fov_k, cell_k, name, res, param_cols) for (fov_k, cell_k, name), res in zip(keys, results)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return _fits_table(frames, len(specs) > 1)[columns]
+
+
+def _table_columns(specs: Mapping[str, tuple[ParamSpec, ...]]) -> tuple[list[str], list[str]]:
+    """The parameter columns (every model's, first model first) and all columns of a fit table."""
     param_cols: list[str] = []
     for name in specs:
         for p in get_model(name).PARAMS:
@@ -186,7 +198,15 @@ def fit_traces(
     if len(specs) > 1:
         columns.append("best_model")
     columns.extend(STATUS_COLUMNS)
+    return param_cols, columns
 
+
+def _cell_matrix(df: pd.DataFrame, value_col: str) -> tuple[np.ndarray, ...]:
+    """The good rows as one row per cell in (fov, cell) order: ``(fovs, cells, lengths, T, Y)``.
+
+    ``T`` (hours) and ``Y`` are ``(cells, longest)``, each cell's own time
+    points in time order, NaN-padded; ``lengths`` the points per cell.
+    """
     sub = df.loc[_good_mask(df["good"]), ["fov", "cell", "time", value_col]]
     if sub.duplicated(["fov", "cell", "time"]).any():
         raise ValueError("fit_traces: a cell has two rows with the same time")
@@ -206,7 +226,17 @@ def fit_traces(
     Y_all = np.full((n_cells, width), np.nan)
     T_all[cell_of_row, pos] = sub["time"].to_numpy(dtype=np.float64) / 60.0
     Y_all[cell_of_row, pos] = sub[value_col].to_numpy(dtype=np.float64)
-    fovs, cells = fov_a[starts], cell_a[starts]
+    return fov_a[starts], cell_a[starts], lengths, T_all, Y_all
+
+
+def _batch_tasks(specs, overrides, cells: tuple[np.ndarray, ...], chunk_size: int, t0_bounds: str, options: dict):
+    """The :func:`fit_batch` calls: per batch of ``chunk_size`` cells, per model and ``t0`` group.
+
+    Returns ``(tasks, keys)``: the arguments of :func:`_fit_task`, and per
+    task the ``(fovs, cells, model)`` of its rows.
+    """
+    fovs, cell_ids, lengths, T_all, Y_all = cells
+    n_cells = lengths.size
     tasks = []
     keys = []
     for lo in range(0, n_cells, chunk_size):
@@ -220,44 +250,51 @@ def fit_traces(
             for rows, spec_g in _t0_groups(spec, Tc, Yc, t0_bounds, user):
                 Tg = Tc if Tc.ndim == 1 else Tc[rows]
                 tasks.append((name, spec_g, Tg, Yc[rows], dict(options)))
-                keys.append((fovs[lo:hi][rows], cells[lo:hi][rows], name))
+                keys.append((fovs[lo:hi][rows], cell_ids[lo:hi][rows], name))
+    return tasks, keys
+
+
+def _run_tasks(tasks: list[tuple], n_jobs: int | None) -> list[dict[str, np.ndarray]]:
+    """The results of :func:`_fit_task` for ``tasks``, in order, in ``n_jobs`` worker processes."""
     workers = (os.cpu_count() or 1) if (n_jobs is None or n_jobs <= 0) else int(n_jobs)
     if workers == 1 or len(tasks) <= 1:
-        results = [_fit_task(task) for task in tasks]
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as ex:
-            results = list(ex.map(_fit_task, tasks))
+        return [_fit_task(task) for task in tasks]
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as ex:
+        return list(ex.map(_fit_task, tasks))
 
-    frames = []
-    for (fov_k, cells, name), res in zip(keys, results):
-        pnames = list(get_model(name).PARAMS)
-        data: dict[str, object] = {
-            "fov": fov_k,
-            "cell": cells,
-            "model": np.full(cells.size, name, dtype=object),
-            "success": res["success"],
-            "r_squared": res["r_squared"],
-        }
-        for p in param_cols:
-            data[p] = res["params"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
-        for p in param_cols:
-            data[f"{p}_se"] = res["se"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
-        for c in STAT_COLUMNS:
-            data[c] = res[c]
-        data["status"] = res["status"]
-        data["at_bound"] = _at_bound_names(pnames, res)
-        frames.append(pd.DataFrame(data))
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+def _result_frame(fov_k, cells, name: str, res: Mapping[str, np.ndarray], param_cols: Sequence[str]) -> pd.DataFrame:
+    """The rows of one :func:`fit_batch` result (model ``name``), NaN for parameters the model lacks."""
+    pnames = list(get_model(name).PARAMS)
+    data: dict[str, object] = {
+        "fov": fov_k,
+        "cell": cells,
+        "model": np.full(cells.size, name, dtype=object),
+        "success": res["success"],
+        "r_squared": res["r_squared"],
+    }
+    for p in param_cols:
+        data[p] = res["params"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
+    for p in param_cols:
+        data[f"{p}_se"] = res["se"][:, pnames.index(p)] if p in pnames else np.full(cells.size, np.nan)
+    for c in STAT_COLUMNS:
+        data[c] = res[c]
+    data["status"] = res["status"]
+    data["at_bound"] = _at_bound_names(pnames, res)
+    return pd.DataFrame(data)
+
+
+def _fits_table(frames: list[pd.DataFrame], several: bool) -> pd.DataFrame:
+    """The frames as one table sorted by fov, cell, model; with ``best_model`` for ``several`` models."""
     out = pd.concat(frames, ignore_index=True)
     out = out.sort_values(["fov", "cell", "model"], kind="mergesort").reset_index(drop=True)
     out["success"] = out["success"].astype(bool)
     out["n_points"] = out["n_points"].astype(np.int64)
-    if len(specs) > 1:
+    if several:
         best = best_models(out)
         lookup = {(f, c): m for f, c, m in zip(best["fov"], best["cell"], best["best_model"])}
         out["best_model"] = [lookup.get((f, c), "") for f, c in zip(out["fov"], out["cell"])]
-    return out[columns]
+    return out
 
 
 def _at_bound_names(names: Sequence[str], res: Mapping[str, np.ndarray]) -> np.ndarray:
