@@ -33,6 +33,11 @@ Algorithm (per cell; all cells of a batch at once in numpy)
    the benchmark the result is never worse than scipy's ``least_squares``
    from the defaults (R^2 within 1e-9).
 
+Step 2 is :mod:`~pyama_flow.fitting.starts`, step 3
+:mod:`~pyama_flow.fitting.solver` and :mod:`~pyama_flow.fitting.restarts`
+(``fit.weighting: poisson`` then refits: :mod:`~pyama_flow.fitting.weighting`);
+the standard errors and the status are :mod:`~pyama_flow.fitting.status`'s.
+
 Outputs (per cell)
 ------------------
 ``success`` (enough points, finite, converged), ``r_squared = clip(1 -
