@@ -2,7 +2,7 @@
 
 Simulates cells per model with known parameters (181 points over 30 h, i.e.
 10-min frames) and Gaussian noise of 5 % of each trace's maximum, fits them
-with :func:`pyama_flow.fitting.fit.fit_batch` on one core and prints, per model
+with :func:`pyama_flow.fitting.batch.fit_batch` on one core and prints, per model
 and free parameter:
 
 * median relative error |est - true| / |true| (for the location-type
@@ -10,7 +10,7 @@ and free parameter:
   the median absolute error is printed, ``t0`` in hours and ``offset`` in %
   of the trace amplitude);
 * ``CRB median``: the same median error that an estimator at the Cramér-Rao
-  bound would have. Per cell, :func:`pyama_flow.fitting.fit.cramer_rao_se` gives
+  bound would have. Per cell, :func:`pyama_flow.fitting.status.cramer_rao_se` gives
   ``sqrt(diag(sigma^2 (J^T J)^-1))`` with J the model's Jacobian at the
   *true* parameters and sigma the known noise SD; if the errors are
   N(0, se_i^2), the median of |error| / scale over the cells is the m with
@@ -124,7 +124,10 @@ import numpy as np  # noqa: E402
 from scipy.optimize import brentq, least_squares  # noqa: E402
 from scipy.special import erf  # noqa: E402
 
-from pyama_flow.fitting.fit import cramer_rao_se, fit_batch, fit_traces, resolve_params, tune_malloc  # noqa: E402
+from pyama_flow.fitting.batch import fit_batch  # noqa: E402
+from pyama_flow.fitting.fit import fit_traces, tune_malloc  # noqa: E402
+from pyama_flow.fitting.params import resolve_params  # noqa: E402
+from pyama_flow.fitting.status import cramer_rao_se  # noqa: E402
 
 #: PyAMA fitting one ``maturation`` cell, 181 points (SPEC, measured side by side), ms
 PYAMA_MATURATION_MS = (4.8, 6.8)

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 from scipy.optimize import least_squares
 
-from pyama_flow.fitting.fit import cramer_rao_se, fit_batch, fit_cell, fit_traces, resolve_params, write_fits
+from pyama_flow.fitting.batch import fit_batch, fit_cell
+from pyama_flow.fitting.fit import fit_traces, write_fits
 from pyama_flow.fitting.models import get_model
+from pyama_flow.fitting.params import resolve_params
+from pyama_flow.fitting.status import cramer_rao_se
 
 T = np.arange(181) / 6.0  # hours, 10-min frames
 
@@ -547,7 +550,7 @@ def test_a_bound_the_data_do_not_push_against_is_listed_but_ok():
 
 
 def test_classify_fits_precedence_and_thresholds():
-    from pyama_flow.fitting.fit import StatusRule, classify_fits
+    from pyama_flow.fitting.status import StatusRule, classify_fits
 
     spec = resolve_params("trivial", {"beta": {"fixed": True}})  # t0 ktl delta (beta) offset
     B = 6
@@ -590,7 +593,7 @@ def test_bound_chi2_is_the_cost_released():
 
 
 def test_half_rise_time_and_data_bound_hand_computed():
-    from pyama_flow.fitting.fit import data_t0_upper, half_rise_time
+    from pyama_flow.fitting.starts import data_t0_upper, half_rise_time
 
     t = np.arange(40) * 0.5  # hours
     y = np.clip(t - 5.0, 0.0, 10.0)  # flat, then a ramp from 5 h to 15 h: half at 10 h

@@ -299,7 +299,7 @@ def samples():
 
 def check_fit_params():
     """Unknown models or parameters, lb > ub, a value outside its bounds: fail now."""
-    from pyama_flow.fitting.fit import resolve_params
+    from pyama_flow.fitting.params import resolve_params
     from pyama_flow.fitting.models import get_model, list_models
 
     for model, overrides in config["fit"]["params"].items():

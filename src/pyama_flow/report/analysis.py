@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pyama_flow.fitting.fit import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS, STATUSES
+from pyama_flow.fitting.fit import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS
 from pyama_flow.fitting.models import get_model
+from pyama_flow.fitting.status import STATUSES
 from pyama_flow.io.stacks import atomic_path
 from pyama_flow.report.display import NO_SAMPLE_COLOR
 

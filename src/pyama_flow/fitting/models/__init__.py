@@ -216,15 +216,7 @@ def exp_divdiff(
     xin = [np.asarray(x, dtype=np.float64) for x in nodes]
     m = len(xin)
     if exps is None:
-        by_id: dict[int, np.ndarray] = {}
-        exps = []
-        for raw, x in zip(nodes, xin):
-            key = id(raw)
-            if key not in by_id:
-                e = np.asarray(np.multiply(x, t), dtype=np.float64)
-                np.negative(e, out=e)
-                by_id[key] = np.exp(e, out=e)
-            exps.append(by_id[key])
+        exps = _node_exps(nodes, xin, t)
     if m == 1:
         return np.array(np.broadcast_to(exps[0], np.broadcast_shapes(t.shape, xin[0].shape)))
     stacked = np.stack(np.broadcast_arrays(*xin), axis=-1)
@@ -253,6 +245,20 @@ def exp_divdiff(
             new.append(val)
         table = new
     return table[0] if table[0].shape == shape else np.array(np.broadcast_to(table[0], shape))
+
+
+def _node_exps(nodes: Sequence[object], xin: Sequence[np.ndarray], t: np.ndarray) -> list[np.ndarray]:
+    """``exp(-x t)`` of every node ``xin[i]`` (float64 of ``nodes[i]``), once per node object."""
+    by_id: dict[int, np.ndarray] = {}
+    exps = []
+    for raw, x in zip(nodes, xin):
+        key = id(raw)
+        if key not in by_id:
+            e = np.asarray(np.multiply(x, t), dtype=np.float64)
+            np.negative(e, out=e)
+            by_id[key] = np.exp(e, out=e)
+        exps.append(by_id[key])
+    return exps
 
 
 def _dd_entry(lo, hi, e0, x, i, level, t, positive, shape) -> np.ndarray:
