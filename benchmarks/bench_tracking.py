@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 #: the tracker as it was before issue 20 (for the segmented rows)
-BEFORE = dict(split_merges=False, division_min_age=1, division_confirm=0)
+BEFORE = dict(split_merges=False, division_min_age=1, division_confirm=0, division_min_life=0)
 
 TRACKERS: dict[str, Callable[[], object]] = {
     "full": Tracker,

@@ -77,10 +77,10 @@ def test_extract_bad_fov_names_file_and_range(small_experiment, tmp_path):
 
 
 def test_track_and_traces_with_lineage(tmp_path):
-    # a mother (frames 0-3) divides into two daughters (frames 4-5)
+    # a mother (frames 0-3) divides into two daughters (frames 4-6: seen for division_min_life frames)
     h = w = 200
     frames = []
-    for t in range(6):
+    for t in range(7):
         lab = np.zeros((h, w), np.uint16)
         if t < 4:
             lab[80:120, 80:120] = 5
@@ -88,14 +88,14 @@ def test_track_and_traces_with_lineage(tmp_path):
             lab[80:120, 80:99] = 1
             lab[80:120, 101:120] = 2
         frames.append(lab)
-    write_stack(tmp_path / "seg.tif", iter(frames), 6, (h, w), np.uint16)
+    write_stack(tmp_path / "seg.tif", iter(frames), 7, (h, w), np.uint16)
     track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
     lineage = pd.read_csv(tmp_path / "tracks.csv")
-    assert lineage.values.tolist() == [[1, 0, 0, 3], [2, 1, 4, 5], [3, 1, 4, 5]]
+    assert lineage.values.tolist() == [[1, 0, 0, 3], [2, 1, 4, 6], [3, 1, 4, 6]]
     fl = np.full((h, w), 10, np.uint16)
-    write_stack(tmp_path / "raw.tif", iter([fl] * 6), 6, (h, w), np.uint16)
+    write_stack(tmp_path / "raw.tif", iter([fl] * 7), 7, (h, w), np.uint16)
     correct(str(tmp_path / "raw.tif"), str(tmp_path / "seg.tif"), str(tmp_path / "bg.npz"), 256, 21)
-    write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10, 20, 30, 40, 50]}})
+    write_json(str(tmp_path / "meta.json"), {"fov_times_min": {"0": [0, 10, 20, 30, 40, 50, 60]}})
     df = traces_step(str(tmp_path / "labels.tif"), {1: str(tmp_path / "raw.tif")}, {1: str(tmp_path / "bg.npz")},
                       str(tmp_path / "meta.json"), str(tmp_path / "traces.csv"), fov=0, pc_channel=0,
                       background_weight=1.0, min_frames=0, border=0,
@@ -106,7 +106,7 @@ def test_track_and_traces_with_lineage(tmp_path):
     # flat fluorescence equal to its background: corrected totals are ~0
     assert np.allclose(df["intensity_total_ch_1"], 0, atol=1e-3)
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["cells_per_frame"] == [1, 1, 1, 1, 2, 2] and stats["cells_kept"] == 3
+    assert stats["cells_per_frame"] == [1, 1, 1, 1, 2, 2, 2] and stats["cells_kept"] == 3
 
 
 def test_traces_reject_mismatched_time_points(tmp_path):

@@ -24,13 +24,19 @@ if TYPE_CHECKING:  # pandas is imported where a table is built: the track job wr
 
 LINEAGE_COLUMNS = ("cell", "parent", "first_frame", "last_frame")
 
+#: areas remembered per track for the division review: its first and its last frames
+REVIEW_FRAMES = 3
+
 
 class LineageMixin:
     """Track ids and lineage of a :class:`~pyama_flow.tracking.tracker.Tracker`.
 
     State (set by ``Tracker.__init__``): ``_parent``, ``_first``, ``_last``
-    (per track id - 1: parent id, first and last frame), ``_alias`` (revoked
-    daughter id -> mother id), ``_frame``, ``division_min_age``.
+    (per track id - 1: parent id, first and last frame), ``_head``, ``_tail``
+    (per track id - 1: its areas in its first and last ``REVIEW_FRAMES``
+    frames), ``_alias`` (revoked daughter id -> mother id), ``_frame``,
+    ``division_min_age`` and the division review's ``division_min_life``,
+    ``division_area_sum``.
     """
 
     def _new_ids(self, cur: FrameObjects, track: np.ndarray, new_parent: np.ndarray, t: int) -> None:
@@ -45,9 +51,17 @@ class LineageMixin:
             self._parent.extend(np.maximum(new_parent[new], 0).tolist())
             self._first.extend([t] * new.size)
             self._last.extend([t] * new.size)
+            self._head.extend([] for _ in range(new.size))
+            self._tail.extend([] for _ in range(new.size))
             self._record_pending(new_parent, track, t)
-        for tid in track[1:].tolist():
+        for tid, area in zip(track[1:].tolist(), cur.area[1:].tolist(), strict=True):
             self._last[tid - 1] = t
+            head, tail = self._head[tid - 1], self._tail[tid - 1]
+            if len(head) < REVIEW_FRAMES:
+                head.append(area)
+            tail.append(area)
+            if len(tail) > REVIEW_FRAMES:
+                del tail[0]
 
     def _old_enough(self, tids: np.ndarray) -> np.ndarray:
         """True for tracks seen for at least ``division_min_age`` frames up to
@@ -56,10 +70,80 @@ class LineageMixin:
         return (self._frame - first >= self.division_min_age) | (first == 0)
 
     def final_id(self, tid: int) -> int:
-        """The id a provisional track id ends up as (after revoked divisions)."""
-        while tid in self._alias:
-            tid = self._alias[tid]
-        return tid
+        """The id a provisional track id ends up as (after revoked divisions and the review)."""
+        return _resolve(self._final()[0], tid)
+
+    def _final(self) -> tuple[dict[int, int], set[int]]:
+        """Aliases (provisional id -> id it continues) and orphaned daughters after the review."""
+        key = (self._frame, len(self._parent), len(self._alias))
+        if self._final_cache is None or self._final_cache[0] != key:
+            kept, orphans = self._review_divisions()
+            self._final_cache = (key, ({**self._alias, **kept}, orphans))
+        return self._final_cache[1]
+
+    def _review_divisions(self) -> tuple[dict[int, int], set[int]]:
+        """Divisions the whole tracks do not support, undone.
+
+        Seen frame by frame, two touching cells that the segmentation merged
+        and then separates again, or a cell cut in two for a frame, look like
+        a division. Once the tracks are known, a division m -> (a, b) is
+        kept only if both daughters (with their descendants) last
+        ``division_min_life`` frames and together they account for the mother: the sum of their median areas
+        over their first ``REVIEW_FRAMES`` frames is ``division_area_sum``
+        (lo, hi) times the mother's median area over her last ones. Otherwise
+        the longer-lived daughter (then the larger, then the lower id)
+        continues the mother's id and the other starts a lineage of her own.
+        A division in the last ``division_min_life - 1`` frames seen cannot
+        be confirmed and is not recorded: a division is reported only where
+        the movie shows it.
+
+        Returns
+        -------
+        kept : daughter id -> mother id, for the daughters that continue a mother
+        orphans : ids of the daughters that lose their parent
+        """
+        kept: dict[int, int] = {}
+        orphans: set[int] = set()
+        if self.division_min_life <= 0 or not self._parent:
+            return kept, orphans
+        children, sub_last = self._family()
+        lo, hi = self.division_area_sum
+        for mother, kids in children.items():
+            if len(kids) != 2:
+                continue
+            life = [sub_last[k] - self._first[k - 1] + 1 for k in kids]
+            head = [float(np.median(self._head[k - 1])) for k in kids]
+            tail = float(np.median(self._tail[mother - 1])) if self._tail[mother - 1] else 0.0
+            if min(life) >= self.division_min_life and lo * tail <= sum(head) <= hi * tail:
+                continue
+            a, b = sorted(kids, key=lambda k: (-sub_last[k], -head[kids.index(k)], k))
+            kept[a] = mother
+            orphans.add(b)
+        return kept, orphans
+
+    def _family(self) -> tuple[dict[int, list[int]], list[int]]:
+        """Children of every track (after the tracker's revocations) and the last frame of each subtree.
+
+        ``sub_last`` is indexed by track id (0 unused); a revoked daughter's
+        frames count for the mother.
+        """
+        n = len(self._parent)
+        sub_last = [0] + list(self._last)
+        for tid in self._alias:
+            root = _resolve(self._alias, tid)
+            sub_last[root] = max(sub_last[root], sub_last[tid])
+        children: dict[int, list[int]] = {}
+        for tid in range(n, 0, -1):  # a daughter's id is larger than her mother's
+            if tid in self._alias:
+                continue
+            parent = self._parent[tid - 1]
+            if parent:
+                parent = _resolve(self._alias, parent)
+                children.setdefault(parent, []).append(tid)
+                sub_last[parent] = max(sub_last[parent], sub_last[tid])
+        for kids in children.values():
+            kids.sort()
+        return dict(sorted(children.items())), sub_last
 
     def relabel_lut(self) -> np.ndarray | None:
         """Lookup table provisional id -> final id (uint32), or None if every id is final.
@@ -73,11 +157,12 @@ class LineageMixin:
         ``Tracker`` with the same parameters fed the same frames gives the
         same provisional frames again: streaming twice needs no frame store.
         """
-        if not self._alias:
+        aliases = self._final()[0]
+        if not aliases:
             return None
         lut = np.arange(len(self._parent) + 1, dtype=np.uint32)
-        for tid in self._alias:
-            lut[tid] = self.final_id(tid)
+        for tid in aliases:
+            lut[tid] = _resolve(aliases, tid)
         return lut
 
     def lineage(self) -> pd.DataFrame:
@@ -99,17 +184,26 @@ class LineageMixin:
         parent = np.asarray(self._parent, np.int64)
         first = np.asarray(self._first, np.int64)
         last = np.asarray(self._last, np.int64)
-        if self._alias:
-            for tid in self._alias:  # a revoked daughter's frames belong to the mother
-                root = self.final_id(tid)
+        aliases, orphans = self._final()
+        if orphans:
+            parent[np.array(sorted(orphans), np.int64) - 1] = 0
+        if aliases:
+            for tid in aliases:  # a revoked daughter's frames belong to the mother
+                root = _resolve(aliases, tid)
                 first[root - 1] = min(first[root - 1], first[tid - 1])
                 last[root - 1] = max(last[root - 1], last[tid - 1])
-            parent = np.array([self.final_id(p) if p else 0 for p in parent.tolist()], np.int64)
+            parent = np.array([_resolve(aliases, p) if p else 0 for p in parent.tolist()], np.int64)
             keep = np.ones(n, bool)
-            keep[np.array(sorted(self._alias), np.int64) - 1] = False
+            keep[np.array(sorted(aliases), np.int64) - 1] = False
             cell, parent, first, last = cell[keep], parent[keep], first[keep], last[keep]
         return {"cell": cell, "parent": parent, "first_frame": first, "last_frame": last}
 
+
+def _resolve(aliases: dict[int, int], tid: int) -> int:
+    """Follow ``aliases`` (id -> the id it continues) from ``tid`` to its final id."""
+    while tid in aliases:
+        tid = aliases[tid]
+    return tid
 
 
 def write_lineage(columns: dict[str, np.ndarray], path: str) -> None:

@@ -60,6 +60,13 @@ Per frame t (``update``):
    over-segmentation): the daughters' ids become the mother's. ``update``
    returns provisional ids; :meth:`Tracker.relabel_lut` maps them to the
    final ones (the track job tracks a second time when needed, streaming).
+9. **Division review** (``division_min_life``, ``division_area_sum``, :mod:`.lineage`): once
+   the tracks are known (:meth:`Tracker.lineage`, :meth:`Tracker.relabel_lut`), a
+   division is kept only if both daughters are seen for ``division_min_life``
+   frames and their summed area accounts for the mother; otherwise the
+   longer-lived daughter continues the mother's id and the other has no
+   parent (two touching cells that the segmentation merged and separates
+   again, or a piece cut off for a frame or two, are no division).
 
 Reference (PyAMA) compatibility: ``Tracker(max_gap=0, divisions=False,
 split_merges=False)`` is the reference's IoU + Hungarian frame-to-frame
@@ -185,6 +192,16 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         one cell (one id goes on, the others end), so a cell that the
         segmentation cut in two for a while and then gives whole again is
         not kept cut for ever.
+    division_min_life : int
+        Division review (:meth:`lineage`, :meth:`relabel_lut`): a division
+        is kept only if both daughters last this many frames (or until the
+        last frame seen) and ``division_area_sum`` holds; otherwise one
+        daughter continues the mother's id and the other gets no parent.
+        0 = no review.
+    division_area_sum : (float, float)
+        Division review: bounds of the daughters' summed area (medians over
+        their first 3 frames) as a fraction of the mother's (median over her
+        last 3 frames).
 
     Notes
     -----
@@ -216,6 +233,8 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         split_merges: bool = True,
         rejoin_min_area: float = 0.8,
         merge_max_frames: int = 5,
+        division_min_life: int = 3,
+        division_area_sum: tuple[float, float] = (0.7, 1.4),
     ):
         if not 0.0 < min_iou <= 1.0:
             raise ValueError("min_iou must be in (0, 1]")
@@ -241,6 +260,14 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         if merge_max_frames < 0:
             raise ValueError("merge_max_frames must be >= 0")
         self.merge_max_frames = int(merge_max_frames)
+        if division_min_life < 0:
+            raise ValueError("division_min_life must be >= 0")
+        bounds = [float(v) for v in division_area_sum]
+        lo, hi = bounds if len(bounds) == 2 else (1.0, 0.0)
+        if not 0.0 <= lo <= hi:
+            raise ValueError("division_area_sum must be (lo, hi) with 0 <= lo <= hi")
+        self.division_min_life = int(division_min_life)
+        self.division_area_sum = (lo, hi)
         self._merge_start: dict[int, int] = {}  # track id -> first frame of its current merge
         self._frame = 0
         # divisions still revocable: (daughter id, daughter id) -> (mother id, frame)
@@ -254,6 +281,9 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         self._parent: list[int] = []
         self._first: list[int] = []
         self._last: list[int] = []
+        self._head: list[list[int]] = []  # per track: areas of its first REVIEW_FRAMES frames
+        self._tail: list[list[int]] = []  # per track: areas of its last REVIEW_FRAMES frames
+        self._final_cache: tuple | None = None  # (state key, review of the divisions)
 
     @property
     def n_frames(self) -> int:
