@@ -568,6 +568,25 @@ def test_track_step_writes_the_final_ids(tmp_path):
     assert (tmp_path / "tracks.csv").read_text().splitlines() == ["cell,parent,first_frame,last_frame", "1,0,0,6"]
 
 
+def test_track_step_writes_the_reviewed_ids(tmp_path):
+    """A division the review drops: labels.tif and tracks.csv agree on the final ids."""
+    from pyama_flow.io.stacks import read_stack, write_stack
+    from pyama_flow.tracking.step import track
+
+    mother = disc(32, 40, 10)
+    d1, d2 = disc(32, 33, 6), disc(32, 47, 6)
+    frames = [frame(mother)] * 3 + [frame(d1, d2)] * 2 + [frame(d1)] * 4
+    seg = tmp_path / "segmentation.tif"
+    write_stack(seg, iter(frames), len(frames), SHAPE, np.uint16)
+    track(str(seg), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+    labels = read_stack(tmp_path / "labels.tif")
+    assert all(ids_of(f, mother) == [1] for f in labels[:3])
+    assert all(ids_of(f, d1) == [1] for f in labels[3:])
+    assert all(ids_of(f, d2) == [3] for f in labels[3:5])
+    assert (tmp_path / "tracks.csv").read_text().splitlines() == [
+        "cell,parent,first_frame,last_frame", "1,0,0,8", "3,0,3,4"]
+
+
 def test_daughter_missed_for_a_frame_keeps_the_division():
     # the segmentation misses one daughter in the frame after the division: her
     # sister does not cover her, so the division stands and gap closing brings her back
