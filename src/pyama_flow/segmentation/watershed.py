@@ -25,8 +25,10 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    when the frame resembles its training data: the bright halo peaks well
    inside the texture mask's outline (:func:`.masks.halo_depth` >=
    ``min_halo_depth`` x diameter, the halo's textured outer flank widens the
-   mask as on T98G) and the classifier's mask agrees with the texture mask
-   (IoU >= ``min_agreement``). Otherwise the **texture** foreground: the mask
+   mask as on T98G) and either the cells are at the classifier's training
+   scale (estimated diameter >= ``learned_min_diameter``) or the
+   classifier's mask agrees with the texture mask (IoU >= ``min_agreement``).
+   Otherwise the **texture** foreground: the mask
    is eroded by ``erode_radius`` and, after the split, outlines are moved
    onto the ridge of the halo within ``refine_band``
    (:func:`.outlines.refine_outlines`);
@@ -111,6 +113,7 @@ def segment_watershed(
     learned_threshold: float = 0.5,
     outline_threshold: float | None = 0.45,
     min_agreement: float = 0.5,
+    learned_min_diameter: float | None = 30.0,
     min_halo_depth: float = 0.08,
     dark_fraction: float = 0.3,
     seed_map: str = "learned",
@@ -171,8 +174,9 @@ def segment_watershed(
         ``dark_fraction`` of the textured ones (or ``texture_threshold`` is
         None); else ``"learned"`` when the frame looks like the classifier's
         training data -- the halo peaks at least ``min_halo_depth`` x the
-        diameter inside the texture mask's outline, and the classifier's mask
-        agrees with the texture mask (IoU >= ``min_agreement``); else
+        diameter inside the texture mask's outline, and the cells are at the
+        classifier's scale (``learned_min_diameter``) or the classifier's
+        mask agrees with the texture mask (IoU >= ``min_agreement``); else
         ``"texture"``.
     refine_band : float or None
         Texture foreground: outlines move onto the ridge of the bright halo
@@ -191,7 +195,15 @@ def segment_watershed(
         classifier's two-fold cross-validation on T98G set1 / set2).
     min_agreement : float
         ``"auto"``: minimum foreground IoU of the classifier's and the
-        texture mask (0-1) for the learned foreground.
+        texture mask (0-1) for the learned foreground, for frames whose
+        estimated cell diameter is below ``learned_min_diameter``.
+    learned_min_diameter : float or None
+        ``"auto"``: at an estimated cell diameter of at least this (input
+        px) the cells are at the scale the classifier was trained on (T98G,
+        40-72 px), and the learned foreground is used wherever the halo test
+        (``min_halo_depth``) passes, whatever ``min_agreement`` says; on
+        T98G the classifier beats the texture mask on every cross-validated
+        set where they disagree. None = ``min_agreement`` everywhere.
     min_halo_depth : float
         ``"auto"``: minimum depth of the halo peak inside the texture mask
         (:func:`.masks.halo_depth`), as a fraction of the cell diameter, for the
@@ -234,6 +246,8 @@ def segment_watershed(
     )
     info: dict = {"cell_diameter": front.d, "bin_factor": front.f}
     seeds = seed_map == "learned" and erode_radius is None and not exact_distance
+    if learned_min_diameter is not None and front.d >= learned_min_diameter:
+        min_agreement = 0.0  # at the classifier's own scale: trusted wherever the halo test passes
     choice = choose_foreground(front, seeds, learned_threshold, min_agreement, min_halo_depth, info)
     info["foreground"] = choice.mode
     learned_seeds = choice.mode == "learned" and choice.seed_dist is not None
