@@ -128,6 +128,11 @@ class _Problems:
     def evaluate(self, rows: np.ndarray, Pr: np.ndarray):
         """Costs, J^T J and J^T r of the problems ``rows`` at ``Pr``."""
         N, k = self.N, self.k
+        fused = getattr(self.model, "normal_equations", None)
+        if fused is not None:
+            T, Y, W = (self.take(a, rows) for a in (self.T, self.Y, self.W))
+            with np.errstate(all="ignore"):
+                return fused(T, Y, W, _params(self.spec, self.free, Pr), self.free)
         with np.errstate(all="ignore"):
             f, J = _value_jacobian(self.model, self.take(self.T, rows), _params(self.spec, self.free, Pr), self.free)
             res = np.subtract(np.broadcast_to(f, (rows.size, N)), self.take(self.Y, rows))

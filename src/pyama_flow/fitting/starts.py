@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from pyama_flow.fitting.linalg import _box_lsq_lists
+from pyama_flow.fitting.grid_kernel import box_lsq_cost
 from pyama_flow.fitting.params import ParamSpec
 from pyama_flow.fitting.solver import _value_jacobian
 
@@ -92,8 +92,8 @@ def _grid_start(
             r0sq = r0 * r0
             r0cols = [r0 * c for c in cols]
         prods = {(i, j): cols[i] * cols[j] for i in range(L) for j in range(i, L)}
-    lo = [by_name[p].lb for p in lin]
-    hi = [by_name[p].ub for p in lin]
+    lo = np.array([by_name[p].lb for p in lin], dtype=np.float64)
+    hi = np.array([by_name[p].ub for p in lin], dtype=np.float64)
     starts = np.empty((n_starts, B, len(free)))
     block = max(1, min(B, (1 << 21) // max(G, 1)))
     for c0 in range(0, B, block):
@@ -104,17 +104,14 @@ def _grid_start(
             cost = np.sum(WY * Yb, axis=1)[:, None] + np.zeros((1, G))
             if has_r0:
                 cost += W[c0 : c0 + block] @ r0sq - 2.0 * (WY @ r0)
-            theta: list[np.ndarray] = []
+            theta = np.zeros((0, nb, G))
             if L:
-                b = [WY @ cols[i] - (Wb @ r0cols[i] if has_r0 else 0.0) for i in range(L)]
-                A = [[None] * L for _ in range(L)]
+                b = np.stack([WY @ cols[i] - (Wb @ r0cols[i] if has_r0 else 0.0) for i in range(L)])
+                A = np.empty((L, L, nb, G))
                 for (i, j), pp in prods.items():
-                    A[i][j] = A[j][i] = Wb @ pp
-                theta = _box_lsq_lists(A, b, lo, hi)
-                for i in range(L):
-                    cost -= 2.0 * theta[i] * b[i]
-                    for j in range(L):
-                        cost += theta[i] * A[i][j] * theta[j]
+                    A[i, j] = Wb @ pp
+                    A[j, i] = A[i, j]
+                theta = box_lsq_cost(A, b, lo, hi, cost)
             cost = np.where(np.isfinite(cost), cost, np.inf)
         picks = _grid_minima(cost.reshape((nb,) + shape), n_starts)  # (n_starts, nb)
         rows = np.arange(nb)

@@ -102,3 +102,25 @@ def jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]) 
 def evaluate_jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]):
     """``(evaluate(t, params), jacobian(t, params, names))`` sharing the work."""
     return _compute(t, params, names, True)
+
+
+def normal_equations(
+    t: np.ndarray, Y: np.ndarray, W: np.ndarray, params: Mapping[str, object], names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``Y`` (M, N): ``sum r^2``, ``J^T J`` and ``J^T r`` with ``r = W (f - Y)``, ``J`` weighted by ``W``.
+
+    ``t`` broadcasts to ``Y``; every parameter is a scalar or an ``(M, 1)``
+    column. The closed form of :mod:`~pyama_flow.fitting.models.trivial_kernel`
+    (compiled), without the ``(M, N, k)`` Jacobian.
+    """
+    from pyama_flow.fitting.models.trivial_kernel import normal_equations as kernel
+
+    M, N = np.shape(Y)
+    P = np.empty((M, len(PARAMS)), dtype=np.float64)
+    for j, name in enumerate(PARAMS):
+        P[:, j] = np.broadcast_to(np.asarray(params[name], dtype=np.float64), (M, 1))[:, 0]
+    cols = np.array([PARAMS.index(p) for p in names], dtype=np.int64)
+    T = np.ascontiguousarray(np.broadcast_to(np.asarray(t, dtype=np.float64), (M, N)))
+    Yc = np.ascontiguousarray(Y, dtype=np.float64)
+    Wc = np.ascontiguousarray(np.broadcast_to(np.asarray(W, dtype=np.float64), (M, N)))
+    return kernel(T, Yc, Wc, P, cols)
