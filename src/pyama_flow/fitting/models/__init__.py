@@ -30,7 +30,11 @@ Every model is one module of this package defining
 ``GRID``, ``GRID_STARTS``, ``ONSET``
     (optional) hints for the fitter's search: grid points per parameter,
     number of grid starts, and the parameter at which the output has a kink
-    (the fitter then visits neighbouring sample intervals).
+    (the fitter then visits neighbouring sample intervals);
+``SWAP``
+    (optional) two parameters whose values can be swapped without changing
+    the output (a symmetric model): the grid visits only the points with the
+    first >= the second.
 
 ``t`` and the parameter values broadcast against each other (numpy rules), so
 the fitter can evaluate many cells or parameter sets at once: ``t`` of shape

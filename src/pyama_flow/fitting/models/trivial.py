@@ -49,6 +49,8 @@ ONSET = "t0"
 GRID = {"t0": 61, "delta": 8, "beta": 8}
 #: rugged cost (kinks, the delta == beta symmetry): start from the 3 best grid minima
 GRID_STARTS = 3
+#: the output is unchanged when delta and beta swap values: the grid visits delta >= beta only
+SWAP = ("delta", "beta")
 
 
 def _compute(t: np.ndarray, params: Mapping[str, object], names: Sequence[str] | None, value: bool):
