@@ -129,7 +129,8 @@ def _grid_terms(model, spec, t, mesh, nl, lin) -> dict:
             r0, cols = model.evaluate(t, base), []
         r0 = np.broadcast_to(r0, (G, N))
         r0 = np.ascontiguousarray(np.where(np.isfinite(r0), r0, 0.0).T)  # (N, G)
-        terms = {"G": G, "cols": cols, "r0": None, "prods": {(i, j): cols[i] * cols[j] for i in range(L) for j in range(i, L)}}
+        constant = [bool(np.all(c == c[:, :1])) for c in cols]
+        terms = {"G": G, "cols": cols, "constant": constant, "r0": None, "prods": {(i, j): cols[i] * cols[j] for i in range(L) for j in range(i, L)}}
         if np.any(r0):
             terms.update(r0=r0, r0sq=r0 * r0, r0cols=[r0 * c for c in cols])
     return terms
@@ -149,7 +150,10 @@ def _block_cost(terms: dict, Wb: np.ndarray, Yb: np.ndarray, lo: np.ndarray, hi:
         if L:
             b = np.empty((L, nb, G))
             for i in range(L):
-                np.matmul(WY, cols[i], out=b[i])
+                if terms["constant"][i]:  # the same column at every grid point (e.g. an offset)
+                    b[i] = (WY @ cols[i][:, :1])
+                else:
+                    np.matmul(WY, cols[i], out=b[i])
                 if r0 is not None:
                     b[i] -= Wb @ terms["r0cols"][i]
             Wa = Wb[:1] if shared else Wb  # the same weights in every cell: one row

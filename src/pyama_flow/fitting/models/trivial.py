@@ -107,22 +107,28 @@ def evaluate_jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequen
 
 
 def normal_equations(
-    t: np.ndarray, Y: np.ndarray, W: np.ndarray, params: Mapping[str, object], names: Sequence[str]
+    t: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    params: Mapping[str, object],
+    names: Sequence[str],
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of ``Y`` (M, N): ``sum r^2``, ``J^T J`` and ``J^T r`` with ``r = W (f - Y)``, ``J`` weighted by ``W``.
 
-    ``t`` broadcasts to ``Y``; every parameter is a scalar or an ``(M, 1)``
-    column. The closed form of :mod:`~pyama_flow.fitting.models.trivial_kernel`
-    (compiled), without the ``(M, N, k)`` Jacobian.
+    ``t`` and ``W`` broadcast to ``Y``; ``rows`` (optional) selects the rows
+    of ``t, Y, W`` (default: all), and every parameter is a scalar or a
+    column with one value per selected row. The closed form of
+    :mod:`~pyama_flow.fitting.models.trivial_kernel` (compiled), without
+    the ``(M, N, k)`` Jacobian.
     """
     from pyama_flow.fitting.models.trivial_kernel import normal_equations as kernel
 
-    M, N = np.shape(Y)
-    P = np.empty((M, len(PARAMS)), dtype=np.float64)
-    for j, name in enumerate(PARAMS):
-        P[:, j] = np.broadcast_to(np.asarray(params[name], dtype=np.float64), (M, 1))[:, 0]
-    cols = np.array([PARAMS.index(p) for p in names], dtype=np.int64)
-    T = np.ascontiguousarray(np.broadcast_to(np.asarray(t, dtype=np.float64), (M, N)))
     Yc = np.ascontiguousarray(Y, dtype=np.float64)
-    Wc = np.ascontiguousarray(np.broadcast_to(np.asarray(W, dtype=np.float64), (M, N)))
-    return kernel(T, Yc, Wc, P, cols)
+    T, Wc = (np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), Yc.shape)) for a in (t, W))
+    rows = np.arange(Yc.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    P = np.empty((rows.size, len(PARAMS)), dtype=np.float64)
+    for j, name in enumerate(PARAMS):
+        P[:, j] = np.broadcast_to(np.asarray(params[name], dtype=np.float64), (rows.size, 1))[:, 0]
+    cols = np.array([PARAMS.index(p) for p in names], dtype=np.int64)
+    return kernel(T, Yc, Wc, rows, P, cols)

@@ -47,25 +47,49 @@ def _phis(x: float) -> tuple[float, float]:
 
 
 @njit(cache=True, nogil=True)
-def _point(dt: float, ktl: float, delta: float, beta: float) -> tuple[float, float, float, float]:
-    """``(f[beta, delta], d/dt0, d/ddelta, d/dbeta)`` of the protein ``-ktl f[beta, delta]`` at ``dt > 0``."""
-    lo = min(delta, beta)
-    hi = max(delta, beta)
-    e = math.exp(-lo * dt)
-    if (hi - lo) * dt < _SERIES_BELOW:
-        p1, p2 = _phis((hi - lo) * dt)
+def _point(dt: float, ktl: float, lo: float, hi: float, inv: float, e: float, e_hi: float, swap: bool):
+    """``(f[beta, delta], d/dt0, d/ddelta, d/dbeta)`` of the protein ``-ktl f[beta, delta]`` at ``dt > 0``.
+
+    ``lo, hi`` = min, max of the rates, ``inv = 1 / (hi - lo)``, ``e = exp(-lo dt)``, ``e_hi =
+    exp(-hi dt)``, ``swap``: ``delta < beta``.
+    """
+    x = (hi - lo) * dt
+    if x < _SERIES_BELOW:
+        p1, p2 = _phis(x)
         f2 = -dt * e * p1
         f_llh = dt * dt * e * p2  # f[m, m, M]
         f_lhh = dt * dt * e * (p1 - p2)  # f[m, M, M]
     else:  # Newton's differences: e^{-x} <= 0.61, no cancellation
-        inv = 1.0 / (hi - lo)
-        e_hi = math.exp(-hi * dt)
         f2 = (e_hi - e) * inv
         f_llh = (f2 + dt * e) * inv
         f_lhh = (-dt * e_hi - f2) * inv
-    if delta >= beta:  # f[beta, delta, delta] = f[m, M, M]
-        return f2, -ktl * (e + hi * f2), -ktl * f_lhh, -ktl * f_llh
-    return f2, -ktl * (e + hi * f2), -ktl * f_llh, -ktl * f_lhh
+    if swap:  # delta < beta: f[beta, delta, delta] = f[M, m, m]
+        return f2, -ktl * (e + hi * f2), -ktl * f_llh, -ktl * f_lhh
+    return f2, -ktl * (e + hi * f2), -ktl * f_lhh, -ktl * f_llh
+
+
+@njit(cache=True, nogil=True)
+def _uniform_step(t: np.ndarray) -> float:
+    """The spacing ``h > 0`` if ``t`` is ``t[0] + i h`` (to 1e-14 of its range), else 0."""
+    n = t.size
+    if n < 3:
+        return 0.0
+    h = (t[n - 1] - t[0]) / (n - 1)
+    tol = 1e-14 * (abs(t[0]) + abs(t[n - 1]))
+    if not h > 0.0:
+        return 0.0
+    for i in range(n):
+        if abs(t[i] - (t[0] + i * h)) > tol:
+            return 0.0
+    return h
+
+
+@njit(cache=True, nogil=True)
+def _exps(dt: float, lo: float, hi: float, h: float, e: float, e_hi: float, q: float, q_hi: float):
+    """``(exp(-lo dt), exp(-hi dt))``: from the previous point's by the factors ``q, q_hi`` on a uniform grid (``h > 0``, ``e > 0``)."""
+    if h > 0.0 and e > 0.0:
+        return e * q, e_hi * q_hi
+    return math.exp(-lo * dt), math.exp(-hi * dt)
 
 
 @njit(cache=True, nogil=True)
@@ -76,13 +100,16 @@ def value_jacobian(T: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray
     J = np.zeros((n_rows, n_pts, 5), np.float64)
     for r in range(n_rows):
         t0, ktl, delta, beta, offset = P[r, 0], P[r, 1], P[r, 2], P[r, 3], P[r, 4]
+        lo, hi = min(delta, beta), max(delta, beta)
+        inv = 1.0 / (hi - lo) if hi > lo else 0.0
         for i in range(n_pts):
             J[r, i, 4] = 1.0
             dt = T[r, i] - t0
             if not dt > 0.0:
                 f[r, i] = offset
                 continue
-            f2, j_t0, j_delta, j_beta = _point(dt, ktl, delta, beta)
+            e, e_hi = math.exp(-lo * dt), math.exp(-hi * dt)
+            f2, j_t0, j_delta, j_beta = _point(dt, ktl, lo, hi, inv, e, e_hi, delta < beta)
             f[r, i] = -ktl * f2 + offset
             J[r, i, 0] = j_t0
             J[r, i, 1] = -f2
@@ -93,84 +120,63 @@ def value_jacobian(T: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 @njit(cache=True, nogil=True)
 def normal_equations(
-    T: np.ndarray, Y: np.ndarray, W: np.ndarray, P: np.ndarray, cols: np.ndarray
+    T: np.ndarray, Y: np.ndarray, W: np.ndarray, rows: np.ndarray, P: np.ndarray, cols: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cost ``sum (w (f - y))^2``, ``J^T J`` and ``J^T r`` per row, ``J`` weighted by ``w`` too.
+    """Cost ``sum (w (f - y))^2``, ``J^T J`` and ``J^T r`` of the rows ``rows``, ``J`` weighted by ``w`` too.
 
-    ``T, Y, W`` (M, N); ``P`` (M, 5) in ``PARAMS`` order; ``cols`` the
-    Jacobian columns wanted (indices into ``PARAMS``), in order.
+    ``T, Y, W`` (M, N); ``P`` (len(rows), 5) in ``PARAMS`` order; ``cols`` the
+    Jacobian columns wanted (indices into ``PARAMS``), in order. Per row the
+    weighted residuals and Jacobian columns are computed first (``J`` of
+    shape (6, N): five columns, then the residuals), then the sums as dot
+    products.
     """
-    n_rows, n_pts = Y.shape
+    n_rows, n_pts = rows.size, Y.shape[1]
     k = cols.size
     cost = np.empty(n_rows, np.float64)
     A = np.empty((n_rows, k, k), np.float64)
     g = np.empty((n_rows, k), np.float64)
-    full_a = np.empty((5, 5), np.float64)
-    full_g = np.empty(5, np.float64)
+    J = np.empty((6, n_pts), np.float64)
     for r in range(n_rows):
-        cost[r] = _accumulate(T[r], Y[r], W[r], P[r], full_a, full_g)
+        _columns(T[rows[r]], Y[rows[r]], W[rows[r]], P[r], J)
+        cost[r] = _dot(J[5], J[5])
         for a in range(k):
-            g[r, a] = full_g[cols[a]]
-            for b in range(k):
-                A[r, a, b] = full_a[cols[a], cols[b]]
+            g[r, a] = _dot(J[cols[a]], J[5])
+            for b in range(a + 1):
+                A[r, a, b] = _dot(J[cols[a]], J[cols[b]])
+                A[r, b, a] = A[r, a, b]
     return cost, A, g
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum a * b``, summed in any order (vectorised)."""
+    acc = 0.0
+    for i in range(a.size):
+        acc += a[i] * b[i]
+    return acc
+
+
 @njit(cache=True, nogil=True)
-def _accumulate(t: np.ndarray, y: np.ndarray, w: np.ndarray, p: np.ndarray, A: np.ndarray, g: np.ndarray) -> float:
-    """One row of :func:`normal_equations`, all five columns: ``A``, ``g`` filled, the cost returned."""
+def _columns(t: np.ndarray, y: np.ndarray, w: np.ndarray, p: np.ndarray, J: np.ndarray) -> None:
+    """One row: ``J[:5]`` the weighted Jacobian columns (``PARAMS`` order), ``J[5]`` the weighted residuals."""
     t0, ktl, delta, beta, offset = p[0], p[1], p[2], p[3], p[4]
-    c = s_w2 = 0.0  # cost; sum w^2 (the offset column)
-    g4 = 0.0
-    a00 = a01 = a02 = a03 = a04 = a11 = a12 = a13 = a14 = a22 = a23 = a24 = a33 = a34 = 0.0
-    g0 = g1 = g2 = g3 = 0.0
+    lo, hi = min(delta, beta), max(delta, beta)
+    inv = 1.0 / (hi - lo) if hi > lo else 0.0
+    h = _uniform_step(t)  # exponentials by recurrence on a uniform grid
+    q, q_hi = math.exp(-lo * h), math.exp(-hi * h)
+    e = e_hi = 0.0
     for i in range(t.size):
         wi = w[i]
         dt = t[i] - t0
+        J[4, i] = wi
         if not dt > 0.0:
-            res = wi * (offset - y[i])
-            c += res * res
-            g4 += wi * res
-            s_w2 += wi * wi
+            J[0, i] = J[1, i] = J[2, i] = J[3, i] = 0.0
+            J[5, i] = wi * (offset - y[i])
             continue
-        f2, j0, j2, j3 = _point(dt, ktl, delta, beta)
-        res = wi * (-ktl * f2 + offset - y[i])
-        c += res * res
-        j0 *= wi
-        j1 = -f2 * wi
-        j2 *= wi
-        j3 *= wi
-        g0 += j0 * res
-        g1 += j1 * res
-        g2 += j2 * res
-        g3 += j3 * res
-        g4 += wi * res
-        s_w2 += wi * wi
-        a00 += j0 * j0
-        a01 += j0 * j1
-        a02 += j0 * j2
-        a03 += j0 * j3
-        a04 += j0 * wi
-        a11 += j1 * j1
-        a12 += j1 * j2
-        a13 += j1 * j3
-        a14 += j1 * wi
-        a22 += j2 * j2
-        a23 += j2 * j3
-        a24 += j2 * wi
-        a33 += j3 * j3
-        a34 += j3 * wi
-    _fill_symmetric(A, (a00, a01, a02, a03, a04, a11, a12, a13, a14, a22, a23, a24, a33, a34, s_w2))
-    g[0], g[1], g[2], g[3], g[4] = g0, g1, g2, g3, g4
-    return c
-
-
-@njit(cache=True, nogil=True)
-def _fill_symmetric(A: np.ndarray, upper: tuple) -> None:
-    """``A`` (5, 5) from its upper triangle, row by row."""
-    n = 0
-    for a in range(5):
-        for b in range(a, 5):
-            A[a, b] = upper[n]
-            A[b, a] = upper[n]
-            n += 1
+        e, e_hi = _exps(dt, lo, hi, h, e, e_hi, q, q_hi)
+        f2, j0, j2, j3 = _point(dt, ktl, lo, hi, inv, e, e_hi, delta < beta)
+        J[5, i] = wi * (-ktl * f2 + offset - y[i])
+        J[0, i] = j0 * wi
+        J[1, i] = -f2 * wi
+        J[2, i] = j2 * wi
+        J[3, i] = j3 * wi
