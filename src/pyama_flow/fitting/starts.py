@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from pyama_flow.fitting.grid_kernel import box_lsq_cost
+from pyama_flow.fitting.kernels import box_lsq_cost
 from pyama_flow.fitting.params import ParamSpec
 from pyama_flow.fitting.solver import _value_jacobian
 

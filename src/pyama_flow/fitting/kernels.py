@@ -1,6 +1,9 @@
-"""Compiled (numba) grid cost of the data-driven starts: a small box-constrained least squares per cell and grid point.
+"""Compiled (numba) kernels of the fitter: many small linear systems, and the grid cost of the data-driven starts.
 
-:func:`box_lsq_cost` does, element by element and operation for operation,
+:func:`solve_batch` solves stacked small systems (Gaussian elimination with
+partial pivoting; what ``numpy.linalg.solve`` does, without its per-matrix
+overhead). :func:`box_lsq_cost` (a small box-constrained least squares per
+cell and grid point) does, element by element and operation for operation,
 what :func:`pyama_flow.fitting.linalg._box_lsq_lists` and the cost update of
 :func:`pyama_flow.fitting.starts._grid_start` do on whole arrays (same
 roundings, same order), so the results are bit-identical; it only avoids the
@@ -258,3 +261,39 @@ def box_lsq_cost(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray, c
                     v = v + x[i] * Ae[i, j] * x[j]
             cost[c, g] = v
     return theta
+
+
+@_jit
+def solve_batch(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x`` with ``A[m] x[m] = b[m]`` for stacked ``A`` (M, n, n), ``b`` (M, n).
+
+    Gaussian elimination with partial pivoting per system; a singular
+    system gives non-finite entries (no exception).
+    """
+    M, n = b.shape
+    x = np.empty((M, n), np.float64)
+    U = np.empty((n, n), np.float64)
+    r = np.empty(n, np.float64)
+    for m in range(M):
+        U[:, :] = A[m]
+        r[:] = b[m]
+        for c in range(n):
+            p = c
+            for i in range(c + 1, n):
+                if abs(U[i, c]) > abs(U[p, c]):
+                    p = i
+            if p != c:
+                for j in range(n):
+                    U[c, j], U[p, j] = U[p, j], U[c, j]
+                r[c], r[p] = r[p], r[c]
+            for i in range(c + 1, n):
+                f = U[i, c] / U[c, c]
+                for j in range(c + 1, n):
+                    U[i, j] -= f * U[c, j]
+                r[i] -= f * r[c]
+        for i in range(n - 1, -1, -1):
+            acc = r[i]
+            for j in range(i + 1, n):
+                acc -= U[i, j] * x[m, j]
+            x[m, i] = acc / U[i, i]
+    return x
