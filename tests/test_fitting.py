@@ -668,3 +668,83 @@ def test_fit_script_warns_with_the_cells_per_status(tmp_path):
                wildcards={"dataset": "d", "fov": "000", "model": "maturation"})
     assert pd.read_csv(out).status.tolist() == ["ok"] * 6 + ["not_identifiable"] * 2
     assert len(read_traces(str(traces))) == 8 * T.size
+
+
+# ---------------------------------------------------------------------------
+# compiled kernels of the fitter
+# ---------------------------------------------------------------------------
+
+
+def _box_problems(rng, L, B, G, shared):
+    X = rng.normal(size=(G, 40, L))
+    X[..., -1] = 1.0  # an offset column
+    A = np.einsum("gni,gnj->ijg", X, X)[:, :, None, :]
+    if not shared:
+        A = np.ascontiguousarray(np.broadcast_to(A, (L, L, B, G)) * rng.uniform(0.5, 2.0, (1, 1, B, G)))
+        A = 0.5 * (A + A.transpose(1, 0, 2, 3))
+    b = rng.normal(size=(L, B, G)) * 10.0
+    lo = np.array([1.0] + [-5.0] * (L - 1))
+    hi = np.array([1e6] + [5.0] * (L - 1))
+    return A, b, lo, hi
+
+
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_box_lsq_kernel_is_the_numpy_algorithm(L):
+    from pyama_flow.fitting.kernels import box_lsq_cost
+    from pyama_flow.fitting.linalg import _box_lsq_lists
+
+    rng = np.random.default_rng(L)
+    for shared in (False, True):
+        A, b, lo, hi = _box_problems(rng, L, 7, 300, shared)
+        Al = [[np.broadcast_to(A[i, j], b.shape[1:]) for j in range(L)] for i in range(L)]
+        theta0 = _box_lsq_lists(Al, list(b), lo, hi)
+        cost0 = np.full(b.shape[1:], 50.0)
+        for i in range(L):
+            cost0 -= 2.0 * theta0[i] * b[i]
+            for j in range(L):
+                cost0 += theta0[i] * Al[i][j] * theta0[j]
+        cost = np.full(b.shape[1:], 50.0)
+        theta = box_lsq_cost(A, b, lo, hi, cost)
+        if shared:  # solves by precomputed operators: roundings differ
+            np.testing.assert_allclose(theta, np.stack(theta0), rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(cost, cost0, rtol=1e-9, atol=1e-9)
+        else:  # operation for operation
+            np.testing.assert_array_equal(theta, np.stack(theta0))
+            np.testing.assert_array_equal(cost, cost0)
+
+
+def test_solve_batch_matches_lapack():
+    from pyama_flow.fitting.kernels import solve_batch
+
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(500, 5, 5)) + 5 * np.eye(5)
+    b = rng.normal(size=(500, 5))
+    np.testing.assert_allclose(solve_batch(A, b), np.linalg.solve(A, b[..., None])[..., 0], rtol=1e-12, atol=1e-12)
+    assert not np.all(np.isfinite(solve_batch(np.zeros((1, 3, 3)), np.ones((1, 3)))))  # singular: no exception
+
+
+def test_grid_minima_as_a_stable_argsort():
+    from pyama_flow.fitting.starts import _grid_minima
+
+    rng = np.random.default_rng(4)
+    cost = np.round(rng.normal(size=(50, 9, 4, 4)), 1)  # many ties
+    cost[:5] = np.inf
+    cost[5:10, 3:] = np.inf
+    picks = _grid_minima(cost, 3)
+    B = cost.shape[0]
+    flat = cost.reshape(B, -1)
+    padded = np.pad(cost, [(0, 0)] + [(1, 1)] * 3, constant_values=np.inf)
+    local = np.ones(cost.shape, dtype=bool)
+    for ax in range(1, 4):
+        lower = np.take(padded, np.arange(0, cost.shape[ax]), axis=ax)
+        upper = np.take(padded, np.arange(2, cost.shape[ax] + 2), axis=ax)
+        sl = [slice(1, -1)] * 4
+        sl[0] = slice(None)
+        sl[ax] = slice(None)
+        local &= (cost <= lower[tuple(sl)]) & (cost <= upper[tuple(sl)])
+    ranked = np.where(local.reshape(B, -1), flat, np.inf)
+    order = np.argsort(ranked, axis=1, kind="stable")[:, :3]
+    best = np.argmin(flat, axis=1)
+    order = np.where(np.isfinite(np.take_along_axis(ranked, order, axis=1)), order, best[:, None])
+    order[:, 0] = best
+    np.testing.assert_array_equal(picks, order.T)

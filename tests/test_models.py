@@ -382,3 +382,78 @@ def test_broadcasting_shapes():
         pi = {k: (v[i, 0] if np.ndim(v) else v) for k, v in p.items()}
         assert np.allclose(y[i], m.evaluate(T, pi), rtol=1e-13, atol=1e-12)
         assert np.allclose(J[i], m.jacobian(T, pi, ["t0", "delta"]), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# trivial: compiled closed form
+# ---------------------------------------------------------------------------
+
+
+def _trivial_rows(rng, n):
+    """Random ``trivial`` parameter rows (M, 5), a quarter with delta == beta or nearly."""
+    P = np.column_stack(
+        [
+            rng.uniform(0.0, 10.0, n),
+            rng.uniform(1.0, 100.0, n),
+            10 ** rng.uniform(-5, 1, n),
+            10 ** rng.uniform(-5, 1, n),
+            rng.normal(size=n),
+        ]
+    )
+    q = n // 8
+    P[:q, 3] = P[:q, 2] * (1 + 10 ** rng.uniform(-12, -1, q))
+    P[q : 2 * q, 3] = P[q : 2 * q, 2]
+    return P
+
+
+def test_trivial_kernel_matches_divided_differences():
+    from pyama_flow.fitting.models import trivial
+
+    rng = np.random.default_rng(3)
+    P = _trivial_rows(rng, 400)
+    Tm = np.broadcast_to(T, (400, T.size))
+    params = {p: P[:, j : j + 1] for j, p in enumerate(trivial.PARAMS)}
+    f, J = trivial.evaluate_jacobian(Tm, params, trivial.PARAMS)
+    f0, J0 = trivial._compute_numpy(Tm, params, trivial.PARAMS, True)
+    assert np.max(np.abs(f - f0)) <= 1e-13 * np.max(np.abs(f0))
+    scale = np.max(np.abs(J0), axis=1, keepdims=True) + 1e-300
+    assert np.max(np.abs(J - J0) / scale) < 1e-11  # the divided differences lose ~4e-12 near delta == beta
+
+
+def test_trivial_kernel_hand_values_at_coincident_rates():
+    from pyama_flow.fitting.models import trivial
+
+    # delta == beta: p = ktl dt e^{-beta dt}, d/ddelta = d/dbeta = -ktl dt^2 / 2 e^{-beta dt}
+    t = np.array([0.5, 1.0, 3.0, 12.0, 29.0])
+    p = {"t0": 0.5, "ktl": 7.0, "delta": 0.3, "beta": 0.3, "offset": 2.0}
+    y, J = trivial.evaluate_jacobian(t, p, ["delta", "beta"])
+    dt = t - 0.5
+    np.testing.assert_allclose(y, 2.0 + 7.0 * dt * np.exp(-0.3 * dt), rtol=1e-15)
+    np.testing.assert_allclose(J[:, 0], -7.0 * dt**2 / 2 * np.exp(-0.3 * dt), rtol=1e-15)
+    np.testing.assert_array_equal(J[:, 0], J[:, 1])
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_trivial_normal_equations_match_jacobian(uniform):
+    from pyama_flow.fitting.models import trivial
+
+    rng = np.random.default_rng(5)
+    n = 200
+    P = _trivial_rows(rng, n)
+    t = T if uniform else np.sort(rng.uniform(0, 30, T.size))
+    params = {p: P[:, j : j + 1] for j, p in enumerate(trivial.PARAMS)}
+    f, J = trivial._compute_numpy(t, params, trivial.PARAMS, True)
+    Y = f + rng.normal(size=f.shape)
+    W = (rng.random(f.shape) > 0.1).astype(np.float64) * rng.uniform(0.5, 2.0, f.shape)
+    names = ["t0", "delta", "beta", "offset"]  # ktl held fixed: a subset of the columns
+    rows = rng.permutation(n)[:150]
+    sub = {p: (v[rows] if np.ndim(v) else v) for p, v in params.items()}
+    cost, A, g = trivial.normal_equations(t, Y, W, sub, names, rows)
+    r = (f[rows] - Y[rows]) * W[rows]
+    Jw = J[rows][:, :, [trivial.PARAMS.index(p) for p in names]] * W[rows][:, :, None]
+    np.testing.assert_allclose(cost, np.einsum("mn,mn->m", r, r), rtol=1e-11)
+    d = np.sqrt(np.einsum("mii->mi", Jw.transpose(0, 2, 1) @ Jw))
+    scale = d[:, :, None] * d[:, None, :] + 1e-300
+    assert np.max(np.abs(A - Jw.transpose(0, 2, 1) @ Jw) / scale) < 1e-11
+    gs = d * np.sqrt(cost)[:, None] + 1e-300
+    assert np.max(np.abs(g - np.einsum("mnk,mn->mk", Jw, r)) / gs) < 1e-11

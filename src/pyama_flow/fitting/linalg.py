@@ -20,7 +20,11 @@ def _solve_small(A: np.ndarray, b: np.ndarray) -> np.ndarray:
         x0 = (A[..., 1, 1] * b[..., 0] - A[..., 0, 1] * b[..., 1]) / det
         x1 = (A[..., 0, 0] * b[..., 1] - A[..., 1, 0] * b[..., 0]) / det
         return np.stack([x0, x1], axis=-1)
-    return np.linalg.solve(A, b[..., None])[..., 0]
+    from pyama_flow.fitting.kernels import solve_batch
+
+    shape = b.shape
+    A = np.ascontiguousarray(np.broadcast_to(A, shape[:-1] + (n, n)), dtype=np.float64).reshape(-1, n, n)
+    return solve_batch(A, np.ascontiguousarray(b, dtype=np.float64).reshape(-1, n)).reshape(shape)
 
 
 def _scaled_solve(A: np.ndarray, b: np.ndarray, ridge: float = 1e-12) -> np.ndarray:

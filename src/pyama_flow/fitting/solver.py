@@ -112,6 +112,8 @@ class _Problems:
         self.model, self.spec, self.free = model, spec, free
         self.Y, self.W, self.M, self.N, self.k = Y, W, M, Y.shape[1], k
         self.T = np.broadcast_to(t, Y.shape)
+        if getattr(model, "normal_equations", None) is not None:  # compiled: contiguous rows
+            self.T, self.Y, self.W = (np.ascontiguousarray(a, dtype=np.float64) for a in (self.T, Y, W))
         by_name = {s.name: s for s in spec}
         if bounds is None:
             self.LB = np.broadcast_to(np.array([by_name[p].lb for p in free]), (M, k))
@@ -128,6 +130,10 @@ class _Problems:
     def evaluate(self, rows: np.ndarray, Pr: np.ndarray):
         """Costs, J^T J and J^T r of the problems ``rows`` at ``Pr``."""
         N, k = self.N, self.k
+        fused = getattr(self.model, "normal_equations", None)
+        if fused is not None:
+            with np.errstate(all="ignore"):
+                return fused(self.T, self.Y, self.W, _params(self.spec, self.free, Pr), self.free, rows)
         with np.errstate(all="ignore"):
             f, J = _value_jacobian(self.model, self.take(self.T, rows), _params(self.spec, self.free, Pr), self.free)
             res = np.subtract(np.broadcast_to(f, (rows.size, N)), self.take(self.Y, rows))
@@ -187,7 +193,7 @@ def _lm_iteration(pb: _Problems, st: _State, act: np.ndarray, it: int, ftol: flo
     accept, dscale = _lm_step(pb, st, cur, ftol)
     # repeated rejections: try other kinds of steps (see _fallback_steps)
     rej = cur.act[~accept]
-    again = np.flatnonzero(~accept)[st.nu[rej] >= 8.0]
+    again = np.flatnonzero(~accept)[st.nu[rej] >= 16.0]
     if fallback != "none" and again.size:
         _fallback_steps(again, cur, cur.cost - st.floor[cur.act], dscale, st, pb.evaluate, newton=fallback == "all")
     _stop_stalled(st, cur, accept, it, ftol)

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from pyama_flow.fitting.linalg import _box_lsq_lists
+from pyama_flow.fitting.kernels import box_lsq_cost
 from pyama_flow.fitting.params import ParamSpec
 from pyama_flow.fitting.solver import _value_jacobian
 
@@ -59,20 +59,62 @@ def _grid_start(
     box-constrained linear least squares, which gives the grid cost. The
     ``n_starts`` lowest local minima of the grid cost (neighbours along each
     axis) are returned per cell, best first (repeating the best if there are
-    fewer), as ``(n_starts, B, k)`` in ``free`` order.
+    fewer), as ``(n_starts, B, k)`` in ``free`` order. For a model with
+    ``SWAP = (p, q)`` (output unchanged when p and q swap values) only the
+    grid points with ``p >= q`` are visited.
     """
     by_name = {s.name: s for s in spec}
-    linear = set(getattr(model, "LINEAR", ()))
-    lin = [p for p in free if p in linear]
-    nl = [p for p in free if p not in linear]
-    if nl:
-        axes = _grid_axes(model, spec, nl, budget)
-        shape = tuple(a.size for a in axes)
-        mesh = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=-1)
-    else:
-        shape = (1,)
-        mesh = np.zeros((1, 0))
-    G, N, L, B = mesh.shape[0], t.size, len(lin), Y.shape[0]
+    lin = [p for p in free if p in set(getattr(model, "LINEAR", ()))]
+    nl = [p for p in free if p not in lin]
+    mesh, shape, keep = _grid_mesh(model, spec, nl, budget)
+    terms = _grid_terms(model, spec, t, mesh[keep], nl, lin)
+    lo = np.array([by_name[p].lb for p in lin], dtype=np.float64)
+    hi = np.array([by_name[p].ub for p in lin], dtype=np.float64)
+    G, B = int(np.count_nonzero(keep)), Y.shape[0]
+    kept_index = np.cumsum(keep) - 1  # full grid index -> visited grid index
+    starts = np.empty((n_starts, B, len(free)))
+    block = max(1, min(B, (1 << 21) // max(G, 1)))
+    shared = B > 0 and bool(np.all(W == W[:1]))
+    for c0 in range(0, B, block):
+        Wb, Yb = W[c0 : c0 + block], Y[c0 : c0 + block]
+        nb = Wb.shape[0]
+        cost, theta = _block_cost(terms, Wb, Yb, lo, hi, shared)
+        full = np.full((nb, keep.size), np.inf)
+        full[:, keep] = cost
+        picks = _grid_minima(full.reshape((nb,) + shape), n_starts)  # (n_starts, nb)
+        rows = np.arange(nb)
+        for s_i in range(n_starts):
+            gi = picks[s_i]
+            for j, p in enumerate(free):
+                if p in lin:
+                    starts[s_i, c0 : c0 + nb, j] = theta[lin.index(p)][rows, kept_index[gi]]
+                else:
+                    starts[s_i, c0 : c0 + nb, j] = mesh[gi, nl.index(p)]
+    return starts
+
+
+def _grid_mesh(model: ModuleType, spec: Sequence[ParamSpec], nl: Sequence[str], budget: int):
+    """``(mesh, shape, keep)``: the grid points ``(G, len(nl))``, the grid's shape, the points to visit.
+
+    Every point is visited, except for a model with ``SWAP = (p, q)`` (both
+    in ``nl``) the points with ``p < q``: they repeat a point with the two
+    swapped (up to the grid spacing).
+    """
+    if not nl:
+        return np.zeros((1, 0)), (1,), np.ones(1, dtype=bool)
+    axes = _grid_axes(model, spec, nl, budget)
+    shape = tuple(a.size for a in axes)
+    mesh = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=-1)
+    keep = np.ones(mesh.shape[0], dtype=bool)
+    swap = tuple(getattr(model, "SWAP", ()))
+    if len(swap) == 2 and all(p in nl for p in swap):
+        keep = mesh[:, list(nl).index(swap[0])] >= mesh[:, list(nl).index(swap[1])]
+    return mesh, shape, keep
+
+
+def _grid_terms(model, spec, t, mesh, nl, lin) -> dict:
+    """The model at the grid points ``mesh``: columns of the affine parameters, fixed part, their products."""
+    G, N, L = mesh.shape[0], t.size, len(lin)
     base: dict[str, object] = {s.name: s.value for s in spec}
     for j, p in enumerate(nl):
         base[p] = mesh[:, j : j + 1]
@@ -87,42 +129,41 @@ def _grid_start(
             r0, cols = model.evaluate(t, base), []
         r0 = np.broadcast_to(r0, (G, N))
         r0 = np.ascontiguousarray(np.where(np.isfinite(r0), r0, 0.0).T)  # (N, G)
-        has_r0 = bool(np.any(r0))
-        if has_r0:
-            r0sq = r0 * r0
-            r0cols = [r0 * c for c in cols]
-        prods = {(i, j): cols[i] * cols[j] for i in range(L) for j in range(i, L)}
-    lo = [by_name[p].lb for p in lin]
-    hi = [by_name[p].ub for p in lin]
-    starts = np.empty((n_starts, B, len(free)))
-    block = max(1, min(B, (1 << 21) // max(G, 1)))
-    for c0 in range(0, B, block):
-        Wb, Yb = W[c0 : c0 + block], Y[c0 : c0 + block]
-        nb = Wb.shape[0]
-        with np.errstate(all="ignore"):
-            WY = Wb * Yb
-            cost = np.sum(WY * Yb, axis=1)[:, None] + np.zeros((1, G))
-            if has_r0:
-                cost += W[c0 : c0 + block] @ r0sq - 2.0 * (WY @ r0)
-            theta: list[np.ndarray] = []
-            if L:
-                b = [WY @ cols[i] - (Wb @ r0cols[i] if has_r0 else 0.0) for i in range(L)]
-                A = [[None] * L for _ in range(L)]
-                for (i, j), pp in prods.items():
-                    A[i][j] = A[j][i] = Wb @ pp
-                theta = _box_lsq_lists(A, b, lo, hi)
-                for i in range(L):
-                    cost -= 2.0 * theta[i] * b[i]
-                    for j in range(L):
-                        cost += theta[i] * A[i][j] * theta[j]
-            cost = np.where(np.isfinite(cost), cost, np.inf)
-        picks = _grid_minima(cost.reshape((nb,) + shape), n_starts)  # (n_starts, nb)
-        rows = np.arange(nb)
-        for s_i in range(n_starts):
-            gi = picks[s_i]
-            for j, p in enumerate(free):
-                starts[s_i, c0 : c0 + nb, j] = theta[lin.index(p)][rows, gi] if p in linear else mesh[gi, nl.index(p)]
-    return starts
+        constant = [bool(np.all(c == c[:, :1])) for c in cols]
+        terms = {"G": G, "cols": cols, "constant": constant, "r0": None, "prods": {(i, j): cols[i] * cols[j] for i in range(L) for j in range(i, L)}}
+        if np.any(r0):
+            terms.update(r0=r0, r0sq=r0 * r0, r0cols=[r0 * c for c in cols])
+    return terms
+
+
+def _block_cost(terms: dict, Wb: np.ndarray, Yb: np.ndarray, lo: np.ndarray, hi: np.ndarray, shared: bool):
+    """Grid cost ``(nb, G)`` of a block of cells and the affine parameters ``(L, nb, G)`` at each point."""
+    cols, r0 = terms["cols"], terms["r0"]
+    L, nb = len(cols), Wb.shape[0]
+    G = terms["G"]
+    with np.errstate(all="ignore"):
+        WY = Wb * Yb
+        cost = np.sum(WY * Yb, axis=1)[:, None] + np.zeros((1, G))
+        if r0 is not None:
+            cost += Wb @ terms["r0sq"] - 2.0 * (WY @ r0)
+        theta = np.zeros((0, nb, G))
+        if L:
+            b = np.empty((L, nb, G))
+            for i in range(L):
+                if terms["constant"][i]:  # the same column at every grid point (e.g. an offset)
+                    b[i] = (WY @ cols[i][:, :1])
+                else:
+                    np.matmul(WY, cols[i], out=b[i])
+                if r0 is not None:
+                    b[i] -= Wb @ terms["r0cols"][i]
+            Wa = Wb[:1] if shared else Wb  # the same weights in every cell: one row
+            A = np.empty((L, L, Wa.shape[0], G))
+            for (i, j), pp in terms["prods"].items():
+                A[i, j] = Wa @ pp
+                A[j, i] = A[i, j]
+            theta = box_lsq_cost(A, b, lo, hi, cost)
+        cost = np.where(np.isfinite(cost), cost, np.inf)
+    return cost, theta
 
 
 def _grid_minima(cost: np.ndarray, n: int) -> np.ndarray:
@@ -133,23 +174,39 @@ def _grid_minima(cost: np.ndarray, n: int) -> np.ndarray:
     if n == 1:
         return best[None]
     local = np.ones(cost.shape, dtype=bool)
-    for ax in range(1, cost.ndim):
-        if cost.shape[ax] < 2:
+    for ax in range(1, cost.ndim):  # not above a neighbour along any axis
+        n_ax = cost.shape[ax]
+        if n_ax < 2:
             continue
-        pad = [(0, 0)] * cost.ndim
-        pad[ax] = (1, 1)
-        padded = np.pad(cost, pad, constant_values=np.inf)
-        lower = np.take(padded, np.arange(0, cost.shape[ax]), axis=ax)
-        upper = np.take(padded, np.arange(2, cost.shape[ax] + 2), axis=ax)
-        local &= (cost <= lower) & (cost <= upper)
-    ranked = np.where(local.reshape(B, -1), flat, np.inf)
-    order = np.argsort(ranked, axis=1, kind="stable")[:, :n]
-    found = np.isfinite(np.take_along_axis(ranked, order, axis=1))
+        lead = [slice(None)] * cost.ndim
+        lead[ax] = slice(0, n_ax - 1)
+        tail = list(lead)
+        tail[ax] = slice(1, n_ax)
+        lead, tail = tuple(lead), tuple(tail)
+        local[tail] &= cost[tail] <= cost[lead]
+        local[lead] &= cost[lead] <= cost[tail]
+    order = _lowest(flat, local.reshape(B, -1), n)
+    found = order >= 0
     order = np.where(found, order, best[:, None])
     order[:, 0] = best
-    if order.shape[1] < n:  # fewer grid points than starts
-        order = np.concatenate([order, np.repeat(best[:, None], n - order.shape[1], axis=1)], axis=1)
     return order.T
+
+
+def _lowest(flat: np.ndarray, local: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the flat indices of the ``n`` lowest finite ``flat`` values where ``local`` (ties: lower index), -1 if fewer.
+
+    The first ``n`` columns of a stable argsort of ``where(local, flat, inf)``,
+    sorting only the (few) local minima.
+    """
+    rows, cols = np.nonzero(local & np.isfinite(flat))
+    order = np.lexsort((cols, flat[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    start = np.searchsorted(rows, np.arange(flat.shape[0]))
+    rank = np.arange(rows.size) - start[rows]
+    out = np.full((flat.shape[0], n), -1, dtype=np.int64)
+    keep = rank < n
+    out[rows[keep], rank[keep]] = cols[keep]
+    return out
 
 
 def _common_grid(T: np.ndarray, Y: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,10 +22,19 @@ Every model is one module of this package defining
     analytic derivatives, shape ``(*shape, len(names))``;
 ``evaluate_jacobian(t, params, names) -> (ndarray, ndarray)``
     (optional) both at once, sharing the work; the fitter uses it if present;
+``normal_equations(t, Y, W, params, names) -> (cost, JtJ, Jtr)``
+    (optional) for rows of data ``Y`` (M, N) with weights ``W``: ``sum r^2``,
+    ``J^T J`` and ``J^T r`` with ``r = W (evaluate - Y)`` and ``J`` the
+    Jacobian (columns ``names``) times ``W``, without building the
+    ``(M, N, k)`` Jacobian; the fitter's inner loop uses it if present;
 ``GRID``, ``GRID_STARTS``, ``ONSET``
     (optional) hints for the fitter's search: grid points per parameter,
     number of grid starts, and the parameter at which the output has a kink
-    (the fitter then visits neighbouring sample intervals).
+    (the fitter then visits neighbouring sample intervals);
+``SWAP``
+    (optional) two parameters whose values can be swapped without changing
+    the output (a symmetric model): the grid visits only the points with the
+    first >= the second.
 
 ``t`` and the parameter values broadcast against each other (numpy rules), so
 the fitter can evaluate many cells or parameter sets at once: ``t`` of shape

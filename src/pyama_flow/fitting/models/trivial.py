@@ -49,10 +49,36 @@ ONSET = "t0"
 GRID = {"t0": 61, "delta": 8, "beta": 8}
 #: rugged cost (kinks, the delta == beta symmetry): start from the 3 best grid minima
 GRID_STARTS = 3
+#: the output is unchanged when delta and beta swap values: the grid visits delta >= beta only
+SWAP = ("delta", "beta")
 
 
 def _compute(t: np.ndarray, params: Mapping[str, object], names: Sequence[str] | None, value: bool):
-    """Shared work of :func:`evaluate` and :func:`jacobian` (one set of exponentials)."""
+    """Shared work of :func:`evaluate` and :func:`jacobian` (one set of exponentials).
+
+    Parameters constant along the time axis (scalars or ``(M, 1)`` columns,
+    times ``(N,)`` or ``(M, N)``, the fitter's layouts): the compiled closed
+    form of :mod:`~pyama_flow.fitting.models.trivial_kernel`; other layouts:
+    numpy (:func:`_compute_numpy`).
+    """
+    for name in names or ():
+        if name not in PARAMS:
+            raise ValueError(f"model {NAME!r} has no parameter {name!r}")
+    rows = _as_rows(t, params)
+    if rows is None:
+        return _compute_numpy(t, params, names, value)
+    from pyama_flow.fitting.models.trivial_kernel import value_jacobian
+
+    shape = broadcast_shape(t, params, PARAMS)
+    f, J = value_jacobian(*rows)
+    y = f.reshape(shape) if value else None
+    if names is None:
+        return y, None
+    return y, J[:, :, [PARAMS.index(p) for p in names]].reshape(shape + (len(names),))
+
+
+def _compute_numpy(t: np.ndarray, params: Mapping[str, object], names: Sequence[str] | None, value: bool):
+    """:func:`_compute` for any broadcasting layout, by :func:`~pyama_flow.fitting.models.exp_divdiff`."""
     t = np.asarray(t, dtype=np.float64)
     shape = broadcast_shape(t, params, PARAMS)
     dt, on = onset(t, params["t0"])
@@ -102,3 +128,46 @@ def jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]) 
 def evaluate_jacobian(t: np.ndarray, params: Mapping[str, object], names: Sequence[str]):
     """``(evaluate(t, params), jacobian(t, params, names))`` sharing the work."""
     return _compute(t, params, names, True)
+
+
+def _as_rows(t: np.ndarray, params: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(T (M, N), P (M, 5))`` if the output is ``(M, N)`` rows with one parameter set each, else None."""
+    t = np.asarray(t, dtype=np.float64)
+    values = [np.asarray(params[p], dtype=np.float64) for p in PARAMS]
+    if t.ndim not in (1, 2) or any(v.ndim > 2 or (v.ndim == 2 and v.shape[1] != 1) or v.ndim == 1 for v in values):
+        return None
+    M = max([t.shape[0] if t.ndim == 2 else 1] + [v.shape[0] for v in values if v.ndim == 2])
+    try:
+        T = np.ascontiguousarray(np.broadcast_to(t, (M, t.shape[-1])))
+        P = np.column_stack([np.broadcast_to(v, (M, 1))[:, 0] for v in values])
+    except ValueError:
+        return None
+    return T, np.ascontiguousarray(P)
+
+
+def normal_equations(
+    t: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    params: Mapping[str, object],
+    names: Sequence[str],
+    rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``Y`` (M, N): ``sum r^2``, ``J^T J`` and ``J^T r`` with ``r = W (f - Y)``, ``J`` weighted by ``W``.
+
+    ``t`` and ``W`` broadcast to ``Y``; ``rows`` (optional) selects the rows
+    of ``t, Y, W`` (default: all), and every parameter is a scalar or a
+    column with one value per selected row. The closed form of
+    :mod:`~pyama_flow.fitting.models.trivial_kernel` (compiled), without
+    the ``(M, N, k)`` Jacobian.
+    """
+    from pyama_flow.fitting.models.trivial_kernel import normal_equations as kernel
+
+    Yc = np.ascontiguousarray(Y, dtype=np.float64)
+    T, Wc = (np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), Yc.shape)) for a in (t, W))
+    rows = np.arange(Yc.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    P = np.empty((rows.size, len(PARAMS)), dtype=np.float64)
+    for j, name in enumerate(PARAMS):
+        P[:, j] = np.broadcast_to(np.asarray(params[name], dtype=np.float64), (rows.size, 1))[:, 0]
+    cols = np.array([PARAMS.index(p) for p in names], dtype=np.int64)
+    return kernel(T, Yc, Wc, rows, P, cols)
