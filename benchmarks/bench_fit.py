@@ -104,7 +104,7 @@ criterion PASS for ``maturation_blocked`` (0.95-0.98 x CRB, coverage
 0.97-1.02); trivial multi-start 7.4 ms/cell (5.4 ms on an idle machine):
 the 1 ms target is not met.
 
-Measured 2026-12-06 (branch h19-fit, seed 0, 2048 cells, 2 loaded cores, side
+Measured 2026-12-06 (seed 0, 2048 cells, 2 loaded cores, side
 by side with the version before): trivial multi-start 0.62-0.88 ms/cell
 (before 4.8-5.5), single start 0.15-0.20 (0.87-1.06): the 1 ms target is met.
 Every figure of parameter recovery, coverage, R^2 >= scipy and status is

@@ -13,7 +13,9 @@ each seed. Every frame goes through the workflow's own steps: segmentation
 segmentation would give them), background tile models (64 px tiles,
 21 px dilation of the segmentation, as the demo) and
 :func:`pyama_flow.traces.features.frame_features` with ``expand_px`` = 0 (``mask``)
-and each candidate margin.
+and each candidate margin. Source ``tracked`` is the ``watershed`` frames after
+the track step (merges split along the previous frame's cells), i.e. the
+labels the workflow's traces step measures.
 
 A true cell is matched to the segmented cell that covers most of it (IoU >=
 0.5). Relative error = |measured - true| / true, over the rows whose true
@@ -52,6 +54,7 @@ from pyama_flow.background import model as bgmod
 from pyama_flow.segmentation import segment_frame
 from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 from pyama_flow.traces.features import expand_labels, frame_features
+from pyama_flow.tracking.tracker import Tracker
 
 DENSITIES = {"sparse": (8, 32.0), "medium": (20, 8.0), "dense": (40, 0.0)}
 SIGMAS = (0.0, 1.0, 2.0)
@@ -85,11 +88,13 @@ def case_rows(seed: int, density: str, sigma: float, n_frames: int, size: int) -
         movie = tifffile.imread(Path(tmp) / "sim.ome.tif")
         true_labels = tifffile.imread(Path(tmp) / "truth" / "labels_fov000.tif")
     total = truth.set_index(["cell", "frame"])["intensity_total"]
+    segmented = [segment_frame(movie[t, 0], method="watershed") for t in range(n_frames)]
+    tracked = track_labels(segmented)
     rows = []
     for t in range(n_frames):
-        pc, fl = movie[t, 0], movie[t, 1]
+        fl = movie[t, 1]
         tl = true_labels[t]
-        sources = {"watershed": segment_frame(pc, method="watershed"), "truth": tl}
+        sources = {"watershed": segmented[t], "tracked": tracked[t], "truth": tl}
         for source, seg in sources.items():
             pairs = match(tl, seg)
             area_t = np.bincount(tl.ravel())
@@ -109,6 +114,16 @@ def case_rows(seed: int, density: str, sigma: float, n_frames: int, size: int) -
     df = df[df["true"] >= 0.2 * peak].copy()
     df["rel"] = (df["measured"] - df["true"]) / df["true"]
     return df
+
+
+def track_labels(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames as the track step writes them (``labels.tif``, what the traces
+    step measures): the default tracker splits merges along the previous
+    frame's cells and renames revoked or reviewed divisions."""
+    tracker = Tracker()
+    out = [tracker.update(f) for f in frames]
+    lut = tracker.relabel_lut()
+    return out if lut is None else [lut[o] for o in out]
 
 
 def summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
