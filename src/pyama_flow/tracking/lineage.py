@@ -88,9 +88,10 @@ class LineageMixin:
         and then separates again, or a cell cut in two for a frame, look like
         a division. Once the tracks are known, a division m -> (a, b) is
         kept only if both daughters (with their descendants) last
-        ``division_min_life`` frames and together they account for the mother: the sum of their median areas
-        over their first ``REVIEW_FRAMES`` frames is ``division_area_sum``
-        (lo, hi) times the mother's median area over her last ones. Otherwise
+        ``division_min_life`` frames and together they account for the
+        mother: the sum of their median areas over their first
+        ``REVIEW_FRAMES`` frames is ``division_area_sum`` (lo, hi) times the
+        mother's median area over her last ones. Otherwise
         the longer-lived daughter (then the larger, then the lower id)
         continues the mother's id and the other starts a lineage of her own.
         A division in the last ``division_min_life - 1`` frames seen cannot

@@ -194,10 +194,10 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         not kept cut for ever.
     division_min_life : int
         Division review (:meth:`lineage`, :meth:`relabel_lut`): a division
-        is kept only if both daughters last this many frames (or until the
-        last frame seen) and ``division_area_sum`` holds; otherwise one
-        daughter continues the mother's id and the other gets no parent.
-        0 = no review.
+        is kept only if both daughters last this many frames and
+        ``division_area_sum`` holds; otherwise one daughter continues the
+        mother's id and the other gets no parent (so a division in the last
+        ``division_min_life - 1`` frames is not recorded). 0 = no review.
     division_area_sum : (float, float)
         Division review: bounds of the daughters' summed area (medians over
         their first 3 frames) as a fraction of the mother's (median over her
