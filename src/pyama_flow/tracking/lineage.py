@@ -91,16 +91,22 @@ class LineageMixin:
         ``division_min_life`` frames and together they account for the
         mother: the sum of their median areas over their first
         ``REVIEW_FRAMES`` frames is ``division_area_sum`` (lo, hi) times the
-        mother's median area over her last ones. Otherwise
-        the longer-lived daughter (then the larger, then the lower id)
-        continues the mother's id and the other starts a lineage of her own.
+        mother's median area over her last ones. Otherwise the longer-lived
+        daughter (then the larger, then the lower id) continues the mother's
+        id; the other, if she lasted fewer than ``division_min_life`` frames
+        and vanished while her sister went on (a piece of the mother that
+        the segmentation cut off, mostly inside her mask), carries the
+        mother's id too, so the cell's pixels are one id again; otherwise (a
+        cell of her own that the segmentation had merged with the mother, or
+        a division too close to the last frame seen to be confirmed) she
+        starts a lineage of her own.
         A division in the last ``division_min_life - 1`` frames seen cannot
         be confirmed and is not recorded: a division is reported only where
         the movie shows it.
 
         Returns
         -------
-        kept : daughter id -> mother id, for the daughters that continue a mother
+        kept : daughter id -> mother id, for the daughters that are (part of) the mother
         orphans : ids of the daughters that lose their parent
         """
         kept: dict[int, int] = {}
@@ -119,7 +125,10 @@ class LineageMixin:
                 continue
             a, b = sorted(kids, key=lambda k: (-sub_last[k], -head[kids.index(k)], k))
             kept[a] = mother
-            orphans.add(b)
+            if min(life) < self.division_min_life and sub_last[b] < sub_last[a]:
+                kept[b] = mother  # b vanished while a went on: a piece of the mother, cut off for a while
+            else:  # b: a cell of her own that the segmentation had merged with the mother
+                orphans.add(b)
         return kept, orphans
 
     def _family(self) -> tuple[dict[int, list[int]], list[int]]:

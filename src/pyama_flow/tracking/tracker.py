@@ -64,9 +64,10 @@ Per frame t (``update``):
    the tracks are known (:meth:`Tracker.lineage`, :meth:`Tracker.relabel_lut`), a
    division is kept only if both daughters are seen for ``division_min_life``
    frames and their summed area accounts for the mother; otherwise the
-   longer-lived daughter continues the mother's id and the other has no
-   parent (two touching cells that the segmentation merged and separates
-   again, or a piece cut off for a frame or two, are no division).
+   longer-lived daughter continues the mother's id, and the other carries
+   it too if she lasted fewer frames and vanished while her sister went on
+   (a piece cut off for a frame or two) or has no parent (two touching cells that the segmentation merged and
+   separates again): neither is a division.
 
 Reference (PyAMA) compatibility: ``Tracker(max_gap=0, divisions=False,
 split_merges=False)`` is the reference's IoU + Hungarian frame-to-frame
@@ -196,8 +197,11 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         Division review (:meth:`lineage`, :meth:`relabel_lut`): a division
         is kept only if both daughters last this many frames and
         ``division_area_sum`` holds; otherwise one daughter continues the
-        mother's id and the other gets no parent (so a division in the last
-        ``division_min_life - 1`` frames is not recorded). 0 = no review.
+        mother's id and the other, if shorter-lived than this and gone
+        while her sister goes on (a piece cut off), carries it too, else
+        gets no parent. A division in the last
+        ``division_min_life - 1`` frames is therefore not recorded. 0 = no
+        review.
     division_area_sum : (float, float)
         Division review: bounds of the daughters' summed area (medians over
         their first 3 frames) as a fraction of the mother's (median over her
