@@ -688,10 +688,63 @@ def _box_problems(rng, L, B, G, shared):
     return A, b, lo, hi
 
 
+# the numpy version of the compiled box least squares (fitting/kernels.py), on whole arrays: the reference
+def _solve_lists(A: list[list[np.ndarray]], b: list[np.ndarray], ridge: float = 1e-12) -> list[np.ndarray]:
+    """Many small symmetric systems held as lists of arrays (``A[i][j]``, ``b[i]``).
+
+    Jacobi scaling, a tiny ridge and Gaussian elimination without pivoting
+    (the scaled matrices are positive definite); always finite.
+    """
+    n = len(b)
+    with np.errstate(all="ignore"):
+        s = [np.sqrt(np.where(A[i][i] > 0, A[i][i], 1.0)) for i in range(n)]
+        M = [[A[i][j] / (s[i] * s[j]) + (ridge if i == j else 0.0) for j in range(n)] for i in range(n)]
+        r = [b[i] / s[i] for i in range(n)]
+        for c in range(n):
+            for i in range(c + 1, n):
+                f = M[i][c] / M[c][c]
+                for j in range(c + 1, n):
+                    M[i][j] = M[i][j] - f * M[c][j]
+                r[i] = r[i] - f * r[c]
+        x: list[np.ndarray] = [np.zeros(())] * n
+        for i in range(n - 1, -1, -1):
+            acc = r[i]
+            for j in range(i + 1, n):
+                acc = acc - M[i][j] * x[j]
+            x[i] = acc / M[i][i]
+        return [np.where(np.isfinite(xi / si), xi / si, 0.0) for xi, si in zip(x, s)]
+
+
+def _box_lsq_lists(
+    A: list[list[np.ndarray]], b: list[np.ndarray], lo, hi
+) -> list[np.ndarray]:
+    """Approximate ``min x^T A x - 2 b^T x`` in a box: solve, hold violators at the bound, re-solve."""
+    n = len(b)
+    x = _solve_lists(A, b)
+    held = [np.zeros(np.shape(xi), dtype=bool) for xi in x]
+    val = [np.zeros(np.shape(xi)) for xi in x]
+    for _ in range(n):
+        viol = [((x[i] < lo[i]) | (x[i] > hi[i])) & ~held[i] for i in range(n)]
+        if not any(v.any() for v in viol):
+            break
+        for i in range(n):
+            val[i] = np.where(viol[i], np.clip(x[i], lo[i], hi[i]), val[i])
+            held[i] = held[i] | viol[i]
+        Ah = [[np.where(held[i] | held[j], 1.0 if i == j else 0.0, A[i][j]) for j in range(n)] for i in range(n)]
+        bh = []
+        for i in range(n):
+            acc = b[i]
+            for j in range(n):
+                if j != i:
+                    acc = acc - np.where(held[j], A[i][j] * val[j], 0.0)
+            bh.append(np.where(held[i], val[i], acc))
+        x = _solve_lists(Ah, bh)
+    return [np.clip(x[i], lo[i], hi[i]) for i in range(n)]
+
+
 @pytest.mark.parametrize("L", [1, 2, 3])
 def test_box_lsq_kernel_is_the_numpy_algorithm(L):
     from pyama_flow.fitting.kernels import box_lsq_cost
-    from pyama_flow.fitting.linalg import _box_lsq_lists
 
     rng = np.random.default_rng(L)
     for shared in (False, True):

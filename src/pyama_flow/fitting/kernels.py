@@ -2,12 +2,14 @@
 
 :func:`solve_batch` solves stacked small systems (Gaussian elimination with
 partial pivoting; what ``numpy.linalg.solve`` does, without its per-matrix
-overhead). :func:`box_lsq_cost` (a small box-constrained least squares per
-cell and grid point) does, element by element and operation for operation,
-what :func:`pyama_flow.fitting.linalg._box_lsq_lists` and the cost update of
-:func:`pyama_flow.fitting.starts._grid_start` do on whole arrays (same
-roundings, same order), so the results are bit-identical; it only avoids the
-many ``(cells, grid points)`` temporaries. When all cells share their
+overhead). :func:`box_lsq_cost` solves a small box-constrained least
+squares per cell and grid point, ``min x^T A x - 2 b^T x`` in a box,
+approximately: Jacobi scaling, a tiny ridge and Gaussian elimination
+without pivoting (the scaled matrices are positive definite); then the
+variables outside their bounds are held there and the rest re-solved, until
+none leaves its box (the numpy version of this algorithm, on whole arrays,
+is the reference of ``tests/test_fitting.py``: the results are
+bit-identical). It avoids the many ``(cells, grid points)`` temporaries. When all cells share their
 weights, the systems depend on the grid point only: each solve becomes a
 product with a precomputed matrix (same algorithm, roundings ~1e-16 apart). Compiled on first use and cached
 on disk (``cache=True``); ``error_model="numpy"`` gives IEEE division
@@ -28,7 +30,10 @@ _inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 @_inline
 def _solve(A: np.ndarray, b: np.ndarray, ridge: float, M: np.ndarray, r: np.ndarray, s: np.ndarray, x: np.ndarray) -> None:
-    """``x`` = :func:`~pyama_flow.fitting.linalg._solve_lists` of one system (``M, r, s`` scratch)."""
+    """``A x = b`` for one small symmetric system: Jacobi scaling, ridge, elimination (``M, r, s`` scratch).
+
+    Non-finite entries of the solution are 0.
+    """
     n = b.size
     for i in range(n):
         s[i] = math.sqrt(A[i, i] if A[i, i] > 0 else 1.0)
@@ -53,20 +58,26 @@ def _solve(A: np.ndarray, b: np.ndarray, ridge: float, M: np.ndarray, r: np.ndar
 
 
 @_inline
+def _hold_violators(x, lo, hi, held, val) -> int:
+    """Hold at its bound every variable of ``x`` outside ``[lo, hi]`` not held yet; the bit mask of those."""
+    new = 0
+    for i in range(x.size):
+        if (x[i] < lo[i] or x[i] > hi[i]) and not held[i]:
+            val[i] = min(max(x[i], lo[i]), hi[i])
+            held[i] = True
+            new |= 1 << i
+    return new
+
+
+@_inline
 def _box_lsq(A, b, lo, hi, held, val, Ah, bh, M, r, s, x) -> None:
-    """``x`` = :func:`~pyama_flow.fitting.linalg._box_lsq_lists` of one system (the rest scratch)."""
+    """``x`` = box least squares of one system (module docstring; the rest scratch)."""
     n = b.size
     _solve(A, b, 1e-12, M, r, s, x)
     held[:] = False
     val[:] = 0.0
     for _ in range(n):
-        new = False
-        for i in range(n):
-            if (x[i] < lo[i] or x[i] > hi[i]) and not held[i]:
-                val[i] = min(max(x[i], lo[i]), hi[i])
-                held[i] = True
-                new = True
-        if not new:  # re-solving would repeat the last solution
+        if not _hold_violators(x, lo, hi, held, val):  # re-solving would repeat the last solution
             break
         for i in range(n):
             for j in range(n):
@@ -122,15 +133,10 @@ def _box_lsq_shared(A, b, lo, hi, K, g, held, val, bh, x) -> None:
         val[i] = 0.0
     mask = 0
     for _ in range(n):
-        new = False
-        for i in range(n):
-            if (x[i] < lo[i] or x[i] > hi[i]) and not held[i]:
-                val[i] = min(max(x[i], lo[i]), hi[i])
-                held[i] = True
-                mask |= 1 << i
-                new = True
+        new = _hold_violators(x, lo, hi, held, val)
         if not new:
             break
+        mask |= new
         for i in range(n):
             acc = b[i]
             for j in range(n):
