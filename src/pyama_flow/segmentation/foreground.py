@@ -157,6 +157,7 @@ def choose_foreground(
     learned_threshold: float,
     min_agreement: float,
     min_halo_depth: float,
+    learned_min_diameter: float | None,
     info: dict,
 ) -> _Choice:
     """Settle ``"auto"`` / ``"learned"`` into the learned or the texture foreground.
@@ -167,8 +168,9 @@ def choose_foreground(
         The frame's first look and cleaned mask.
     seeds : bool
         Also predict the learned seed map.
-    learned_threshold, min_agreement, min_halo_depth : float
-        As in :func:`.watershed.segment_watershed`.
+    learned_threshold, min_agreement, min_halo_depth, learned_min_diameter : float
+        As in :func:`.watershed.segment_watershed` (``learned_min_diameter``
+        may be None).
     info : dict
         Gets ``halo_depth`` and ``agreement`` where they are measured.
 
@@ -188,6 +190,7 @@ def choose_foreground(
         p, k, seed_dist = _learned_probability(front.maps, front.raw, mask, front.d, seeds)
         learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
         info["agreement"] = _iou(learned, mask)
-        if mode == "learned" or info["agreement"] >= min_agreement:
+        at_scale = learned_min_diameter is not None and front.d >= learned_min_diameter
+        if mode == "learned" or at_scale or info["agreement"] >= min_agreement:
             return _Choice("learned", learned, p, k, seed_dist)
     return _Choice("texture", mask, None, 1, None)

@@ -246,9 +246,9 @@ def segment_watershed(
     )
     info: dict = {"cell_diameter": front.d, "bin_factor": front.f}
     seeds = seed_map == "learned" and erode_radius is None and not exact_distance
-    if learned_min_diameter is not None and front.d >= learned_min_diameter:
-        min_agreement = 0.0  # at the classifier's own scale: trusted wherever the halo test passes
-    choice = choose_foreground(front, seeds, learned_threshold, min_agreement, min_halo_depth, info)
+    choice = choose_foreground(
+        front, seeds, learned_threshold, min_agreement, min_halo_depth, learned_min_diameter, info
+    )
     info["foreground"] = choice.mode
     learned_seeds = choice.mode == "learned" and choice.seed_dist is not None
     info["seed_map"] = "learned" if learned_seeds else "mask"

@@ -75,11 +75,8 @@ class LineageMixin:
 
     def _final(self) -> tuple[dict[int, int], set[int]]:
         """Aliases (provisional id -> id it continues) and orphaned daughters after the review."""
-        key = (self._frame, len(self._parent), len(self._alias))
-        if self._final_cache is None or self._final_cache[0] != key:
-            kept, orphans = self._review_divisions()
-            self._final_cache = (key, ({**self._alias, **kept}, orphans))
-        return self._final_cache[1]
+        kept, orphans = self._review_divisions()
+        return {**self._alias, **kept}, orphans
 
     def _review_divisions(self) -> tuple[dict[int, int], set[int]]:
         """Divisions the whole tracks do not support, undone.

@@ -266,12 +266,11 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         self.merge_max_frames = int(merge_max_frames)
         if division_min_life < 0:
             raise ValueError("division_min_life must be >= 0")
-        bounds = [float(v) for v in division_area_sum]
-        lo, hi = bounds if len(bounds) == 2 else (1.0, 0.0)
-        if not 0.0 <= lo <= hi:
+        bounds = tuple(float(v) for v in division_area_sum)
+        if len(bounds) != 2 or not 0.0 <= bounds[0] <= bounds[1]:
             raise ValueError("division_area_sum must be (lo, hi) with 0 <= lo <= hi")
         self.division_min_life = int(division_min_life)
-        self.division_area_sum = (lo, hi)
+        self.division_area_sum = bounds
         self._merge_start: dict[int, int] = {}  # track id -> first frame of its current merge
         self._frame = 0
         # divisions still revocable: (daughter id, daughter id) -> (mother id, frame)
@@ -287,7 +286,6 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         self._last: list[int] = []
         self._head: list[list[int]] = []  # per track: areas of its first REVIEW_FRAMES frames
         self._tail: list[list[int]] = []  # per track: areas of its last REVIEW_FRAMES frames
-        self._final_cache: tuple | None = None  # (state key, review of the divisions)
 
     @property
     def n_frames(self) -> int:
