@@ -13,7 +13,8 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    textured ones, the cells are flat and dark (bacteria): the **dark**
    foreground is used; *scale*: ``cell_diameter`` left as None is estimated
    from the 95th percentile of the texture mask's distance map (median of
-   the dark mask's), :func:`.masks.estimate_cell_diameter`;
+   the dark mask's, its small holes filled: :func:`.foreground._dark_diameters`),
+   :func:`.masks.estimate_cell_diameter`;
 3. **threshold + cleanup** sized to the cells: texture above the background
    mode by ``texture_threshold`` (or darkness), fill holes up to
    ``max_hole_area``, square opening of side ``2 * open_radius + 1``, drop
@@ -129,7 +130,8 @@ def segment_watershed(
         Typical cell diameter (input px); sets the defaults of all ``None``
         length / area parameters below. None (default) = estimated from the
         frame (:func:`.masks.estimate_cell_diameter` on the thresholded
-        texture, or on the dark mask for dark cells); T98G at 10x, 0.87 um/px: about 60.
+        texture, or on the dark mask with its small holes filled for dark
+        cells); T98G at 10x, 0.87 um/px: about 60.
     bin_factor : int or None
         Block-mean binning after the texture step; None =
         ``max(1, round(cell_diameter / 30))``.
@@ -157,7 +159,9 @@ def segment_watershed(
         Gaussian sigma (input px) on the map that is split; None = diameter
         / 15 (the mask's distance map) or diameter / 30 (the learned seed map).
     split_depth : float or None
-        Minimum neck depth (input px) between two cells; None = diameter / 15.
+        Minimum neck depth (input px) between two cells; None = diameter / 15
+        (dark foreground with an estimated diameter: the diameter of the
+        unfilled dark mask / 15, see :func:`.foreground._dark_diameters`).
     halo_weight : float
         Weight (input px per robust SD of brightness) of the bright phase
         halo as a barrier between cells; 0 = distance map only.
@@ -318,7 +322,7 @@ def _scales(
         smooth = d * _SEED_SMOOTH * lin
     else:
         smooth = _derived(smooth_sigma, "smooth_sigma", d) * lin
-    depth_split = _derived(split_depth, "split_depth", d) * lin
+    depth_split = _derived(split_depth, "split_depth", front.split_d) * lin
     r_er = _derived(erode_radius, "erode_radius", d) if mode == "texture" or erode_radius is not None else 0.0
     r_er *= lin
     band = r_er if refine_band is None else float(refine_band) * lin
