@@ -142,7 +142,7 @@ def test_expanded_total_recovers_blurred_light_that_the_mask_misses(tmp_path, mi
     the cells (as the watershed's dark foreground does): PyAMA's in-mask sum loses
     the rim's light (biased low by > 8 %); the mask grown by 3 px (the default) into
     each cell's own territory, with the background fitted outside the grown cells
-    (dilation 5, the default), is within 3 %."""
+    (dilation 3, the default), is within 3 %."""
     from scipy import ndimage as ndi
 
     from pyama_flow.background import model as bgmod
@@ -154,7 +154,7 @@ def test_expanded_total_recovers_blurred_light_that_the_mask_misses(tmp_path, mi
         tight = np.where(ndi.grey_erosion(true_labels[t], size=3) == true_labels[t], true_labels[t], 0)
         fl = movie[t, 1]
         for margin in errors:
-            dilation = 5 if margin else 21  # the workflow's default; PyAMA's
+            dilation = 3 if margin else 21  # the workflow's default; PyAMA's
             bg = bgmod.evaluate(bgmod.fit_tiles(fl, expand_labels(tight, margin), tile_size=64, dilation=dilation))
             f = frame_features(tight, {1: fl}, {1: bg}, expand_px=margin)
             true = truth.loc[[(c, t) for c in f["cell"]]].to_numpy()
@@ -202,7 +202,7 @@ def test_expanded_ring_adds_no_neighbours_light_on_real_yeast():
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     labels = clear_border(watershed(-dist, markers, mask=fg)).astype(np.uint16)
     grown = expand_labels(labels, 3)
-    net = image - bgmod.evaluate(bgmod.fit_tiles(image, grown, tile_size=64, dilation=5)).astype(np.float64)
+    net = image - bgmod.evaluate(bgmod.fit_tiles(image, grown, tile_size=64, dilation=3)).astype(np.float64)
     disc = np.hypot(*np.mgrid[-3:4, -3:4]) <= 3
     ring, plain = {True: [], False: []}, []
     for cell in np.unique(labels[labels > 0]):
