@@ -56,7 +56,7 @@ from pyama_flow.background import model as bgmod
 from pyama_flow.segmentation import segment_frame
 from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
 from pyama_flow.traces.features import expand_labels, frame_features
-from pyama_flow.tracking.tracker import Tracker
+from pyama_flow.tracking.tracker import track_movie
 
 DENSITIES = {"sparse": (8, 32.0), "medium": (20, 8.0), "dense": (40, 0.0)}
 SIGMAS = (0.0, 1.0, 2.0)
@@ -122,10 +122,7 @@ def track_labels(frames: list[np.ndarray]) -> list[np.ndarray]:
     """The frames as the track step writes them (``labels.tif``, what the traces
     step measures): the default tracker splits merges along the previous
     frame's cells and renames revoked or reviewed divisions."""
-    tracker = Tracker()
-    out = [tracker.update(f) for f in frames]
-    lut = tracker.relabel_lut()
-    return out if lut is None else [lut[o] for o in out]
+    return track_movie(frames)[0]
 
 
 def summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pyama_flow.devtools.simulate_lineage import simulate_lineage
 from pyama_flow.tracking.lineage import join_lineage, parent_of
 from pyama_flow.tracking.objects import frame_objects, pair_overlaps
 from pyama_flow.tracking.reference import ReferenceTracker
-from pyama_flow.tracking.tracker import Tracker, track_frames
+from pyama_flow.tracking.tracker import Tracker, track_frames, track_movie
 from pyama_flow.devtools.tracking_metrics import link_scores
 
 T98G = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "phase_timelapse" / "usiigaci_T98G"
@@ -557,6 +557,21 @@ def test_one_frame_oversplit_is_not_a_division():
     assert sorted(lin["parent"].tolist()) == [0, 1, 1]
 
 
+def test_track_movie_gives_the_final_ids():
+    # the in-memory helper: update's frames renamed by relabel_lut, and the lineage
+    cell, frames = _oversplit_frames()
+    tracker = Tracker()
+    out = [tracker.update(f) for f in frames]
+    lut = tracker.relabel_lut()
+    final, lineage = track_movie(frames)
+    assert lut is not None and len(final) == len(frames)
+    assert all(np.array_equal(f, lut[o]) for f, o in zip(final, out))
+    assert ids_of(final[4], cell) == [1] and rows(lineage) == [(1, 0, 0, 6)]
+    # nothing to rename: update's frames as they are
+    final, lineage = track_movie(frames[:3])
+    assert all(np.array_equal(f, o) for f, o in zip(final, out[:3])) and rows(lineage) == [(1, 0, 0, 2)]
+
+
 def test_track_step_writes_the_final_ids(tmp_path):
     from pyama_flow.io.stacks import read_stack, write_stack
     from pyama_flow.tracking.step import track
@@ -587,6 +602,39 @@ def test_track_step_writes_the_reviewed_ids(tmp_path):
     assert all(ids_of(f, d2) == [1] for f in labels[3:5])
     assert (tmp_path / "tracks.csv").read_text().splitlines() == [
         "cell,parent,first_frame,last_frame", "1,0,0,8"]
+
+
+def test_track_step_warns_when_more_divisions_are_undone_than_recorded(tmp_path, caplog):
+    """The track job counts the divisions seen frame by frame that were undone:
+    a cell cut in two for one frame, three times, gives 3 revoked divisions and
+    none recorded, a WARNING (lineage unreliable); one clean division does not."""
+    import logging
+
+    from pyama_flow.io.stacks import write_stack
+    from pyama_flow.tracking.step import track
+
+    cell, once = _oversplit_frames()
+    frames = once + once[1:] + once[1:]
+    tracker = Tracker()
+    for f in frames:
+        tracker.update(f)
+    assert tracker.division_counts() == {"recorded": 0, "reviewed": 0, "revoked": 3}
+    mother = disc(32, 40, 10)
+    d1, d2 = disc(32, 33, 6), disc(32, 47, 6)
+    clean = [frame(mother)] * 3 + [frame(d1, d2)] * 4
+    short = [frame(mother)] * 3 + [frame(d1, d2)] * 2 + [frame(d1)] * 4  # undone by the review
+    for movie, counts, warned in ((frames, (0, 0, 3), True), (clean, (1, 0, 0), False), (short, (0, 1, 0), False)):
+        seg = tmp_path / "segmentation.tif"
+        write_stack(seg, iter(movie), len(movie), SHAPE, np.uint16)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pyama_flow"):
+            track(str(seg), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+        info = "divisions: %d recorded; undone: %d by the review, %d revoked" % counts
+        assert any(info in r.getMessage() for r in caplog.records)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == warned
+        if warned:
+            assert "labels.tif: 3 divisions seen frame by frame were undone against 0 recorded" in warnings[0].getMessage()
 
 
 def test_daughter_missed_for_a_frame_keeps_the_division():
@@ -682,11 +730,8 @@ def test_segmented_simulation_beats_the_old_tracker():
     seg, true, lin = segmented_movie(21, 30, 25)
     scores = {}
     for name, params in (("full", {}), ("before", BEFORE), ("no review", {"division_min_life": 0})):
-        tracker = Tracker(**params)
-        out = [tracker.update(s) for s in seg]
-        lut = tracker.relabel_lut()
-        out = out if lut is None else [lut[o] for o in out]
-        scores[name] = link_scores(out, tracker.lineage(), true, lin)
+        out, lineage = track_movie(seg, **params)
+        scores[name] = link_scores(out, lineage, true, lin)
     full, before, unreviewed = scores["full"], scores["before"], scores["no review"]
     assert full["link_f1"] >= 0.93 and full["link_f1"] >= before["link_f1"] + 0.02
     assert full["n_pred_divisions"] <= full["n_true_divisions"] < before["n_pred_divisions"]

@@ -68,3 +68,16 @@ def track(
     lineage = tracker.lineage_columns()
     write_lineage(lineage, lineage_path)
     log.info("tracked %d frames: %d tracks", n, len(lineage["cell"]))
+    _log_divisions(tracker.division_counts(), labels_path)
+
+
+def _log_divisions(counts: Mapping[str, int], labels_path: str) -> None:
+    """Log how many divisions were recorded and undone; WARNING when more were
+    undone than recorded (the segmentation often cuts or merges cells)."""
+    recorded, undone = counts["recorded"], counts["reviewed"] + counts["revoked"]
+    log.info("divisions: %d recorded; undone: %d by the review, %d revoked (pieces that joined again)",
+             recorded, counts["reviewed"], counts["revoked"])
+    if undone >= 3 and undone > recorded:
+        log.warning("%s: %d divisions seen frame by frame were undone against %d recorded: the segmentation "
+                    "often cuts or merges cells here, so parent, lineage_root and generation are unreliable; "
+                    "check the divisions in the viewer", labels_path, undone, recorded)

@@ -87,8 +87,9 @@ last_frame but contain no pixels of that id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -98,6 +99,9 @@ from pyama_flow.tracking.gaps import GAP_DISCOUNT, GapsMixin, OpenTrack
 from pyama_flow.tracking.lineage import LineageMixin
 from pyama_flow.tracking.merges import MergesMixin
 from pyama_flow.tracking.objects import FrameObjects, check_labels, frame_objects, pair_overlaps, paint
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -483,3 +487,30 @@ def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]
     for labels in frames:
         yield tracker.update(labels)
     return tracker.lineage()
+
+
+def track_movie(frames: Sequence[np.ndarray], **params) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """Track a movie held in memory: its final-id frames and lineage table.
+
+    What the track step writes (``labels.tif``, ``lineage.csv``), for frames
+    that are already in memory (tests, benchmarks, notebooks): the frames
+    :meth:`Tracker.update` returns with :meth:`Tracker.relabel_lut` applied,
+    so the ids match :meth:`Tracker.lineage`. The step itself streams the
+    stack twice instead of holding it (:func:`pyama_flow.tracking.step.track`).
+
+    Parameters
+    ----------
+    frames : sequence of (Y, X) integer label images
+    **params : keyword arguments of :class:`Tracker`
+
+    Returns
+    -------
+    (list of (Y, X) uint32 track-id images, DataFrame of :meth:`Tracker.lineage`)
+    """
+    tracker = Tracker(**params)
+    out = [tracker.update(f) for f in frames]
+    lut = tracker.relabel_lut()
+    if lut is not None:
+        out = [lut[o] for o in out]
+    return out, tracker.lineage()
+
