@@ -13,37 +13,12 @@ in ``NUMBA_CACHE_DIR``), so a job pays the compilation once per install.
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import numpy as np
 
+from pyama_flow.numba_cache import kernels_cached
 
-def kernels_cached(source: Path = Path(__file__)) -> bool:
-    """Whether numba has compiled kernels of ``source`` cached on disk.
-
-    Looks where numba documents its cache: ``NUMBA_CACHE_DIR`` if set, else
-    ``__pycache__`` beside the source, else (source folder not writable) the
-    user's cache folder; an index (``.nbi``) older than the source is stale.
-    """
-    pattern = f"{source.stem}.*.nbi"
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        places = [Path(os.environ["NUMBA_CACHE_DIR"])]
-    else:
-        user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numba"
-        places = [source.parent / "__pycache__", user]
-    try:
-        mtime = source.stat().st_mtime
-        for place in places:
-            found = place.glob(pattern) if place.name == "__pycache__" else place.rglob(pattern)
-            if any(index.stat().st_mtime >= mtime for index in found):
-                return True
-    except OSError:
-        pass
-    return False
-
-
-if not kernels_cached():
+if not kernels_cached(__file__):
     logging.getLogger("pyama_flow").info("compiling image kernels once for this installation (~30 s)")
 
 from numba import njit  # noqa: E402

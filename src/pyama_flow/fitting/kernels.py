@@ -18,10 +18,17 @@ on disk (``cache=True``); ``error_model="numpy"`` gives IEEE division
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
-from numba import njit
+
+from pyama_flow.numba_cache import kernels_cached
+
+if not kernels_cached(__file__):
+    logging.getLogger("pyama_flow").info("compiling the fitter's kernels once for this installation (~6 s)")
+
+from numba import njit  # noqa: E402
 
 _jit = njit(cache=True, nogil=True, error_model="numpy")
 #: helpers inlined into the kernel (no call or array reference counting per element)

@@ -23,10 +23,17 @@ Compiled on first use and cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
-from numba import njit
+
+from pyama_flow.numba_cache import kernels_cached
+
+if not kernels_cached(__file__):
+    logging.getLogger("pyama_flow").info("compiling the trivial model's kernels once for this installation (~6 s)")
+
+from numba import njit  # noqa: E402
 
 #: below this x = |delta - beta| dt, phi1 and phi2 come from their series
 _SERIES_BELOW = 0.5
