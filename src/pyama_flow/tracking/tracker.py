@@ -492,7 +492,7 @@ def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]
 def track_movie(frames: Sequence[np.ndarray], **params) -> tuple[list[np.ndarray], pd.DataFrame]:
     """Track a movie held in memory: its final-id frames and lineage table.
 
-    What the track step writes (``labels.tif``, ``lineage.csv``), for frames
+    What the track step writes (``labels.tif``, ``tracks.csv``), for frames
     that are already in memory (tests, benchmarks, notebooks): the frames
     :meth:`Tracker.update` returns with :meth:`Tracker.relabel_lut` applied,
     so the ids match :meth:`Tracker.lineage`. The step itself streams the
@@ -513,4 +513,3 @@ def track_movie(frames: Sequence[np.ndarray], **params) -> tuple[list[np.ndarray
     if lut is not None:
         out = [lut[o] for o in out]
     return out, tracker.lineage()
-
