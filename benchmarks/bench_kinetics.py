@@ -12,7 +12,8 @@ movie length; cells express as in the ``maturation`` model with known
 PSF of ``--sigma`` px on the fluorescence. Every frame goes through the
 steps the workflow runs with the defaults of ``config/exp.yaml``:
 segmentation (``watershed``), tracking (``Tracker()``, final ids as in
-``labels.tif``), background tiles (64 px), traces
+``labels.tif``), background tiles (64 px, as the demo's config sets for
+small frames; the default 256 is for 1024-2048 px frames), traces
 (:class:`pyama_flow.traces.features.TraceBuilder`, reference filters
 ``min_frames`` 30, ``border`` 50) and the fit
 (:func:`pyama_flow.fitting.fit.fit_traces`, ``maturation``,
