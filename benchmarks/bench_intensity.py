@@ -37,9 +37,11 @@ Measured 2026-12 (3 seeds): every fold chose margin 3 px with dilation 1;
 the workflow uses dilation 3, a 1 px guard band against wider blur, within
 0.01 of dilation 1 in every case of the ``tracked`` labels the workflow
 measures (dilation 5, the default before 2026-12-06, was 0.018 above it on
-dense FOVs once the dark path's scale was fixed). ``--real-only`` runs only the check on the real ND2
-files: the light of the grown ring relative to the in-mask light, for touching
-and isolated cells, against a plain dilation that takes the neighbour's light.
+dense FOVs once the dark path's scale was fixed; dilation 1 biases the
+fitted ktl low under 2 px blur, ``bench_kinetics.py``). ``--real-only``
+runs only the check on the real ND2 files: the light of the grown ring
+relative to the in-mask light, for touching and isolated cells, against a
+plain dilation that takes the neighbour's light.
 """
 
 from __future__ import annotations
