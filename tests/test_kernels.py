@@ -126,3 +126,28 @@ def test_frame_features_refuse_negative_labels():
     labels[1, 1] = -2
     with pytest.raises(ValueError, match="non-negative"):
         frame_features(labels)
+
+
+def test_kernels_cached_looks_in_the_modules_own_cache_folder(tmp_path, monkeypatch):
+    """Two modules named kernels.py (image kernels, fitter): with NUMBA_CACHE_DIR,
+    numba keeps each one's cache in a folder of its own (source folder's name
+    and a hash of its path); one's index does not count for the other."""
+    import os
+
+    import numba.core.caching as caching
+
+    from pyama_flow.fitting import kernels as fit_kernels
+    from pyama_flow.numba_cache import cache_subfolder, kernels_cached
+
+    for module in (kernels, fit_kernels):
+        assert cache_subfolder(module.__file__) == caching._CacheLocator.get_suitable_cache_subpath(module.__file__)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert not kernels_cached(kernels.__file__) and not kernels_cached(fit_kernels.__file__)
+    image = tmp_path / cache_subfolder(kernels.__file__)
+    image.mkdir()
+    (image / "kernels.label4-10.py311.nbi").write_bytes(b"")
+    assert kernels_cached(kernels.__file__) and not kernels_cached(fit_kernels.__file__)
+    # an index older than the source is stale
+    old = os.stat(kernels.__file__).st_mtime - 60
+    os.utime(image / "kernels.label4-10.py311.nbi", (old, old))
+    assert not kernels_cached(kernels.__file__)
