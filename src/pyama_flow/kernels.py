@@ -12,14 +12,11 @@ in ``NUMBA_CACHE_DIR``), so a job pays the compilation once per install.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
-from pyama_flow.numba_cache import kernels_cached
+from pyama_flow.numba_cache import announce_compile
 
-if not kernels_cached(__file__):
-    logging.getLogger("pyama_flow").info("compiling image kernels once for this installation (~30 s)")
+announce_compile(__file__, "image kernels", "~30 s")
 
 from numba import njit  # noqa: E402
 

@@ -9,6 +9,7 @@ numba import.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -47,3 +48,11 @@ def kernels_cached(source: str | os.PathLike) -> bool:
     except OSError:
         pass
     return False
+
+
+def announce_compile(source: str | os.PathLike, what: str, cost: str) -> None:
+    """Log "compiling {what} once for this installation ({cost})" when
+    ``source``'s kernels are not cached (:func:`kernels_cached`); call it at
+    the top of a kernel module, before numba is imported."""
+    if not kernels_cached(source):
+        logging.getLogger("pyama_flow").info("compiling %s once for this installation (%s)", what, cost)

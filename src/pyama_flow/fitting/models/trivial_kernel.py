@@ -23,15 +23,13 @@ Compiled on first use and cached on disk (``cache=True``).
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
 
-from pyama_flow.numba_cache import kernels_cached
+from pyama_flow.numba_cache import announce_compile
 
-if not kernels_cached(__file__):
-    logging.getLogger("pyama_flow").info("compiling the trivial model's kernels once for this installation (~6 s)")
+announce_compile(__file__, "the trivial model's kernels", "~6 s")
 
 from numba import njit  # noqa: E402
 
