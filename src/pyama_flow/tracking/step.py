@@ -53,13 +53,13 @@ def track(
         try:
             with StackReader(seg_path) as seg:
                 n, h, w = seg.shape
-                frames = (_fits(tracker.update(seg[t]), dtype) for t in range(n))
+                frames = (_fits(f, dtype) for f in tracker.stream(seg[t] for t in range(n)))
                 write_stack(labels_path, frames, n, (h, w), dtype, compression=compression,
                             calibration=seg.calibration)
                 lut = tracker.relabel_lut()
                 if lut is not None:  # revoked divisions: track again (deterministic) and rename their ids
                     again = Tracker(**params)
-                    frames = (_fits(lut[again.update(seg[t])], dtype) for t in range(n))
+                    frames = (_fits(lut[f], dtype) for f in again.stream(seg[t] for t in range(n)))
                     write_stack(labels_path, frames, n, (h, w), dtype, compression=compression,
                                 calibration=seg.calibration)
             break

@@ -69,6 +69,18 @@ Per frame t (``update``):
    (a piece cut off for a frame or two) or has no parent (two touching cells that the segmentation merged and
    separates again): neither is a division.
 
+10. **Divisions dated back** (``division_backdate``, :meth:`Tracker.stream`,
+   :mod:`.backdate`): daughters born touching are often merged by the
+   segmentation for a frame or more, so a division is first seen when they
+   separate. Once it cannot be revoked, it is moved back frame by frame
+   while the mother's object there is the two daughters touching (split
+   between them, each pixel to the nearer daughter of the next frame; the
+   line where the pieces touch is short against the smaller one,
+   ``division_max_neck``): the daughters' ids replace the mother's pixels
+   there and their tracks start earlier. :meth:`Tracker.stream` holds the
+   last ``division_backdate + division_confirm + 1`` frames for this; the
+   track step uses it.
+
 Reference (PyAMA) compatibility: ``Tracker(max_gap=0, divisions=False,
 split_merges=False)`` is the reference's IoU + Hungarian frame-to-frame
 linking with ``min_iou=0.1``.
@@ -102,6 +114,9 @@ from pyama_flow.tracking.objects import FrameObjects, check_labels, frame_object
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: division backdating: each daughter's piece must hold at least this fraction of the merged object
+_MIN_PIECE = 0.1
 
 
 @dataclass
@@ -210,6 +225,15 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         Division review: bounds of the daughters' summed area (medians over
         their first 3 frames) as a fraction of the mother's (median over her
         last 3 frames).
+    division_backdate : int
+        :meth:`stream` (the track step): a division is moved back by up to
+        this many frames while the mother's object there is the two
+        daughters merged by the segmentation (:mod:`.backdate`). 0 = off;
+        :meth:`update` alone never moves a division.
+    division_max_neck : float
+        ``division_backdate``: largest length of the line where the two
+        daughters' pieces touch, over the smaller piece's equivalent
+        diameter, for the object to count as two touching cells.
 
     Notes
     -----
@@ -243,6 +267,8 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         merge_max_frames: int = 5,
         division_min_life: int = 3,
         division_area_sum: tuple[float, float] = (0.7, 1.4),
+        division_backdate: int = 3,
+        division_max_neck: float = 1.1,
     ):
         if not 0.0 < min_iou <= 1.0:
             raise ValueError("min_iou must be in (0, 1]")
@@ -275,6 +301,10 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
             raise ValueError("division_area_sum must be (lo, hi) with 0 <= lo <= hi")
         self.division_min_life = int(division_min_life)
         self.division_area_sum = bounds
+        if division_backdate < 0 or division_max_neck <= 0:
+            raise ValueError("division_backdate must be >= 0 and division_max_neck > 0")
+        self.division_backdate = int(division_backdate)
+        self.division_max_neck = float(division_max_neck)
         self._merge_start: dict[int, int] = {}  # track id -> first frame of its current merge
         self._frame = 0
         # divisions still revocable: (daughter id, daughter id) -> (mother id, frame)
@@ -337,6 +367,23 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         self._remember(labels, cur, links.track)
         self._frame = t + 1
         return out
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Track ``frames``; yield each tracked frame (provisional ids) with its divisions dated back.
+
+        :meth:`update` per frame, then divisions moved back by up to
+        ``division_backdate`` frames (:class:`.backdate.Backdater`): frames
+        come out that many frames (plus ``division_confirm + 1``) late, all of
+        them by the end. Apply :meth:`relabel_lut` afterwards, as for
+        :meth:`update`. With ``division_backdate=0`` the frames are those of
+        :meth:`update`.
+        """
+        from pyama_flow.tracking.backdate import Backdater
+
+        backdater = Backdater(self, self.division_backdate, self.division_max_neck, _MIN_PIECE)
+        for labels in frames:
+            yield from backdater.push(self.update(labels))
+        yield from backdater.flush()
 
     def _check_frame(self, labels: np.ndarray) -> np.ndarray:
         """``labels`` checked (:func:`~pyama_flow.tracking.objects.check_labels`) and of the first frame's shape."""
@@ -476,16 +523,16 @@ def track_frames(frames: Iterable[np.ndarray], **params) -> Iterator[np.ndarray]
 
     Yields
     ------
-    (Y, X) uint32 track-id images, one per input frame, as soon as each is
-    tracked. The generator's return value (``StopIteration.value``, or the
+    (Y, X) uint32 track-id images, one per input frame, in order, from
+    :meth:`Tracker.stream` (a few frames late: divisions are dated back into
+    them first). The generator's return value (``StopIteration.value``, or the
     result of ``yield from``) is the lineage table; use :class:`Tracker`
     directly to get it more conveniently. The ids are provisional: a
     division revoked later leaves its daughters' ids in the frames already
     yielded (see :meth:`Tracker.relabel_lut`).
     """
     tracker = Tracker(**params)
-    for labels in frames:
-        yield tracker.update(labels)
+    yield from tracker.stream(frames)
     return tracker.lineage()
 
 
@@ -494,7 +541,7 @@ def track_movie(frames: Sequence[np.ndarray], **params) -> tuple[list[np.ndarray
 
     What the track step writes (``labels.tif``, ``tracks.csv``), for frames
     that are already in memory (tests, benchmarks, notebooks): the frames
-    :meth:`Tracker.update` returns with :meth:`Tracker.relabel_lut` applied,
+    :meth:`Tracker.stream` yields with :meth:`Tracker.relabel_lut` applied,
     so the ids match :meth:`Tracker.lineage`. The step itself streams the
     stack twice instead of holding it (:func:`pyama_flow.tracking.step.track`).
 
@@ -508,7 +555,7 @@ def track_movie(frames: Sequence[np.ndarray], **params) -> tuple[list[np.ndarray
     (list of (Y, X) uint32 track-id images, DataFrame of :meth:`Tracker.lineage`)
     """
     tracker = Tracker(**params)
-    out = [tracker.update(f) for f in frames]
+    out = list(tracker.stream(frames))
     lut = tracker.relabel_lut()
     if lut is not None:
         out = [lut[o] for o in out]
