@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_tracking.py [--quick] [--data DIR] [--no-segmented]
+    .venv/bin/python benchmarks/bench_tracking.py --tune   # division_max_neck on the tuning movies
 
 Scores: ``link_P/R/F1`` and ``div_R`` from :func:`pyama_flow.devtools.tracking_metrics.link_scores`
 (IoU >= 0.5 matching; gaps not counted as links); ``DET``, ``TRA``, ``LNK``
@@ -208,6 +209,24 @@ def segmented_rows(quick: bool) -> list[dict]:
     return rows
 
 
+#: ``--tune``: the choice of ``division_max_neck`` on the tuning movies (seeds 1-3, 30 cells)
+TUNE_NECKS = (1.0, 1.1, 1.2, 1.3)
+
+
+def tuning_table() -> pd.DataFrame:
+    """Mean link F1, TRA and exact-frame division precision / recall over the
+    tuning movies for each ``division_max_neck`` (and dating back off)."""
+    trackers = {"backdate off": lambda: Tracker(division_backdate=0)}
+    for neck in TUNE_NECKS:
+        trackers[f"max_neck {neck}"] = lambda neck=neck: Tracker(division_max_neck=neck)
+    rows = []
+    for seed in (1, 2, 3):
+        seg, true, lineage = segmented_movie(seed, 30)
+        rows += evaluate(f"s{seed}", true, lineage, 1, inputs=lambda seg=seg: iter(seg), trackers=trackers)
+    cols = ["link_F1", "TRA", "divP", "divR", "divP2", "divR2"]
+    return pd.DataFrame(rows).groupby("tracker", sort=False)[cols].mean()
+
+
 def simulator_rows(quick: bool, repeats: int) -> list[dict]:
     n_frames = 15 if quick else 40
     frames, lineage = simulate_lineage(
@@ -275,7 +294,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer simulated frames, one timing repeat")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     parser.add_argument("--no-segmented", action="store_true", help="skip the segmented simulations (slow)")
+    parser.add_argument("--tune", action="store_true", help="only the division_max_neck choice on the tuning movies")
     args = parser.parse_args(argv)
+    if args.tune:
+        with pd.option_context("display.width", 250, "display.float_format", "{:.3f}".format):
+            print("tuning movies (seeds 1-3, 30 cells, segmented by the default), means:")
+            print(tuning_table().to_string())
+        return
     repeats = 1 if args.quick else 3
     rows = simulator_rows(args.quick, repeats) + t98g_rows(args.data, repeats)
     if not args.no_segmented:
