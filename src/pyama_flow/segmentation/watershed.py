@@ -16,7 +16,8 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    the dark mask's, its small holes filled: :func:`.foreground._dark_diameters`),
    :func:`.masks.estimate_cell_diameter`;
 3. **threshold + cleanup** sized to the cells: texture above the background
-   mode by ``texture_threshold`` (or darkness), fill holes up to
+   mode by ``texture_threshold`` (or darkness, with the bright specks of a
+   dark cell enclosed by its halo: :func:`.masks.dark_cells`), fill holes up to
    ``max_hole_area``, square opening of side ``2 * open_radius + 1``, drop
    objects below ``min_area``;
 4. **learned foreground** (when it applies): a small pixel classifier
@@ -143,7 +144,9 @@ def segment_watershed(
         used: the dark foreground.
     dark_threshold : float or None
         Dark foreground: binned frame darker than its median by this many
-        robust standard deviations; None = 8 for the dark foreground. With
+        robust standard deviations, plus the not-bright regions that are at
+        least half dark (:func:`.masks.dark_cells`); None = 8 for the dark
+        foreground. With
         ``foreground="texture"`` a set value also adds the dark pixels to
         the texture mask (None = not).
     max_hole_area, open_radius, min_area : float or None
