@@ -134,8 +134,9 @@ class MergesMixin:
         -------
         splits : ``(c, members)`` for every object c to split among the cells
             ``members`` (compact indices of frame t-1), leaving out cells too
-            young (``division_min_age``) and merges older than
-            ``merge_max_frames`` (accepted as one cell)
+            young (``division_min_age``) and merges that have lasted
+            ``merge_max_frames`` frames and as long as the cells had been
+            seen apart before (accepted as one cell)
         rejoin_at : flat index of the first pixel of each object that is the
             two daughters of a pending division joined again -> (mother,
             daughter, daughter)
@@ -156,11 +157,15 @@ class MergesMixin:
             members = members[self._old_enough(self._prev_track[members])]
             if members.size < 2:
                 continue
-            start = min(self._merge_start.get(k, t) for k in self._prev_track[members].tolist())
-            if t - start >= self.merge_max_frames:  # merged for too long: one cell after all
+            cells = self._prev_track[members].tolist()
+            start = min(self._merge_start.get(k, t) for k in cells)
+            # frames the cells were seen apart before the merge: as much evidence
+            # that they are two cells as the merge is that they are one
+            apart = min(start - self._first[k - 1] for k in cells)
+            if t - start >= max(self.merge_max_frames, apart):  # merged for too long: one cell after all
                 continue
             splits.append((c, members))
-            merge_start.update({k: start for k in self._prev_track[members].tolist()})
+            merge_start.update({k: start for k in cells})
         self._merge_start = merge_start
         return splits, rejoin_at
 

@@ -208,10 +208,12 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         this fraction of the two daughters' summed area (or covers
         ``merge_min_overlap`` of the lost daughter's mask).
     merge_max_frames : int
-        ``split_merges``: a merge that lasts this many frames is accepted as
+        ``split_merges``: a merge that lasts this many frames, and as many
+        frames as its cells had been seen apart before it, is accepted as
         one cell (one id goes on, the others end), so a cell that the
         segmentation cut in two for a while and then gives whole again is
-        not kept cut for ever.
+        not kept cut for ever, while two cells tracked apart for long keep
+        their ids through a long merge (its end is then no division).
     division_min_life : int
         Division review (:meth:`lineage`, :meth:`relabel_lut`): a division
         is kept only if both daughters last this many frames and
