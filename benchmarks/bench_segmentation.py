@@ -257,15 +257,15 @@ def load_simulated_fovs(n_cells: int, gap: float, frames: int = 10) -> tuple[lis
 
 def load_lineage_phase(n_cells: int, step: int = 2) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every ``step``-th frame of the held-out segmented tracking movies
-    (``bench_tracking.segmented_movie``'s simulation, seeds 11-13, 40 frames),
-    rendered as phase contrast."""
-    from pyama_flow.devtools.simulate_lineage import render_phase, simulate_lineage
+    (:func:`bench_tracking.lineage_movie`, seeds 11-13, 40 frames), rendered
+    as phase contrast."""
+    from bench_tracking import lineage_movie
+
+    from pyama_flow.devtools.simulate_lineage import render_phase
 
     ims, gts = [], []
     for seed in (11, 12, 13):
-        frames, _ = simulate_lineage(n_frames=40, shape=(384, 384), n_cells=n_cells, radius=(13.0, 17.0),
-                                     division_prob=0.02, division_asymmetry=0.4, birth_rate=0.3,
-                                     dropout_prob=0.0, pair_fraction=0.4, seed=seed)
+        frames, _ = lineage_movie(seed, n_cells)
         for t, f in enumerate(frames):
             if t % step == 0:
                 ims.append(render_phase(f, (seed, t)))

@@ -166,14 +166,9 @@ def evaluate(
     return rows
 
 
-def segmented_movie(seed: int, n_cells: int, n_frames: int = 40) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
-    """A simulated movie segmented by the workflow's default (see dataset (c)).
-
-    Returns the segmented label frames (ids not linked), the true label
-    frames and the true lineage.
-    """
-    from pyama_flow.segmentation import segment_frame
-
+def lineage_movie(seed: int, n_cells: int, n_frames: int = 40) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """The true label frames and lineage of a dataset (c) movie (render each
+    frame with ``render_phase(frame, (seed, t))`` for its phase contrast)."""
     frames, lineage = simulate_lineage(
         n_frames=n_frames,
         shape=(384, 384),
@@ -186,7 +181,18 @@ def segmented_movie(seed: int, n_cells: int, n_frames: int = 40) -> tuple[list[n
         pair_fraction=0.4,
         seed=seed,
     )
-    true = list(frames)
+    return list(frames), lineage
+
+
+def segmented_movie(seed: int, n_cells: int, n_frames: int = 40) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
+    """A simulated movie segmented by the workflow's default (see dataset (c)).
+
+    Returns the segmented label frames (ids not linked), the true label
+    frames and the true lineage.
+    """
+    from pyama_flow.segmentation import segment_frame
+
+    true, lineage = lineage_movie(seed, n_cells, n_frames)
     seg = [segment_frame(render_phase(f, (seed, t)), method="watershed") for t, f in enumerate(true)]
     return seg, true, lineage
 
