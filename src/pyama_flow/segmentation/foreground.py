@@ -33,8 +33,10 @@ _RATIOS: dict[str, float] = {
     "erode_radius": 1.0 / 15.0,
     "smooth_sigma": 1.0 / 15.0,
     "split_depth": 1.0 / 15.0,
+    "split_notch": 0.14,  # dark foreground (see watershed.segment_watershed)
+    "notch_min_area": 0.3,  # the smallest basin the notch test keeps apart
 }
-_AREAS = ("max_hole_area", "min_area")
+_AREAS = ("max_hole_area", "min_area", "notch_min_area")
 _DARK_THRESHOLD = 8.0  # robust SDs, default of the dark foreground
 _PROBE_BIN = 2  # bin factor of the first look (scale, dark cells)
 _DARK_PERCENTILE = 50.0  # scale from the median depth of dark masks

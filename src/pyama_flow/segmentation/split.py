@@ -3,14 +3,17 @@
 :func:`split_objects` floods the (smoothed) distance map, or another height
 map, from every local maximum and merges neighbouring basins whose saddle is
 shallower than ``split_depth`` (:func:`merge_shallow_basins`, the partition
-seeding from the h-maxima would give). :func:`split_coarse` does the same on a
-coarser grid and puts the labels back on the mask.
+seeding from the h-maxima would give), unless the outline shows two cells
+(``split_notch``: the line between the basins ends in a notch of the pair's
+outline at both ends, :func:`notch_depths`). :func:`split_coarse` does the
+same on a coarser grid and puts the labels back on the mask.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
 from skimage.segmentation import watershed
 
 from pyama_flow.segmentation.maps import bin_image, unbin_labels
@@ -50,16 +53,76 @@ def adjacent_saddles(labels: np.ndarray, height: np.ndarray) -> tuple[np.ndarray
     return key // n, key % n, val
 
 
+def notch_depths(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """How deep the outline of two touching regions dips at the ends of their contact.
+
+    Two round cells pressed together leave a notch in the outline of the
+    pair where their contact line meets it; one convex cell cut in two by a
+    spurious saddle does not. The depth of a point is its distance (px)
+    inside the convex hull of the pair's outline pixels.
+
+    Parameters
+    ----------
+    a, b : (Y, X) bool
+        Disjoint regions on the same crop, with a background margin of at
+        least one pixel (pixels of neither count as outside the pair).
+
+    Returns
+    -------
+    (depth_1, depth_2) : the largest depth among the contact's end pixels
+        (pixels of ``a`` 4-adjacent to ``b`` and 8-adjacent to the outside) on
+        either side of the contact's middle, along its main direction; 0.0
+        for a side without end pixels, or when the hull is degenerate.
+    """
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    pair = a | b
+    contact = np.zeros_like(a)
+    contact[1:] |= a[1:] & b[:-1]
+    contact[:-1] |= a[:-1] & b[1:]
+    contact[:, 1:] |= a[:, 1:] & b[:, :-1]
+    contact[:, :-1] |= a[:, :-1] & b[:, 1:]
+    outside = ~ndi.binary_erosion(pair, structure=_CONN8, border_value=0)  # pixels with an outside 8-neighbour
+    ends = np.argwhere(contact & outside).astype(np.float64)
+    if len(ends) < 2:
+        return 0.0, 0.0
+    try:
+        hull = ConvexHull(np.argwhere(pair & outside).astype(np.float64))
+    except (QhullError, ValueError):  # too few or collinear outline pixels
+        return 0.0, 0.0
+    depth = -(ends @ hull.equations[:, :2].T + hull.equations[:, 2]).max(axis=1)
+    line = np.argwhere(contact).astype(np.float64)
+    centre = line.mean(axis=0)
+    if len(line) > 1:
+        axis = np.linalg.eigh(np.cov((line - centre).T))[1][:, -1]
+    else:
+        axis = np.array([1.0, 0.0])
+    side = (ends - centre) @ axis >= 0
+    d1 = float(depth[~side].max()) if (~side).any() else 0.0
+    d2 = float(depth[side].max()) if side.any() else 0.0
+    return d1, d2
+
+
 def merge_shallow_basins(
-    labels: np.ndarray, height: np.ndarray, depth: float, markers: np.ndarray | None = None
+    labels: np.ndarray,
+    height: np.ndarray,
+    depth: float,
+    markers: np.ndarray | None = None,
+    notch: float = 0.0,
+    notch_min_area: float = 0.0,
 ) -> np.ndarray:
     """Merge basins whose separating saddle is shallower than ``depth``.
 
     ``labels`` are catchment basins of the maxima of ``height``. Pairs are
     visited by decreasing saddle height (the h-maxima merge tree): two
     basins merge when the lower of their peaks is less than ``depth`` above
-    the saddle. ``markers`` (the watershed's seeds, one per basin at its
-    maximum) make finding the peaks cheap. Returns int32 labels 1..n.
+    the saddle -- unless ``notch`` > 0, both (as merged so far) have at
+    least ``notch_min_area`` pixels and the outline of the pair dips at
+    least ``notch`` px below its convex hull at both ends of their contact
+    (:func:`notch_depths`): round cells pressed together, whose neck in the
+    distance map is shallow. ``markers`` (the watershed's seeds, one per
+    basin at its maximum) make finding the peaks cheap. Returns int32
+    labels 1..n.
     """
     n = int(labels.max())
     if n == 0:
@@ -69,6 +132,7 @@ def merge_shallow_basins(
     sel = src > 0
     np.maximum.at(peak, src[sel], height[sel])
     parent = np.arange(n + 1)
+    notched = _Notches(labels, notch_min_area) if notch > 0 else None
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -79,14 +143,48 @@ def merge_shallow_basins(
     a, b, saddle = adjacent_saddles(labels, height)
     for k in np.argsort(-saddle, kind="stable"):
         ra, rb = root(int(a[k])), root(int(b[k]))
-        if ra != rb and min(peak[ra], peak[rb]) - saddle[k] < depth:
-            if peak[ra] < peak[rb]:
-                ra, rb = rb, ra
-            parent[rb] = ra
+        if ra == rb or min(peak[ra], peak[rb]) - saddle[k] >= depth:
+            continue
+        if notched is not None and notched.apart(ra, rb, notch):
+            continue
+        if peak[ra] < peak[rb]:
+            ra, rb = rb, ra
+        parent[rb] = ra
+        if notched is not None:
+            notched.join(ra, rb)
     roots = np.array([root(i) for i in range(n + 1)])
     # root 0 is the background and the smallest id, so it maps to 0
     _, lut = np.unique(roots, return_inverse=True)
     return lut.astype(np.int32)[labels]
+
+
+class _Notches:
+    """Regions of :func:`merge_shallow_basins` as merged so far, for the notch test."""
+
+    def __init__(self, labels: np.ndarray, min_area: float):
+        self.labels = labels
+        self.min_area = min_area
+        self.area = np.bincount(labels.ravel()).astype(np.float64)
+        self.box = {i + 1: (s[0].start, s[0].stop, s[1].start, s[1].stop)
+                    for i, s in enumerate(ndi.find_objects(labels)) if s is not None}
+        self.members = {i: [i] for i in self.box}
+
+    def apart(self, ra: int, rb: int, notch: float) -> bool:
+        """Whether regions ``ra`` and ``rb`` are two cells by their outline."""
+        if min(self.area[ra], self.area[rb]) < self.min_area:
+            return False
+        (ay0, ay1, ax0, ax1), (by0, by1, bx0, bx1) = self.box[ra], self.box[rb]
+        y0, y1, x0, x1 = min(ay0, by0), max(ay1, by1), min(ax0, bx0), max(ax1, bx1)
+        crop = np.pad(self.labels[y0:y1, x0:x1], 1)
+        d1, d2 = notch_depths(np.isin(crop, self.members[ra]), np.isin(crop, self.members[rb]))
+        return min(d1, d2) >= notch
+
+    def join(self, ra: int, rb: int) -> None:
+        """Region ``rb`` merged into ``ra``."""
+        self.area[ra] += self.area[rb]
+        self.members[ra] += self.members.pop(rb)
+        (ay0, ay1, ax0, ax1), (by0, by1, bx0, bx1) = self.box[ra], self.box.pop(rb)
+        self.box[ra] = (min(ay0, by0), max(ay1, by1), min(ax0, bx0), max(ax1, bx1))
 
 
 def split_objects(
@@ -95,6 +193,8 @@ def split_objects(
     split_depth: float = 2.0,
     barrier: np.ndarray | None = None,
     height: np.ndarray | None = None,
+    split_notch: float = 0.0,
+    notch_min_area: float = 0.0,
 ) -> np.ndarray:
     """Split a binary mask into objects by a watershed on its distance map.
 
@@ -112,6 +212,13 @@ def split_objects(
         phase halo between touching cells); None = nothing.
     height : (Y, X) float or None
         Precomputed distance map of ``mask``; None = :func:`distance_map`.
+    split_notch : float
+        Two basins with a shallower neck stay apart when the outline of the
+        pair dips at least this far (px) below its convex hull at both ends
+        of their contact, and each has ``notch_min_area`` px
+        (:func:`merge_shallow_basins`); 0 = off.
+    notch_min_area : float
+        Smallest basin (px) the notch test keeps apart.
 
     Returns
     -------
@@ -128,7 +235,7 @@ def split_objects(
     peaks = (height == ndi.maximum_filter(height, size=3)) & mask
     markers, _ = ndi.label(peaks, structure=_CONN8)
     labels = watershed(-height, markers, mask=mask)
-    return merge_shallow_basins(labels, height, split_depth, markers)
+    return merge_shallow_basins(labels, height, split_depth, markers, split_notch, notch_min_area)
 
 
 def split_coarse(

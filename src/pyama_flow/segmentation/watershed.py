@@ -41,8 +41,11 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    maximum, then neighbouring basins are merged (highest saddle first) while
    the shallower peak rises less than ``split_depth`` above their saddle --
    the partition that seeding from the h-maxima would give, at a fraction
-   of the cost (for the learned mask on the classifier's coarser grid, labels
-   then put back on the mask, :func:`.split.split_coarse`). With the learned
+   of the cost (for the learned mask on the classifier's coarser grid,
+   labels then put back on the mask, :func:`.split.split_coarse`). On the
+   dark path two basins with a shallow neck stay apart when the outline
+   dips into a notch at both ends of their contact (``split_notch``: round
+   cells pressed together). With the learned
    foreground the map split is by default not the mask's distance map but
    the classifier's **seed map** (``seed_map="learned"``): each cell pixel's
    predicted distance to its own cell's outline, which dips where two cells
@@ -94,7 +97,7 @@ SEED_MAPS = ("learned", "mask")
 _SEED_SMOOTH = 1.0 / 30.0
 
 
-# long only by its 23 documented parameters (the config's keys); the body is ~35 lines
+# long only by its 24 documented parameters (the config's keys); the body is ~35 lines
 def segment_watershed(
     image: np.ndarray,
     cell_diameter: float | None = None,
@@ -108,6 +111,7 @@ def segment_watershed(
     erode_radius: float | None = None,
     smooth_sigma: float | None = None,
     split_depth: float | None = None,
+    split_notch: float | None = None,
     halo_weight: float = 0.6,
     exact_distance: bool = False,
     foreground: str = "auto",
@@ -165,6 +169,15 @@ def segment_watershed(
         Minimum neck depth (input px) between two cells; None = diameter / 15
         (dark foreground with an estimated diameter: the diameter of the
         unfilled dark mask / 15, see :func:`.foreground._dark_diameters`).
+    split_notch : float or None
+        Two parts with a shallower neck stay apart when the outline of the
+        pair dips at least this far (input px) below its convex hull at both
+        ends of the line where they touch (round cells pressed together;
+        :func:`.split.notch_depths`), each part at least diameter² x 0.3.
+        None = 0.14 x diameter for the dark foreground (chosen on the tuning
+        movies and the E. coli frames, see the README), 0 (off) for the
+        texture one; not used by the learned foreground (its seed map dips
+        between touching cells).
     halo_weight : float
         Weight (input px per robust SD of brightness) of the bright phase
         halo as a barrier between cells; 0 = distance map only.
@@ -259,7 +272,7 @@ def segment_watershed(
     info["foreground"] = choice.mode
     learned_seeds = choice.mode == "learned" and choice.seed_dist is not None
     info["seed_map"] = "learned" if learned_seeds else "mask"
-    scales = _scales(front, choice.mode, learned_seeds, smooth_sigma, split_depth, erode_radius, refine_band)
+    scales = _scales(front, choice.mode, learned_seeds, smooth_sigma, split_depth, split_notch, erode_radius, refine_band)
     # the split only needs the mask's bounding box (plus room for the filters)
     align = choice.step if learned_seeds else 1
     pad = int(np.ceil(3 * max(scales.smooth, _HALO_SIGMA) + scales.band + 2))
@@ -307,6 +320,8 @@ class _Scales(NamedTuple):
     depth: float  # minimum neck depth between two cells
     erode: float  # erosion of the mask against the halo (0 = none)
     band: float  # outline refinement band (texture foreground)
+    notch: float  # notch that keeps two parts with a shallow neck apart (0 = off)
+    notch_area: float  # smallest part the notch test keeps apart (binned px²)
 
 
 def _scales(
@@ -315,6 +330,7 @@ def _scales(
     learned_seeds: bool,
     smooth_sigma: float | None,
     split_depth: float | None,
+    split_notch: float | None,
     erode_radius: float | None,
     refine_band: float | None,
 ) -> _Scales:
@@ -329,7 +345,12 @@ def _scales(
     r_er = _derived(erode_radius, "erode_radius", d) if mode == "texture" or erode_radius is not None else 0.0
     r_er *= lin
     band = r_er if refine_band is None else float(refine_band) * lin
-    return _Scales(lin, smooth, depth_split, r_er, band)
+    if split_notch is None:
+        notch = _derived(None, "split_notch", d) * lin if mode == "dark" else 0.0
+    else:
+        notch = float(split_notch) * lin
+    notch_area = _derived(None, "notch_min_area", d) * lin * lin
+    return _Scales(lin, smooth, depth_split, r_er, band, notch, notch_area)
 
 
 def _bounding_box(mask: np.ndarray, pad: int, align: int = 1) -> tuple[slice, slice] | None:
@@ -377,7 +398,9 @@ def _split_box(
         dist -= np.float32(s.erode)
     z_smooth = ndi.gaussian_filter(z, _HALO_SIGMA, truncate=3.0)
     barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * s.lin) if halo_weight > 0 else None
-    lab = split_objects(m, smooth_sigma=s.smooth, split_depth=s.depth, barrier=barrier, height=dist)
+    lab = split_objects(
+        m, s.smooth, s.depth, barrier=barrier, height=dist, split_notch=s.notch, notch_min_area=s.notch_area
+    )
     if choice.mode == "texture" and s.band > 0:
         lab = refine_outlines(lab, z_smooth, s.band)
     return lab
