@@ -317,6 +317,29 @@ def test_division_is_dated_back_into_the_merged_daughters():
     assert rows(lin) == [(1, 0, 0, 5), (2, 1, 6, 9), (3, 1, 6, 9)]
 
 
+def test_division_is_dated_back_through_a_revoked_one():
+    """Daughters apart at their birth (frame 4), merged again for a frame (5: the
+    division is revoked as one frame's over-segmentation, the pieces become the
+    mother's), apart for good from frame 6: dating back goes through the
+    merged frame into the revoked division's pieces, so the daughters start at
+    frame 4 and the mother ends at 3, as without the merge."""
+    mother = disc(32, 48, 11)
+    born = frame(disc(32, 39, 8), disc(32, 57, 8))
+    merged = frame(disc(32, 41, 8.5) | disc(32, 55, 8.5))
+    apart = [frame(disc(32, 38 - k, 8), disc(32, 58 + k, 8)) for k in range(4)]
+    frames = [frame(mother)] * 4 + [born, merged] + apart
+    out, lin = track_movie(frames)
+    assert rows(lin) == [(1, 0, 0, 3), (4, 1, 4, 9), (5, 1, 4, 9)]
+    assert all(np.unique(out[t]).tolist() == [0, 4, 5] for t in range(4, 10))
+    assert ids_of(out[4], born == 1) == [4] and ids_of(out[4], born == 2) == [5]
+    # only as far back as division_backdate: frame 4 stays the mother's two pieces
+    out, lin = track_movie(frames, division_backdate=1)
+    assert rows(lin) == [(1, 0, 0, 4), (4, 1, 5, 9), (5, 1, 5, 9)]
+    assert np.unique(out[4]).tolist() == [0, 1]
+    _, lin = track_movie(frames, division_backdate=0)
+    assert rows(lin) == [(1, 0, 0, 5), (4, 1, 6, 9), (5, 1, 6, 9)]
+
+
 def test_stream_yields_every_frame_once_in_order(tmp_path):
     """stream() holds a few frames (bounded) and yields them all; the track step
     writes the dated-back division."""

@@ -21,6 +21,10 @@ mother's track ends a frame earlier and the daughters' tracks start a frame
 earlier. The mother keeps at least her first frame; the areas of her last
 frames, which the division review compares the daughters with, stay those
 of the merged object (the daughters' first areas are its two pieces).
+Pixels of the daughters of a division the tracker revoked (they joined
+again a frame later, :meth:`.divisions.DivisionsMixin._revoke`) count as
+the mother's: daughters apart at birth, merged for a frame, then apart for
+good are dated back to their birth.
 
 The frames leave the buffer ``max_frames + division_confirm + 1`` frames
 late, so memory does not grow with the movie.
@@ -177,6 +181,9 @@ class Backdater:
         edge[:, 0] |= box[1].start > 0
         edge[:, -1] |= box[1].stop < nxt.shape[1]
         pa, pb = nxt[box] == a, nxt[box] == b
+        # the mother's pixels, and those of her daughters of a revoked division
+        # (two pieces that joined again a frame later, then separated for good)
+        hers = np.array([mother] + [d for d, m in tr._alias.items() if m == mother])
         heads: list[tuple[int, int]] = []
         j = t - 1
         while j >= max(t - self.max_frames, tr._first[mother - 1] + 1):
@@ -184,7 +191,7 @@ class Backdater:
             if frame is None:
                 break
             sub = frame[box]
-            blob = sub == mother
+            blob = np.isin(sub, hers)
             area = int(np.count_nonzero(blob))
             if area == 0 or (blob & edge).any():
                 break
@@ -207,6 +214,9 @@ class Backdater:
         if k == 0:
             return
         tr._last[mother - 1] = t - 1 - k
+        for d in hers[1:].tolist():  # revoked pieces whose frames the daughters took over
+            if tr._first[d - 1] >= t - k:
+                tr._last[d - 1] = min(tr._last[d - 1], t - 1 - k)
         for tid, areas in ((a, [h[0] for h in heads[::-1]]), (b, [h[1] for h in heads[::-1]])):
             tr._first[tid - 1] = t - k
             tr._head[tid - 1] = (areas + tr._head[tid - 1])[:REVIEW_FRAMES]
