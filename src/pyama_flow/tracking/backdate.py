@@ -50,7 +50,7 @@ _OVERLAP = 0.5
 
 def split_between(blob: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Give every pixel of ``blob`` (bool) the label of the nearest ``seeds`` pixel (labels 1, 2; 0 elsewhere)."""
-    _, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    iy, ix = ndi.distance_transform_edt(seeds == 0, return_distances=False, return_indices=True)
     return np.where(blob, seeds[iy, ix], 0).astype(np.uint8)
 
 

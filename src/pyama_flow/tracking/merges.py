@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyama_flow.tracking.objects import FrameObjects, frame_objects, pair_overlaps
+from pyama_flow.tracking.objects import (
+    FrameObjects,
+    frame_objects,
+    pair_overlaps,
+    split_objects,
+    split_overlaps,
+)
 
 
 def merge_groups(
@@ -71,7 +77,7 @@ def nearest_owner(pix: np.ndarray, under: np.ndarray, members: np.ndarray, shape
     y0, x0 = int(y.min()), int(x.min())
     box = np.full((int(y.max()) - y0 + 1, int(x.max()) - x0 + 1), -1, np.int64)
     box[y - y0, x - x0] = own
-    _, (iy, ix) = ndi.distance_transform_edt(box < 0, return_indices=True)
+    iy, ix = ndi.distance_transform_edt(box < 0, return_distances=False, return_indices=True)
     return box[iy[y - y0, x - x0], ix[y - y0, x - x0]].astype(np.int64)
 
 
@@ -102,23 +108,20 @@ class MergesMixin:
 
         Returns the (possibly relabelled copy of the) label frame, its
         objects, ``rejoin`` (compact indices of the returned objects) and
-        the overlaps with frame t-1 (:func:`~pyama_flow.tracking.objects.pair_overlaps`) when the frame
-        was not changed, else None.
+        their overlaps with frame t-1 (as :func:`~pyama_flow.tracking.objects.pair_overlaps`
+        counts them).
         """
         pp, pc, inter = pair_overlaps(prev, self._prev_labels, cur)
         groups = merge_groups(pp, pc, inter, prev.area, cur.area, self.merge_min_overlap)
         if not groups:
             return labels, cur, {}, (pp, pc, inter)
         splits, rejoin_at = self._plan_merges(cur, groups)
-        if not splits and not rejoin_at:
-            return labels, cur, {}, (pp, pc, inter)
-        out = labels.astype(np.int64)
+        pairs = (pp, pc, inter)
         if splits:
-            self._split_along_previous(out, cur, prev, splits)
-        new = frame_objects(out)
-        by_first = {int(f): k for k, f in enumerate(new.first.tolist()) if k > 0}
+            labels, cur, pairs = self._split_along_previous(labels, cur, prev, splits, pairs)
+        by_first = {int(f): k for k, f in enumerate(cur.first.tolist()) if k > 0}
         rejoin = {by_first[f]: v for f, v in rejoin_at.items()}
-        return out, new, rejoin, None
+        return labels, cur, rejoin, pairs
 
     def _plan_merges(
         self, cur: FrameObjects, groups: list[tuple[int, np.ndarray]]
@@ -170,26 +173,54 @@ class MergesMixin:
         return splits, rejoin_at
 
     def _split_along_previous(
-        self, out: np.ndarray, cur: FrameObjects, prev: FrameObjects, splits: list[tuple[int, np.ndarray]]
-    ) -> None:
-        """Relabel (in place) the pixels of each merged object by the cell they belong to.
+        self,
+        labels: np.ndarray,
+        cur: FrameObjects,
+        prev: FrameObjects,
+        splits: list[tuple[int, np.ndarray]],
+        pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> tuple[np.ndarray, FrameObjects, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Relabel the pixels of each merged object by the cell they belong to.
 
         Parameters
         ----------
-        out : int64 copy of frame t's labels, changed in place; each cell of a
-            split object gets a new label above every label of the frame
+        labels : frame t's labels (not changed)
         cur, prev : objects of frames t and t-1
         splits : ``(c, members)`` pairs from :meth:`_plan_merges`
+        pairs : overlaps (pp, pc, inter) between frames t-1 and t
+
+        Returns
+        -------
+        A relabelled copy of ``labels`` (each cell of a split object gets a
+        new label above every label of the frame), its objects and its
+        overlaps with frame t-1: what :func:`~pyama_flow.tracking.objects.frame_objects`
+        and :func:`~pyama_flow.tracking.objects.pair_overlaps` give for it,
+        updated from the split objects' pixels only.
         """
-        next_label = int(out.max()) + 1
+        # the largest label: the lookup table's last entry (else count)
+        next_label = (cur.lut.size if cur.uniq is None else int(labels.max()) + 1)
+        top = next_label + sum(int(m.size) for _, m in splits)
+        dtype = labels.dtype if top <= np.iinfo(labels.dtype).max else np.int64
+        out = np.array(labels, dtype=dtype, order="C")  # a copy, flat indices as in cur.idx
         flag = np.zeros(cur.n + 1, bool)
         flag[[c for c, _ in splits]] = True
         sel = np.flatnonzero(flag[cur.comp])
         sel = sel[np.argsort(cur.comp[sel], kind="stable")]
         comp_sel = cur.comp[sel]
+        pieces, unders = [], []
         for c, members in splits:
             lo, hi = np.searchsorted(comp_sel, [c, c + 1])
-            pix = cur.idx[sel[lo:hi]]
-            owner = nearest_owner(pix, prev.compact_at(self._prev_labels, pix), members, out.shape)
+            at = sel[lo:hi]
+            pix = cur.idx[at]
+            under = prev.compact_at(self._prev_labels, pix)
+            owner = nearest_owner(pix, under, members, out.shape)
             out.ravel()[pix] = next_label + owner
+            pieces.append((c, at, owner, next_label))
+            unders.append(under)
             next_label += members.size
+        if cur.uniq is not None:  # huge label values: count again
+            new = frame_objects(out)
+            return out, new, pair_overlaps(prev, self._prev_labels, new)
+        new, old_to_new = split_objects(cur, out.shape[1], pieces)
+        parts = [(under, new.lut[label + owner]) for (_, _, owner, label), under in zip(pieces, unders, strict=True)]
+        return out, new, split_overlaps(pairs, old_to_new, parts, new.n)

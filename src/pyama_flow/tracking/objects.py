@@ -4,8 +4,10 @@
 first pixel (so nothing depends on the input label values) and gives their
 areas and centroids in one linear pass over the horizontal pixel runs;
 :func:`pair_overlaps` counts the shared pixels of the objects of two
-consecutive frames; :func:`paint` draws a frame's objects with their track
-ids.
+consecutive frames; :func:`split_objects` and :func:`split_overlaps` give
+both again after some objects were cut (merged cells split by the tracker)
+from the cut pixels alone; :func:`paint` draws a frame's objects with their
+track ids.
 """
 
 from __future__ import annotations
@@ -116,6 +118,115 @@ def frame_objects(labels: np.ndarray) -> FrameObjects:
     first = np.zeros(n + 1, np.int64)
     first[1:] = idx[starts[first_run[order]]]
     return FrameObjects(n, idx, comp, area, cy, cx, first, lut, uniq)
+
+
+def split_objects(
+    objs: FrameObjects, width: int, pieces: list[tuple[int, np.ndarray, np.ndarray, int]]
+) -> tuple[FrameObjects, np.ndarray]:
+    """The objects of a frame after some of its objects were cut into parts.
+
+    What :func:`frame_objects` would return for the relabelled frame, from
+    the cut pixels alone (no pass over the whole frame).
+
+    Parameters
+    ----------
+    objs : objects of the frame before the cut, from :func:`frame_objects`
+        with a lookup table (``uniq`` None)
+    width : frame width
+    pieces : per cut object ``(c, at, part, first_label)``: its compact
+        index, its pixels (positions in ``objs.idx``, ascending), the part
+        (0, 1, ...) of each pixel, and the label value of part 0 (part j has
+        ``first_label + j``, above every label of the frame)
+
+    Returns
+    -------
+    new : the objects of the relabelled frame (raster order of first
+        pixels, as from :func:`frame_objects`; a part without pixels is no object)
+    old_to_new : (objs.n + 1,) int64 new compact index of each object not
+        cut (0 for the cut ones and background)
+    """
+    if objs.uniq is not None:
+        raise ValueError("split_objects needs a frame with a label lookup table")
+    cut = np.zeros(objs.n + 1, bool)
+    cut[0] = True
+    area, cy, cx, first = [objs.area], [objs.cy], [objs.cx], [objs.first]
+    n_parts = []
+    for c, at, part, _ in pieces:
+        cut[c] = True
+        k = int(part.max()) + 1
+        pix = objs.idx[at]
+        row, col = np.divmod(pix, width)
+        a = np.bincount(part, minlength=k)
+        safe = np.maximum(a, 1)
+        area.append(a.astype(np.int64))
+        cy.append(np.bincount(part, weights=row.astype(np.float64), minlength=k) / safe)
+        cx.append(np.bincount(part, weights=col.astype(np.float64), minlength=k) / safe)
+        f = np.full(k, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(f, part, pix)
+        first.append(f)
+        n_parts.append(k)
+    area_all = np.concatenate(area)
+    keep = np.concatenate([~cut] + [a > 0 for a in area[1:]])
+    first_all = np.concatenate(first)
+    rows = np.flatnonzero(keep)
+    rows = rows[np.argsort(first_all[rows], kind="stable")]
+    n = int(rows.size)
+    new_of_row = np.zeros(area_all.size, np.int64)
+    new_of_row[rows] = np.arange(1, n + 1)
+    old_to_new = new_of_row[: objs.n + 1]
+    comp = old_to_new.astype(np.int32)[objs.comp]
+    lut_ext, start = [], objs.n + 1
+    for (_, at, part, label), k in zip(pieces, n_parts, strict=True):
+        pc = new_of_row[start : start + k]
+        comp[at] = pc[part]
+        lut_ext.append((label, pc))
+        start += k
+    top = max(label + pc.size for label, pc in lut_ext)
+    lut = np.zeros(max(top, objs.lut.size), np.int32)
+    lut[: objs.lut.size] = old_to_new[objs.lut]
+    for label, pc in lut_ext:
+        lut[label : label + pc.size] = pc
+    sel = np.concatenate([[0], rows])
+    new = FrameObjects(n, objs.idx, comp, area_all[sel], np.concatenate(cy)[sel], np.concatenate(cx)[sel],
+                       first_all[sel], lut)
+    return new, old_to_new
+
+
+def split_overlaps(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    old_to_new: np.ndarray,
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Overlaps with the previous frame after some objects of the current frame were cut (:func:`split_objects`).
+
+    What :func:`pair_overlaps` gives for the relabelled frame, from the
+    overlaps before the cut and the cut pixels alone.
+
+    Parameters
+    ----------
+    pairs : (pp, pc, inter) before the cut, from :func:`pair_overlaps`
+    old_to_new : new compact index of each current object not cut (0 for the cut ones)
+    parts : per cut object, for each of its pixels the previous frame's
+        compact index under it (0 = background) and its new compact index
+    n : number of objects after the cut
+
+    Returns
+    -------
+    pp, pc, inter : int64, ordered by (pp, pc) as :func:`pair_overlaps` orders them
+    """
+    pp, pc, inter = pairs
+    kept = old_to_new[pc] > 0
+    pp_all, pc_all, n_all = [pp[kept]], [old_to_new[pc[kept]]], [inter[kept]]
+    for under, comp in parts:
+        inside = under > 0
+        uniq, counts = np.unique(under[inside].astype(np.int64) * (n + 1) + comp[inside], return_counts=True)
+        pp_all.append(uniq // (n + 1))
+        pc_all.append(uniq % (n + 1))
+        n_all.append(counts)
+    pp, pc, inter = (np.concatenate(a).astype(np.int64) for a in (pp_all, pc_all, n_all))
+    order = np.lexsort((pc, pp))
+    return pp[order], pc[order], inter[order]
 
 
 def _runs(idx: np.ndarray, key: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

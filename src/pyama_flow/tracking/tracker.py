@@ -350,14 +350,13 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         prev = self._prev
         n_prev = prev.n if prev is not None else 0
         rejoin: dict[int, tuple[int, int, int]] = {}
-        pairs = None
-        if cur.n and n_prev and self.split_merges:  # 7: merges split along the previous masks
-            labels, cur, rejoin, pairs = self._split_merges(labels, cur, prev)
-        self._pending = {k: v for k, v in self._pending.items() if t - v[1] <= self.division_confirm}
         if not (cur.n and n_prev):
             pairs = (np.zeros(0, np.int64),) * 3
-        elif pairs is None:
+        elif self.split_merges:  # 7: merges split along the previous masks
+            labels, cur, rejoin, pairs = self._split_merges(labels, cur, prev)
+        else:
             pairs = pair_overlaps(prev, self._prev_labels, cur)
+        self._pending = {k: v for k, v in self._pending.items() if t - v[1] <= self.division_confirm}
         links = _Links.empty(cur.n, n_prev)
         if cur.n:  # 3-5: divisions, assignment, gap closing
             self._link(t, labels, cur, prev, pairs, rejoin, links)
