@@ -109,6 +109,46 @@ def test_track_and_traces_with_lineage(tmp_path):
     assert stats["cells_per_frame"] == [1, 1, 1, 1, 2, 2, 2] and stats["cells_kept"] == 3
 
 
+def test_track_writes_final_ids_once_and_leaves_no_scratch(tmp_path):
+    # a cell cut in two for one frame (frame 3) and whole again: the division is
+    # revoked, so labels.tif carries the cell's one id in every frame
+    h = w = 120
+    frames = []
+    for t in range(7):
+        lab = np.zeros((h, w), np.uint16)
+        lab[40:80, 40:80] = 3
+        if t == 3:
+            lab[40:80, 59:61] = 0
+            lab[40:80, 61:80] = 4
+        frames.append(lab)
+    write_stack(tmp_path / "seg.tif", iter(frames), 7, (h, w), np.uint16)
+    track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"), {})
+    labels = read_stack(tmp_path / "labels.tif")
+    assert labels.dtype == np.uint16
+    assert [sorted(set(np.unique(f).tolist()) - {0}) for f in labels] == [[1]] * 7
+    assert pd.read_csv(tmp_path / "tracks.csv").values.tolist() == [[1, 0, 0, 6]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "seg.tif", "tracks.csv"]
+
+
+def test_track_more_than_65535_tracks_writes_uint32(tmp_path):
+    # 22,500 one-pixel cells per frame, each frame on other pixels than the one
+    # before (no links without gap closing): 67,500 tracks
+    h = w = 300
+    frames = []
+    for t in range(3):
+        lab = np.zeros((h, w), np.uint32)
+        off = t % 2
+        lab[off::2, off::2] = np.arange(1, 22_501, dtype=np.uint32).reshape(150, 150)
+        frames.append(lab)
+    write_stack(tmp_path / "seg.tif", iter(frames), 3, (h, w), np.uint32)
+    track(str(tmp_path / "seg.tif"), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv"),
+          {"max_gap": 0, "divisions": False, "split_merges": False})
+    labels = read_stack(tmp_path / "labels.tif")
+    assert labels.dtype == np.uint32 and int(labels.max()) == 67_500
+    assert len(pd.read_csv(tmp_path / "tracks.csv")) == 67_500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "seg.tif", "tracks.csv"]
+
+
 def test_traces_reject_mismatched_time_points(tmp_path):
     lab = np.zeros((3, 20, 20), np.uint32)
     write_stack(tmp_path / "labels.tif", iter(lab), 3, (20, 20), np.uint32)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,9 +45,13 @@ def track(
 ) -> None:
     """Link per-frame labels into tracks; write the label stack and the lineage table.
 
-    The label stack is uint16 while every track id fits (:func:`label_dtype`);
-    a movie with more than 65535 tracks is tracked again and written as uint32
-    (tracking is deterministic, so the ids are the same).
+    The frames are tracked once, streaming, into a scratch stack beside
+    ``labels_path`` (Zstandard, fast); its frames are then renamed to the
+    final ids (:meth:`Tracker.relabel_lut`: revoked divisions, the division
+    review) and written once with ``compression``. The label stack is uint16
+    while every track id fits (:func:`label_dtype`); a movie with more than
+    65535 tracks is tracked again and written as uint32 (tracking is
+    deterministic, so the ids are the same).
     """
     from pyama_flow.tracking.lineage import write_lineage
     from pyama_flow.tracking.tracker import Tracker
@@ -51,15 +59,15 @@ def track(
     for dtype in (np.dtype(np.uint16), np.dtype(np.uint32)):
         tracker = Tracker(**params)
         try:
-            with StackReader(seg_path) as seg:
+            with StackReader(seg_path) as seg, _scratch(labels_path) as scratch:
                 n, h, w = seg.shape
                 frames = (_fits(f, dtype) for f in tracker.stream(seg[t] for t in range(n)))
-                write_stack(labels_path, frames, n, (h, w), dtype, compression=compression,
-                            calibration=seg.calibration)
+                write_stack(scratch, frames, n, (h, w), dtype, compression="zstd")
                 lut = tracker.relabel_lut()
-                if lut is not None:  # revoked divisions: track again (deterministic) and rename their ids
-                    again = Tracker(**params)
-                    frames = (_fits(lut[f], dtype) for f in again.stream(seg[t] for t in range(n)))
+                if lut is not None and label_dtype(int(lut.max())).itemsize <= dtype.itemsize:
+                    lut = lut.astype(dtype)  # every final id fits: rename in the stack's dtype
+                with StackReader(scratch) as tracked:
+                    frames = (tracked[t] if lut is None else _fits(lut[tracked[t]], dtype) for t in range(n))
                     write_stack(labels_path, frames, n, (h, w), dtype, compression=compression,
                                 calibration=seg.calibration)
             break
@@ -69,6 +77,19 @@ def track(
     write_lineage(lineage, lineage_path)
     log.info("tracked %d frames: %d tracks", n, len(lineage["cell"]))
     _log_divisions(tracker.division_counts(), labels_path)
+
+
+@contextlib.contextmanager
+def _scratch(beside: str) -> Iterator[Path]:
+    """A hidden scratch file in the folder of ``beside``, removed afterwards (also on error)."""
+    folder = Path(beside).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{Path(beside).name}.", suffix=".tracked.tif", dir=folder)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _log_divisions(counts: Mapping[str, int], labels_path: str) -> None:
