@@ -56,7 +56,7 @@ def nearest_owner(pix: np.ndarray, under: np.ndarray, members: np.ndarray, shape
 
     Parameters
     ----------
-    pix : flat indices of the merged object's pixels
+    pix : flat indices of the merged object's pixels (ascending)
     under : compact index (frame t-1) of the object under each pixel
     members : compact indices of the merged cells
     shape : frame shape
@@ -74,11 +74,16 @@ def nearest_owner(pix: np.ndarray, under: np.ndarray, members: np.ndarray, shape
     if (own >= 0).all():
         return own.astype(np.int64)
     y, x = np.divmod(pix, shape[1])
-    y0, x0 = int(y.min()), int(x.min())
-    box = np.full((int(y.max()) - y0 + 1, int(x.max()) - x0 + 1), -1, np.int64)
-    box[y - y0, x - x0] = own
+    x0 = int(x.min())
+    y -= y[0]  # pix ascending: the first pixel is on the top row
+    x -= x0
+    box = np.full((int(y[-1]) + 1, int(x.max()) + 1), -1, np.int32)
+    box[y, x] = own
     iy, ix = ndi.distance_transform_edt(box < 0, return_distances=False, return_indices=True)
-    return box[iy[y - y0, x - x0], ix[y - y0, x - x0]].astype(np.int64)
+    miss = np.flatnonzero(own < 0)
+    own = own.astype(np.int64)
+    own[miss] = box[iy[y[miss], x[miss]], ix[y[miss], x[miss]]]
+    return own
 
 
 class MergesMixin:
