@@ -59,7 +59,8 @@ Per frame t (``update``):
    daughter vanishing while the other goes on, revoke it (one frame's
    over-segmentation): the daughters' ids become the mother's. ``update``
    returns provisional ids; :meth:`Tracker.relabel_lut` maps them to the
-   final ones (the track job tracks a second time when needed, streaming).
+   final ones (the track job renames the frames it tracked into a scratch
+   stack when it writes them, streaming).
 9. **Division review** (``division_min_life``, ``division_area_sum``, :mod:`.lineage`): once
    the tracks are known (:meth:`Tracker.lineage`, :meth:`Tracker.relabel_lut`), a
    division is kept only if both daughters are seen for ``division_min_life``
