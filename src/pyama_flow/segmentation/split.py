@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from skimage.segmentation import watershed
 
+from pyama_flow.contact import contact_line, main_axis
 from pyama_flow.segmentation.maps import bin_image, unbin_labels
 from pyama_flow.segmentation.masks import _CONN8, distance_map
 from pyama_flow.segmentation.outlines import _keep_largest_piece
@@ -77,11 +78,7 @@ def notch_depths(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     a = np.asarray(a, dtype=bool)
     b = np.asarray(b, dtype=bool)
     pair = a | b
-    contact = np.zeros_like(a)
-    contact[1:] |= a[1:] & b[:-1]
-    contact[:-1] |= a[:-1] & b[1:]
-    contact[:, 1:] |= a[:, 1:] & b[:, :-1]
-    contact[:, :-1] |= a[:, :-1] & b[:, 1:]
+    contact = contact_line(a, b)
     outside = ~ndi.binary_erosion(pair, structure=_CONN8, border_value=0)  # pixels with an outside 8-neighbour
     ends = np.argwhere(contact & outside).astype(np.float64)
     if len(ends) < 2:
@@ -93,11 +90,7 @@ def notch_depths(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     depth = -(ends @ hull.equations[:, :2].T + hull.equations[:, 2]).max(axis=1)
     line = np.argwhere(contact).astype(np.float64)
     centre = line.mean(axis=0)
-    if len(line) > 1:
-        axis = np.linalg.eigh(np.cov((line - centre).T))[1][:, -1]
-    else:
-        axis = np.array([1.0, 0.0])
-    side = (ends - centre) @ axis >= 0
+    side = (ends - centre) @ main_axis(line - centre) >= 0
     d1 = float(depth[~side].max()) if (~side).any() else 0.0
     d2 = float(depth[side].max()) if side.any() else 0.0
     return d1, d2

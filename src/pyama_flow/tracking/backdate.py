@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
+from pyama_flow.contact import contact_line, main_axis
 from pyama_flow.tracking.lineage import REVIEW_FRAMES
 
 if TYPE_CHECKING:
@@ -68,17 +69,11 @@ def neck_ratio(split: np.ndarray) -> float:
     small = min(int(np.count_nonzero(a)), int(np.count_nonzero(b)))
     if small == 0:
         return float("inf")
-    line = np.zeros_like(a)
-    line[:, :-1] |= a[:, :-1] & b[:, 1:]
-    line[:, 1:] |= a[:, 1:] & b[:, :-1]
-    line[:-1, :] |= a[:-1, :] & b[1:, :]
-    line[1:, :] |= a[1:, :] & b[:-1, :]
-    pts = np.argwhere(line).astype(np.float64)
+    pts = np.argwhere(contact_line(a, b)).astype(np.float64)
     if pts.shape[0] == 0:
         return 0.0
     pts -= pts.mean(axis=0)
-    axis = np.linalg.eigh(pts.T @ pts)[1][:, -1]
-    proj = pts @ axis
+    proj = pts @ main_axis(pts)
     return float(proj.max() - proj.min() + 1.0) / (2.0 * np.sqrt(small / np.pi))
 
 
