@@ -177,11 +177,10 @@ class LineageMixin:
         :meth:`~pyama_flow.tracking.tracker.Tracker.update` returns frames labelled with provisional ids: a
         division revoked later (the "daughters" joined again within
         ``division_confirm`` frames) renames its daughters' pixels to the
-        mother's id. Apply ``lut[frame]`` to every returned frame (e.g. by
-        tracking twice, as the track job does) to get the final labels that
-        match :meth:`lineage`. The tracker is deterministic, so a second
-        ``Tracker`` with the same parameters fed the same frames gives the
-        same provisional frames again: streaming twice needs no frame store.
+        mother's id. Apply ``lut[frame]`` to every returned frame to get
+        the final labels that match :meth:`lineage` (the track job keeps the
+        provisional frames in a scratch stack on disk and renames them when
+        it writes them, :func:`pyama_flow.tracking.step.track`).
         """
         aliases = self._final()[0]
         if not aliases:

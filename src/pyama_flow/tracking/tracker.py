@@ -544,8 +544,9 @@ def track_movie(frames: Sequence[np.ndarray], **params) -> tuple[list[np.ndarray
     What the track step writes (``labels.tif``, ``tracks.csv``), for frames
     that are already in memory (tests, benchmarks, notebooks): the frames
     :meth:`Tracker.stream` yields with :meth:`Tracker.relabel_lut` applied,
-    so the ids match :meth:`Tracker.lineage`. The step itself streams the
-    stack twice instead of holding it (:func:`pyama_flow.tracking.step.track`).
+    so the ids match :meth:`Tracker.lineage`. The step itself does not hold
+    the frames: it streams them into a scratch stack on disk and renames
+    them when it writes ``labels.tif`` (:func:`pyama_flow.tracking.step.track`).
 
     Parameters
     ----------
