@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 def remove_stale_temporaries(paths) -> list[str]:
     """Delete temporary files a killed earlier attempt left beside ``paths``.
 
-    Outputs are written to ``.{name}.*.part`` (``atomic_path``) or
-    ``.{name}.*.tmp`` (``write_fits``) and renamed at the end; a job killed
-    with SIGKILL cannot clean up, so the next attempt does (Snakemake runs one
-    job per output at a time, so nothing else is writing them).
+    Outputs are written to ``.{name}.*.part`` (``atomic_path``) and renamed
+    at the end, and scratch files beside them are named so too
+    (``scratch_path``); ``.{name}.*.tmp`` is what ``write_fits`` used before
+    2026-12-07. A job killed with SIGKILL cannot clean up, so the next
+    attempt does (Snakemake runs one job per output at a time, so nothing
+    else is writing them).
     """
     removed = []
     for out in paths:
@@ -45,7 +47,7 @@ def atomic_outputs(paths):
     """Temporary paths beside several outputs; every one is renamed onto its
     output only when the block succeeds (else all are removed). For library
     functions that write straight to the paths they are given."""
-    from pyama_flow.io.stacks import atomic_path
+    from pyama_flow.io.atomic import atomic_path
 
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(atomic_path(p)) for p in paths]

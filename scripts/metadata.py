@@ -3,7 +3,7 @@ from _common import run
 
 def main(snakemake):
     from pyama_flow.io.extract import dataset_metadata
-    from pyama_flow.io.stacks import write_json
+    from pyama_flow.io.atomic import write_json
 
     p = snakemake.params
     meta = dataset_metadata(snakemake.input[0], p.reader, p.frame_interval_min, p.fingerprint)

@@ -4,7 +4,7 @@ from _common import atomic_outputs, run
 def main(snakemake):
     import pandas as pd
 
-    from pyama_flow.io.stacks import atomic_path
+    from pyama_flow.io.atomic import atomic_path
     from pyama_flow.report.overview import (
         FOVS_PER_PAGE,
         FovResults,

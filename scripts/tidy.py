@@ -2,7 +2,7 @@ from _common import run
 
 
 def main(snakemake):
-    from pyama_flow.io.stacks import atomic_path
+    from pyama_flow.io.atomic import atomic_path
     from pyama_flow.traces.merge import tidy_traces
 
     keys = [(ds, int(f)) for ds, f in snakemake.params.datasets_fovs]

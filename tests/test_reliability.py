@@ -31,7 +31,8 @@ from pyama_flow.segmentation.step import segment
 from pyama_flow.fitting.fit import failure_reasons, fit_traces, write_fits
 from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
-from pyama_flow.io.stacks import atomic_path, read_stack, write_stack
+from pyama_flow.io.atomic import atomic_path
+from pyama_flow.io.stacks import read_stack, write_stack
 from pyama_flow.segmentation import segment_frame
 from pyama_flow.segmentation.logstd import segment_logstd
 from pyama_flow.traces.features import TraceBuilder, frame_features, read_traces, write_traces
@@ -379,6 +380,30 @@ def test_stale_temporaries_of_a_killed_attempt_are_removed(tmp_path):
     removed = remove_stale_temporaries([tmp_path / "traces.csv", tmp_path / "fits_maturation.csv"])
     assert len(removed) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.q.part", "keep.csv"]
+
+
+
+def test_a_killed_track_jobs_scratch_is_removed_by_the_next_attempt(tmp_path):
+    """The track job's scratch stack (scratch_path) is removed when the job
+    ends, also on error; if SIGKILL leaves it, its name is one the next
+    attempt's clean-up of labels.tif removes."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from _common import remove_stale_temporaries
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from pyama_flow.io.atomic import scratch_path
+
+    with pytest.raises(RuntimeError), scratch_path(tmp_path / "labels.tif") as scratch:
+        scratch.write_bytes(b"frames")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with scratch_path(tmp_path / "labels.tif") as scratch:
+        left = scratch.name
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / left).write_bytes(b"frames")  # what SIGKILL would leave behind
+    assert remove_stale_temporaries([tmp_path / "labels.tif"]) == [str(tmp_path / left)]
+    assert list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- fits

@@ -17,7 +17,7 @@ from pyama_flow.traces.step import traces as traces_step
 
 from pyama_flow.tracking.step import track
 
-from pyama_flow.io.stacks import write_json
+from pyama_flow.io.atomic import write_json
 from pyama_flow.io import open_image, read_metadata
 from pyama_flow.io.base import InputError
 from pyama_flow.io.fingerprint import fingerprint, plane_bytes_of

@@ -7,7 +7,8 @@ import pytest
 import tifffile
 
 from pyama_flow.io.fovs import parse_fovs
-from pyama_flow.io.stacks import StackReader, atomic_path, read_stack, write_stack
+from pyama_flow.io.atomic import atomic_path
+from pyama_flow.io.stacks import StackReader, read_stack, write_stack
 
 
 def test_roundtrip_one_page_per_frame(tmp_path):

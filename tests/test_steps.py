@@ -21,7 +21,7 @@ from pyama_flow.traces.step import traces as traces_step
 
 from pyama_flow.tracking.step import track
 
-from pyama_flow.io.stacks import write_json
+from pyama_flow.io.atomic import write_json
 from pyama_flow.io.base import InputError
 from pyama_flow.io.stacks import StackReader, read_stack, write_stack
 

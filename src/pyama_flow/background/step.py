@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 
 from pyama_flow.io.source import open_frames
-from pyama_flow.io.stacks import (
-    StackReader,
-    atomic_path,
-)
+from pyama_flow.io.atomic import atomic_path
+from pyama_flow.io.stacks import StackReader
 
 # The step imports what only it needs inside the function: a job is its own
 # process, and start-up (numba, pandas, scipy) is paid per job.

@@ -10,7 +10,7 @@ import numpy as np
 from pyama_flow.report import display, figures, frames
 from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
-from pyama_flow.io.stacks import atomic_path
+from pyama_flow.io.atomic import atomic_path
 from pyama_flow.commands.info import _option, reader_options
 
 

@@ -149,7 +149,7 @@ STEP_CODE = {
     "track": ("from pyama_flow.tracking.step import track\n"
               "track(OUT + '/segmentation.tif', OUT + '/labels.tif', OUT + '/tracks.csv', {})"),
     "traces": ("from pyama_flow.io.extract import dataset_metadata\n"
-               "from pyama_flow.io.stacks import write_json\n"
+               "from pyama_flow.io.atomic import write_json\n"
                "from pyama_flow.traces.step import traces\n"
                "write_json(OUT + '/metadata.json', dataset_metadata(IN, {}, 10))\n"
                "traces(OUT + '/labels.tif', {1: RAW1}, {1: OUT + '/background_ch1.npz'},"

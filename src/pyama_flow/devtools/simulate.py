@@ -33,7 +33,8 @@ import pandas as pd
 import tifffile
 from scipy import ndimage as ndi
 
-from pyama_flow.io.stacks import atomic_path, write_stack
+from pyama_flow.io.atomic import atomic_path
+from pyama_flow.io.stacks import write_stack
 
 KM = 1.28
 BETA = 5.22e-3

@@ -12,7 +12,6 @@ the parameters and their SEs, :data:`STAT_COLUMNS`, ``best_model``,
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -24,6 +23,7 @@ from pyama_flow.fitting.models import get_model, list_models
 from pyama_flow.fitting.params import ParamSpec, resolve_params
 from pyama_flow.fitting.starts import _t0_groups
 from pyama_flow.fitting.status import StatusRule
+from pyama_flow.io.atomic import atomic_path
 
 #: cells per batch in :func:`fit_traces` (larger batches amortise numpy's
 #: per-call overhead); the batches do not depend on ``n_jobs``, which is why
@@ -363,27 +363,12 @@ def failure_reasons(fits: pd.DataFrame, overrides: Mapping | None = None) -> pd.
 
 
 def write_fits(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a fits table as CSV, atomically, with floats as ``%.9g``.
+    """Write a fits table as CSV, atomically (:func:`~pyama_flow.io.atomic.atomic_path`), with floats as ``%.9g``.
 
-    The table goes to a temporary file in the target directory that then
-    replaces ``path`` (``os.replace``), so readers never see a partial file.
-    The same table always gives the same bytes.
+    Readers never see a partial file; the same table always gives the same bytes.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            df.to_csv(fh, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        df.to_csv(fh, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
 
 
 __all__ = ["CHUNK_SIZE", "FLOAT_FORMAT", "ID_COLUMNS", "STAT_COLUMNS", "STATUS_COLUMNS", "T0_BOUNDS", "best_models", "failure_reasons", "fit_traces", "tune_malloc", "write_fits"]

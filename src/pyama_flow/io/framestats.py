@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pyama_flow.io.stacks import write_text
+from pyama_flow.io.atomic import write_text
 
 #: Percentiles recorded per frame (and the contrast stretch uses the outer two).
 PERCENTILES: tuple[float, float, float] = (1.0, 50.0, 99.0)

@@ -25,7 +25,8 @@ from pyama_flow.io import open_image
 from pyama_flow.io.base import InputError
 from pyama_flow.io.fingerprint import fingerprint as content_fingerprint
 from pyama_flow.io.fingerprint import plane_bytes_of
-from pyama_flow.io.stacks import Calibration, FrameStack, StackReader, frame_interval_s, write_json
+from pyama_flow.io.atomic import write_json
+from pyama_flow.io.stacks import Calibration, FrameStack, StackReader, frame_interval_s
 
 #: file name ending of a source reference (a raw extract that is no copy)
 SUFFIX = ".json"

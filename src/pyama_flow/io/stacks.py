@@ -24,19 +24,16 @@ leaves a file that looks complete.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import tifffile
 
+from pyama_flow.io.atomic import atomic_path
 from pyama_flow.io.base import InputError
 
 #: Lossless codecs by config name (``storage.compression``): (tifffile codec, level);
@@ -107,40 +104,6 @@ def imagej_description(n_frames: int, calibration: Calibration, extra: dict[str,
         text = " ".join(str(value).split())  # one line
         lines.append(f"{key}={text}")
     return "\n".join(lines) + "\n"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename onto ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give normal permissions
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file (UTF-8) atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """JSON with sorted keys, one space indent, written atomically."""
-    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def write_stack(

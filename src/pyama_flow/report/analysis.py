@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from pyama_flow.fitting.fit import ID_COLUMNS, STAT_COLUMNS, STATUS_COLUMNS
 from pyama_flow.fitting.models import get_model
 from pyama_flow.fitting.status import STATUSES
-from pyama_flow.io.stacks import atomic_path
+from pyama_flow.io.atomic import atomic_path
 from pyama_flow.report.display import NO_SAMPLE_COLOR
 
 log = logging.getLogger("pyama_flow")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pyama_flow.io.stacks import write_text
+from pyama_flow.io.atomic import write_text
 
 
 def config_html(config: Mapping[str, Any], title: str = "Parameters used") -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pyama_flow.io.stacks import atomic_path
+from pyama_flow.io.atomic import atomic_path
 from pyama_flow.report.display import NO_SAMPLE_COLOR
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pyama_flow.io.framestats import STAT_COLUMNS
-from pyama_flow.io.stacks import atomic_path, write_text
+from pyama_flow.io.atomic import atomic_path, write_text
 from pyama_flow.report.display import NO_SAMPLE_COLOR, channel_color
 from pyama_flow.report.figures import (
     add_title,

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pyama_flow.io.stacks import atomic_path
+from pyama_flow.io.atomic import atomic_path
 from pyama_flow.traces.features import read_traces
 
 log = logging.getLogger("pyama_flow")

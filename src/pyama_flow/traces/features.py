@@ -487,7 +487,7 @@ def apply_filters(
 
 def write_traces(df: pd.DataFrame, path: str) -> None:
     """CSV with floats at 6 decimals (PyAMA's format), written atomically."""
-    from pyama_flow.io.stacks import atomic_path
+    from pyama_flow.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6f")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from pyama_flow.io.stacks import atomic_path
+from pyama_flow.io.atomic import atomic_path
 from pyama_flow.traces.curation import read_curated
 
 MERGE_COLUMNS = ["time", "fov", "cell", "value"]

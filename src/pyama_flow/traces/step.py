@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING
 
 from pyama_flow.io.base import InputError
 from pyama_flow.io.source import open_frames
-from pyama_flow.io.stacks import (
-    StackReader,
-    write_json,
-)
+from pyama_flow.io.atomic import write_json
+from pyama_flow.io.stacks import StackReader
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pyama_flow.io.stacks import write_text
+from pyama_flow.io.atomic import write_text
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: the track job writes its CSV without it
     import pandas as pd

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from pyama_flow.io.atomic import scratch_path
 from pyama_flow.io.stacks import (
     DEFAULT_CODEC,
     StackReader,
@@ -59,7 +56,7 @@ def track(
     for dtype in (np.dtype(np.uint16), np.dtype(np.uint32)):
         tracker = Tracker(**params)
         try:
-            with StackReader(seg_path) as seg, _scratch(labels_path) as scratch:
+            with StackReader(seg_path) as seg, scratch_path(labels_path) as scratch:
                 n, h, w = seg.shape
                 frames = (_fits(f, dtype) for f in tracker.stream(seg[t] for t in range(n)))
                 write_stack(scratch, frames, n, (h, w), dtype, compression="zstd")
@@ -77,19 +74,6 @@ def track(
     write_lineage(lineage, lineage_path)
     log.info("tracked %d frames: %d tracks", n, len(lineage["cell"]))
     _log_divisions(tracker.division_counts(), labels_path)
-
-
-@contextlib.contextmanager
-def _scratch(beside: str) -> Iterator[Path]:
-    """A hidden scratch file in the folder of ``beside``, removed afterwards (also on error)."""
-    folder = Path(beside).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{Path(beside).name}.", suffix=".tracked.tif", dir=folder)
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
 
 
 def _log_divisions(counts: Mapping[str, int], labels_path: str) -> None:
