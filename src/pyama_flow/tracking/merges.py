@@ -1,10 +1,13 @@
 """Cells merged by the segmentation: objects split along the previous frame's masks.
 
 :func:`merge_groups` finds the objects of frame t that hold two or more
-whole cells of frame t-1; :class:`MergesMixin` splits them (each pixel to
-the cell whose previous mask holds it, else to the nearest such mask,
-:func:`nearest_owner`), so touching cells keep their ids through a merge,
-or rejoins the two daughters of a division still pending.
+whole cells of frame t-1, :func:`partial_merges` those that hold one cell and
+part of a neighbour that shrank (a daughter born into the neighbour's
+object); :class:`MergesMixin` splits them (each pixel to the cell whose
+previous mask holds it, else to the nearest such mask, :func:`nearest_owner`),
+so touching cells keep their ids through a merge and a mother's two pieces
+show as her daughters, or rejoins the two daughters of a division still
+pending.
 """
 
 from __future__ import annotations
@@ -48,6 +51,94 @@ def merge_groups(
         members = np.sort(pp[dom[pc[dom] == c]])
         if area_cur[c] >= 0.5 * area_prev[members].sum():
             out.append((c, members))
+    return out
+
+
+#: a partial merge: the part of a shrunk cell's previous mask inside a neighbour's object (fraction of its area)
+PARTIAL_MIN_PART = 0.25
+#: ... and the growth of that object over the neighbour's previous area, as a fraction of that part
+PARTIAL_MIN_GROWTH = 0.25
+
+
+def partial_merges(
+    pp: np.ndarray,
+    pc: np.ndarray,
+    inter: np.ndarray,
+    area_prev: np.ndarray,
+    area_cur: np.ndarray,
+    min_overlap: float,
+    max_area_ratio: float,
+    min_part: float = PARTIAL_MIN_PART,
+    min_growth: float = PARTIAL_MIN_GROWTH,
+    exclude: np.ndarray | None = None,
+) -> list[tuple[int, np.ndarray]]:
+    """Objects of frame t that hold one cell of frame t-1 and a part of a neighbour that shrank.
+
+    A daughter is often born into her mother's neighbour: the segmentation
+    merges her with the neighbour's cell while her sister is an object of
+    her own, so the mother seems to shrink, and the division is never seen.
+    An object c is such a partial merge when it is the object that a cell a
+    of frame t-1 overlaps most, with ``min_overlap`` of a's area (a goes on
+    in c), and it also holds at least ``min_part`` of the area of another
+    cell b that did not go on whole (b shrank or vanished: of the objects
+    that overlap b more than any other cell, the one b overlaps most, if
+    any, is at most ``max_area_ratio`` of b's area), and c is larger than a was by at least ``min_growth``
+    of that part (c took it in; a neighbour that merely moved into b's old
+    place keeps its area). Splitting c along the previous masks gives b's
+    part back to b, so the division detector sees b's two pieces.
+
+    Parameters
+    ----------
+    pp, pc, inter : overlapping pairs (previous, current compact index) and
+        their shared pixel counts (:func:`~pyama_flow.tracking.objects.pair_overlaps`).
+    area_prev, area_cur : object areas by compact index.
+    min_overlap : as ``merge_min_overlap`` of :class:`~pyama_flow.tracking.tracker.Tracker`.
+    max_area_ratio : as ``division_max_area_ratio``.
+    min_part : fraction of b's area inside c.
+    min_growth : growth of c over a's area, as a fraction of b's part in c.
+    exclude : (n+1,) bool, objects of frame t not to consider (merges already split).
+
+    Returns
+    -------
+    ``(c, members)`` pairs as :func:`merge_groups`: a and the shrunk cells,
+    compact indices of frame t-1, ascending.
+    """
+    if pp.size == 0:
+        return []
+    # the previous object each current object overlaps most (ties: lower index)
+    order = np.lexsort((pp, -inter, pc))
+    head = np.ones(order.size, bool)
+    head[1:] = pc[order][1:] != pc[order][:-1]
+    dom = np.zeros(pp.size, bool)
+    dom[order[head]] = True
+    owner = np.zeros(area_cur.size, np.int64)
+    owner_inter = np.zeros(area_cur.size, np.int64)
+    owner[pc[dom]] = pp[dom]
+    owner_inter[pc[dom]] = inter[dom]
+    # cells that went on whole: their own object they overlap most (ties: the
+    # higher index) is larger than max_area_ratio of them
+    own = np.flatnonzero(dom)
+    own = own[np.lexsort((-pc[own], -inter[own], pp[own]))]
+    first = np.ones(own.size, bool)
+    first[1:] = pp[own][1:] != pp[own][:-1]
+    own = own[first]
+    whole = np.zeros(area_prev.size, bool)
+    whole[pp[own]] = area_cur[pc[own]] > max_area_ratio * area_prev[pp[own]]
+    a = owner[pc]
+    part = (
+        ~dom
+        & ~whole[pp]
+        & (inter >= min_part * area_prev[pp])
+        & (owner_inter[pc] >= min_overlap * area_prev[a])
+    )
+    if exclude is not None:
+        part &= ~exclude[pc]
+    # c grew by what it took from b (a neighbour that merely moved into b's place keeps its area)
+    part &= area_cur[pc] >= area_prev[a] + min_growth * inter
+    out = []
+    for c in np.unique(pc[part]).tolist():
+        shrunk = pp[part & (pc == c)]
+        out.append((c, np.unique(np.append(shrunk, owner[c]))))
     return out
 
 
@@ -111,6 +202,11 @@ class MergesMixin:
         one frame's over-segmentation and is revoked instead (returned in
         ``rejoin``: compact index -> (mother, daughter, daughter)).
 
+        With ``divisions``, the objects of :func:`partial_merges` (one cell
+        and part of a neighbour that shrank, all of them ``division_min_age``
+        frames old) are split in the same way; they do not count as merges
+        for ``merge_max_frames``.
+
         Returns the (possibly relabelled copy of the) label frame, its
         objects, ``rejoin`` (compact indices of the returned objects) and
         their overlaps with frame t-1 (as :func:`~pyama_flow.tracking.objects.pair_overlaps`
@@ -118,15 +214,33 @@ class MergesMixin:
         """
         pp, pc, inter = pair_overlaps(prev, self._prev_labels, cur)
         groups = merge_groups(pp, pc, inter, prev.area, cur.area, self.merge_min_overlap)
-        if not groups:
+        partial = self._partial_merges(cur, prev, (pp, pc, inter), groups) if self.divisions else []
+        if not groups and not partial:
             return labels, cur, {}, (pp, pc, inter)
-        splits, rejoin_at = self._plan_merges(cur, groups)
+        splits, rejoin_at = self._plan_merges(cur, groups) if groups else ([], {})
+        splits += partial
         pairs = (pp, pc, inter)
         if splits:
             labels, cur, pairs = self._split_along_previous(labels, cur, prev, splits, pairs)
         by_first = {int(f): k for k, f in enumerate(cur.first.tolist()) if k > 0}
         rejoin = {by_first[f]: v for f, v in rejoin_at.items()}
         return labels, cur, rejoin, pairs
+
+    def _partial_merges(
+        self,
+        cur: FrameObjects,
+        prev: FrameObjects,
+        pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+        groups: list[tuple[int, np.ndarray]],
+    ) -> list[tuple[int, np.ndarray]]:
+        """The objects of :func:`partial_merges` (not already in ``groups``) whose cells are all
+        ``division_min_age`` frames old, as ``(c, members)`` to split."""
+        exclude = np.zeros(cur.n + 1, bool)
+        exclude[[c for c, _ in groups]] = True
+        found = partial_merges(
+            *pairs, prev.area, cur.area, self.merge_min_overlap, self.division_max_area_ratio, exclude=exclude
+        )
+        return [(c, m) for c, m in found if self._old_enough(self._prev_track[m]).all()]
 
     def _plan_merges(
         self, cur: FrameObjects, groups: list[tuple[int, np.ndarray]]

@@ -54,6 +54,10 @@ Per frame t (``update``):
    is the segmentation merging touching cells; its pixels are split along
    the previous frame's masks (nearest mask for the rest), so each cell
    keeps its id through the merge and their separation is not a division.
+   Likewise an object holding one cell and a quarter or more of a
+   neighbour that shrank, having grown by a quarter of that part
+   (:func:`.merges.partial_merges`): a daughter born into the neighbour's
+   object gets her mother's pixels back, so the division is seen (step 3).
 8. **Revocable divisions** (``division_confirm``, :mod:`.divisions`): for that many frames
    after a division, daughters that join again into one object, or one
    daughter vanishing while the other goes on, revoke it (one frame's
@@ -202,7 +206,10 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
         Split an object that holds two or more tracked cells of the
         previous frame (touching cells the segmentation merged) along the
         previous frame's masks, so each cell keeps its id through the merge
-        and no division is recorded when they separate again.
+        and no division is recorded when they separate again; with
+        ``divisions`` also an object holding one cell and part of a
+        neighbour that shrank (a daughter merged with the neighbour at her
+        birth: the division is then seen at its frame).
     rejoin_min_area : float
         ``division_confirm``: a daughter unmatched in the next frame was
         absorbed by her sister when the sister's object now has at least
