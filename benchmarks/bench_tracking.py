@@ -197,7 +197,8 @@ def segmented_movie(seed: int, n_cells: int, n_frames: int = 40) -> tuple[list[n
     return seg, true, lineage
 
 
-#: (seed, cells, role): seeds 1-3 at 30 cells chose the defaults; 11-13 are held out
+#: (seed, cells, role): seeds 1-3 at 30 cells chose the defaults (partial merges also seeds 4-7 at 30
+#: and 8-9 at 40 cells, 2026-12-07); 11-13 are held out
 SEGMENTED_CASES = [(1, 30, "tuning")] + [(s, n, "held-out") for n in (20, 40) for s in (11, 12, 13)]
 
 

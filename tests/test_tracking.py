@@ -269,23 +269,26 @@ def test_shrinking_cell_with_neighbour_is_not_a_division():
 
 
 def test_partial_merges_hand_computed():
-    """Previous cells a (0, 400 px) and b (1, 400 px); b's sister piece (object
-    1, 200 px) is her own, 160 px of b lie in a's object 0 (a's 400 px + 160
-    + 40 more: 600 px): object 0 is a partial merge of a and b."""
+    """Previous cells a (compact index 1, 400 px) and b (2, 400 px). b's own
+    object (2) holds 200 px of her, a's object (1) holds all of a and 160 px
+    of b and has 600 px: object 1 is a partial merge of a and b."""
     from pyama_flow.tracking.merges import partial_merges
 
-    def found(area_b_own, area_c, part):
-        pp = np.array([1, 2, 2])  # compact indices, 0 = background
-        pc = np.array([1, 1, 2])
-        inter = np.array([400, part, 200])
-        area_prev = np.array([0, 400, 400])
-        area_cur = np.array([0, area_c, area_b_own])
+    def found(own_area=200, c_area=600, part=160, own_inter=200):
+        pp, pc = np.array([1, 2, 2]), np.array([1, 1, 2])
+        inter = np.array([400, part, own_inter])
+        area_prev, area_cur = np.array([0, 400, 400]), np.array([0, c_area, own_area])
+        if own_inter == 0:  # b has no object of her own
+            pp, pc, inter = pp[:2], pc[:2], inter[:2]
         return [(c, m.tolist()) for c, m in partial_merges(pp, pc, inter, area_prev, area_cur, 0.5, 0.8)]
 
-    assert found(200, 600, 160) == [(1, [1, 2])]
-    assert found(330, 600, 160) == []  # b went on whole (330 > 0.8 x 400)
-    assert found(200, 600, 90) == []  # b's part is under a quarter of her
-    assert found(200, 430, 160) == []  # a's object did not grow by a quarter of b's part: a moved
+    assert found() == [(1, [1, 2])]
+    assert found(own_area=330) == []  # b went on whole (330 > 0.8 x 400)
+    assert found(own_inter=0) == []  # b vanished: no sister, no division to see
+    assert found(part=90) == []  # b's part is under a quarter of her
+    assert found(own_inter=30) == []  # her two pieces cover under half of her (30 + 160 < 200)
+    assert found(c_area=460) == []  # a's object grew by less than 0.4 x b's part (a moved)
+    assert found(c_area=464) == [(1, [1, 2])]
 
 
 def test_daughter_born_into_a_neighbours_object_is_a_division():

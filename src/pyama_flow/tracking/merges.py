@@ -56,8 +56,10 @@ def merge_groups(
 
 #: a partial merge: the part of a shrunk cell's previous mask inside a neighbour's object (fraction of its area)
 PARTIAL_MIN_PART = 0.25
-#: ... and the growth of that object over the neighbour's previous area, as a fraction of that part
-PARTIAL_MIN_GROWTH = 0.25
+#: ... the growth of that object over the neighbour's previous area, as a fraction of that part
+PARTIAL_MIN_GROWTH = 0.4
+#: ... and how much of the shrunk cell her own object and that part cover together
+PARTIAL_MIN_COVER = 0.5
 
 
 def partial_merges(
@@ -70,6 +72,7 @@ def partial_merges(
     max_area_ratio: float,
     min_part: float = PARTIAL_MIN_PART,
     min_growth: float = PARTIAL_MIN_GROWTH,
+    min_cover: float = PARTIAL_MIN_COVER,
     exclude: np.ndarray | None = None,
 ) -> list[tuple[int, np.ndarray]]:
     """Objects of frame t that hold one cell of frame t-1 and a part of a neighbour that shrank.
@@ -80,12 +83,15 @@ def partial_merges(
     An object c is such a partial merge when it is the object that a cell a
     of frame t-1 overlaps most, with ``min_overlap`` of a's area (a goes on
     in c), and it also holds at least ``min_part`` of the area of another
-    cell b that did not go on whole (b shrank or vanished: of the objects
-    that overlap b more than any other cell, the one b overlaps most, if
-    any, is at most ``max_area_ratio`` of b's area), and c is larger than a was by at least ``min_growth``
-    of that part (c took it in; a neighbour that merely moved into b's old
-    place keeps its area). Splitting c along the previous masks gives b's
-    part back to b, so the division detector sees b's two pieces.
+    cell b that shrank: of the objects that overlap b more than any other
+    cell, the one b overlaps most (her own object: the sister) is at most
+    ``max_area_ratio`` of b's area (a cell without one vanished: no
+    partial merge), and b's overlaps with it and with c cover
+    ``min_cover`` of her. Also, c is larger than a was by at least
+    ``min_growth`` of b's part (c took it in; a neighbour that merely
+    moved into b's old place keeps its area). Splitting c along the
+    previous masks gives b's part back to b, so the division detector sees
+    b's two pieces.
 
     Parameters
     ----------
@@ -96,6 +102,7 @@ def partial_merges(
     max_area_ratio : as ``division_max_area_ratio``.
     min_part : fraction of b's area inside c.
     min_growth : growth of c over a's area, as a fraction of b's part in c.
+    min_cover : fraction of b's area in her own object and c together.
     exclude : (n+1,) bool, objects of frame t not to consider (merges already split).
 
     Returns
@@ -115,19 +122,19 @@ def partial_merges(
     owner_inter = np.zeros(area_cur.size, np.int64)
     owner[pc[dom]] = pp[dom]
     owner_inter[pc[dom]] = inter[dom]
-    # cells that went on whole: their own object they overlap most (ties: the
-    # higher index) is larger than max_area_ratio of them
+    # cells that shrank: the own object they overlap most (ties: the higher
+    # index) is at most max_area_ratio of them (a cell without one vanished)
     own = np.flatnonzero(dom)
     own = own[np.lexsort((-pc[own], -inter[own], pp[own]))]
     first = np.ones(own.size, bool)
     first[1:] = pp[own][1:] != pp[own][:-1]
     own = own[first]
-    whole = np.zeros(area_prev.size, bool)
-    whole[pp[own]] = area_cur[pc[own]] > max_area_ratio * area_prev[pp[own]]
+    shrunk = np.zeros(area_prev.size, bool)
+    shrunk[pp[own]] = area_cur[pc[own]] <= max_area_ratio * area_prev[pp[own]]
     a = owner[pc]
     part = (
         ~dom
-        & ~whole[pp]
+        & shrunk[pp]
         & (inter >= min_part * area_prev[pp])
         & (owner_inter[pc] >= min_overlap * area_prev[a])
     )
@@ -135,6 +142,10 @@ def partial_merges(
         part &= ~exclude[pc]
     # c grew by what it took from b (a neighbour that merely moved into b's place keeps its area)
     part &= area_cur[pc] >= area_prev[a] + min_growth * inter
+    # b's two pieces: her own object and her part in c together cover her
+    own_inter = np.zeros(area_prev.size, np.int64)
+    own_inter[pp[own]] = inter[own]
+    part &= own_inter[pp] + inter >= min_cover * area_prev[pp]
     out = []
     for c in np.unique(pc[part]).tolist():
         shrunk = pp[part & (pc == c)]

@@ -55,9 +55,10 @@ Per frame t (``update``):
    the previous frame's masks (nearest mask for the rest), so each cell
    keeps its id through the merge and their separation is not a division.
    Likewise an object holding one cell and a quarter or more of a
-   neighbour that shrank, having grown by a quarter of that part
-   (:func:`.merges.partial_merges`): a daughter born into the neighbour's
-   object gets her mother's pixels back, so the division is seen (step 3).
+   neighbour that shrank into a smaller object of her own, having grown by
+   0.4 of that part (:func:`.merges.partial_merges`): a daughter born into
+   the neighbour's object gets her mother's pixels back, so the division
+   is seen (step 3).
 8. **Revocable divisions** (``division_confirm``, :mod:`.divisions`): for that many frames
    after a division, daughters that join again into one object, or one
    daughter vanishing while the other goes on, revoke it (one frame's
