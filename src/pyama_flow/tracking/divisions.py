@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pyama_flow.tracking.assign import assign
+from pyama_flow.tracking.objects import dominant_pairs
 
 if TYPE_CHECKING:
     from pyama_flow.tracking.objects import FrameObjects
@@ -56,11 +57,7 @@ def find_divisions(
     if pp.size == 0:
         return empty, empty, empty
     # the previous object each current object overlaps most (ties: lower index)
-    order = np.lexsort((pp, -inter, pc))
-    is_dom = np.zeros(pp.size, bool)
-    head = np.ones(order.size, bool)
-    head[1:] = pc[order][1:] != pc[order][:-1]
-    is_dom[order[head]] = True
+    is_dom = dominant_pairs(pp, pc, inter)
     cand = is_dom & (inter >= min_overlap * area_cur[pc]) & (area_cur[pc] <= max_area_ratio * area_prev[pp])
     ci = np.flatnonzero(cand)
     if ci.size < 2:

@@ -16,6 +16,7 @@ import numpy as np
 
 from pyama_flow.tracking.objects import (
     FrameObjects,
+    dominant_pairs,
     frame_objects,
     pair_overlaps,
     split_objects,
@@ -113,11 +114,7 @@ def partial_merges(
     if pp.size == 0:
         return []
     # the previous object each current object overlaps most (ties: lower index)
-    order = np.lexsort((pp, -inter, pc))
-    head = np.ones(order.size, bool)
-    head[1:] = pc[order][1:] != pc[order][:-1]
-    dom = np.zeros(pp.size, bool)
-    dom[order[head]] = True
+    dom = dominant_pairs(pp, pc, inter)
     owner = np.zeros(area_cur.size, np.int64)
     owner_inter = np.zeros(area_cur.size, np.int64)
     owner[pc[dom]] = pp[dom]

@@ -305,6 +305,27 @@ def pair_overlaps(
     return pp.astype(np.int64), pc.astype(np.int64), inter.astype(np.int64)
 
 
+def dominant_pairs(pp: np.ndarray, pc: np.ndarray, inter: np.ndarray) -> np.ndarray:
+    """For each overlapping pair, whether it is its current object's largest overlap.
+
+    Parameters
+    ----------
+    pp, pc, inter : overlapping pairs (previous, current compact index) and
+        their shared pixel counts, as from :func:`pair_overlaps`.
+
+    Returns
+    -------
+    bool array over the pairs: True where ``pp`` is the previous object that
+    ``pc`` overlaps most (ties: the lower previous index), one per current object.
+    """
+    order = np.lexsort((pp, -inter, pc))
+    head = np.ones(order.size, bool)
+    head[1:] = pc[order][1:] != pc[order][:-1]
+    dom = np.zeros(pp.size, bool)
+    dom[order[head]] = True
+    return dom
+
+
 def paint(shape: tuple[int, int], cur: FrameObjects, track: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """The frame's objects drawn with their track ids (uint32), into ``out`` if given."""
     if out is None:
