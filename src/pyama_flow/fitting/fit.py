@@ -363,9 +363,10 @@ def failure_reasons(fits: pd.DataFrame, overrides: Mapping | None = None) -> pd.
 
 
 def write_fits(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a fits table as CSV, atomically (:func:`~pyama_flow.io.atomic.atomic_path`), with floats as ``%.9g``.
+    """Write a fits table as CSV with floats as ``%.9g``, atomically.
 
-    Readers never see a partial file; the same table always gives the same bytes.
+    Through :func:`~pyama_flow.io.atomic.atomic_path`: readers never see a
+    partial file. The same table always gives the same bytes.
     """
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         df.to_csv(fh, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
