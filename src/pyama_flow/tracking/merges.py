@@ -145,8 +145,8 @@ def partial_merges(
     part &= own_inter[pp] + inter >= min_cover * area_prev[pp]
     out = []
     for c in np.unique(pc[part]).tolist():
-        shrunk = pp[part & (pc == c)]
-        out.append((c, np.unique(np.append(shrunk, owner[c]))))
+        cells = np.append(pp[part & (pc == c)], owner[c])
+        out.append((c, np.unique(cells)))
     return out
 
 
