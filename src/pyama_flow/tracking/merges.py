@@ -81,9 +81,9 @@ def partial_merges(
     A daughter is often born into her mother's neighbour: the segmentation
     merges her with the neighbour's cell while her sister is an object of
     her own, so the mother seems to shrink, and the division is never seen.
-    An object c is such a partial merge when it is the object that a cell a
-    of frame t-1 overlaps most, with ``min_overlap`` of a's area (a goes on
-    in c), and it also holds at least ``min_part`` of the area of another
+    An object c is such a partial merge when the cell a of frame t-1 that
+    c overlaps most has ``min_overlap`` of her area in c (a goes on in c),
+    and c also holds at least ``min_part`` of the area of another
     cell b that shrank: of the objects that overlap b more than any other
     cell, the one b overlaps most (her own object: the sister) is at most
     ``max_area_ratio`` of b's area (a cell without one vanished: no
