@@ -7,6 +7,7 @@ from scipy import ndimage as ndi
 from pyama_flow.background import model as bg
 from pyama_flow import kernels
 from pyama_flow.segmentation.logstd import _square_filter, histogram_threshold, open_close, pack_rows, unpack_rows
+from pyama_flow.segmentation.maps import gaussian_filter
 from pyama_flow.traces.features import frame_features
 
 SHAPES = [(1, 1), (1, 9), (9, 1), (2, 2), (37, 53), (128, 96)]
@@ -29,6 +30,94 @@ def test_label4_equals_scipy_label(seed):
         got, k = kernels.label4(m)
         assert k == n
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label8_equals_scipy_label(seed):
+    for m in random_masks(seed):
+        expected, n = ndi.label(m, structure=np.ones((3, 3), bool))
+        got, k = kernels.label8(m)
+        assert k == n
+        assert np.array_equal(got, expected)
+    # runs that touch only at a corner are one object in 8-connectivity, two in 4
+    m = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 0]], bool)
+    assert kernels.label8(m)[1] == 2 and kernels.label4(m)[1] == 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chamfer_mean_distance_equals_scipy_cdt(seed):
+    """The watershed's distance map: mean of the city-block and chessboard
+    chamfer distances, as the two scipy transforms give them."""
+    for m in random_masks(seed):
+        if m.all():
+            continue
+        expected = ndi.distance_transform_cdt(m, metric="taxicab").astype(np.float32)
+        expected += ndi.distance_transform_cdt(m, metric="chessboard")
+        expected *= np.float32(0.5)
+        assert np.array_equal(kernels.chamfer_mean_distance(m), expected)
+    # hand-computed: a 5x5 square in a 7x7 frame, centre 3 px from the background both ways,
+    # the pixel beside it 2 (city-block) and 2 (chessboard), a corner pixel of the square 1
+    m = np.zeros((7, 7), bool)
+    m[1:6, 1:6] = True
+    d = kernels.chamfer_mean_distance(m)
+    assert d[3, 3] == 3.0 and d[3, 2] == 2.0 and d[1, 1] == 1.0 and d[0, 0] == 0.0
+    # city-block and chessboard differ on a diagonal: background only at the top-left corner
+    m = np.ones((4, 4), bool)
+    m[0, 0] = False
+    assert kernels.chamfer_mean_distance(m)[3, 3] == (6 + 3) / 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_masked_maxima_equals_scipy_maximum_filter(seed):
+    rng = np.random.default_rng(seed)
+    for m in random_masks(seed):
+        for height in (rng.integers(0, 4, m.shape).astype(np.float32), rng.random(m.shape)):
+            expected = (height == ndi.maximum_filter(height, size=3)) & m
+            assert np.array_equal(kernels.masked_maxima(height, m), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gaussian_filter_equals_scipy_bit_for_bit(seed):
+    """The compiled Gaussian (float32, reflect border) and scipy's: same float64
+    sums in the same order, so not one bit differs; other inputs go to scipy."""
+    rng = np.random.default_rng(seed)
+    for shape in SHAPES + [(300, 211)]:
+        img = (rng.random(shape) * 1000 - 300).astype(np.float32)
+        for sigma in (0.1, 0.5, 1.0, 1.0922, 2.0, 3.3, 12.0):
+            for truncate in (3.0, 4.0):
+                expected = ndi.gaussian_filter(img, sigma, truncate=truncate)
+                got = gaussian_filter(img, sigma, truncate)
+                assert got.dtype == expected.dtype
+                assert np.array_equal(got, expected), (shape, sigma, truncate)
+        as64 = img.astype(np.float64)
+        assert np.array_equal(gaussian_filter(as64, 1.5), ndi.gaussian_filter(as64, 1.5, truncate=3.0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mask_cleanup_equals_scipy_labelling(seed):
+    """Hole filling, small-object removal and the dark cells' regions, which
+    count components over runs (kernels.components), against the same
+    rules written with scipy's labels."""
+    from pyama_flow.segmentation.masks import dark_cells, fill_small_holes, remove_small
+
+    rng = np.random.default_rng(seed)
+    for m in random_masks(seed):
+        holes, n = ndi.label(~m)
+        fill = np.bincount(holes.ravel(), minlength=n + 1) <= 3
+        for edge in (holes[0], holes[-1], holes[:, 0], holes[:, -1]):
+            fill[edge] = False
+        fill[0] = False
+        assert np.array_equal(fill_small_holes(m, 3), m | fill[holes])
+        lab, n = ndi.label(m, structure=np.ones((3, 3), bool))
+        keep = np.bincount(lab.ravel(), minlength=n + 1) >= 4
+        keep[0] = False
+        assert np.array_equal(remove_small(m, 4), keep[lab])
+        z = np.where(m, rng.normal(-9, 3, m.shape), rng.normal(0, 10, m.shape)).astype(np.float32)
+        dark = z < -8
+        regions, n = ndi.label(z < 15)
+        whole = 2 * np.bincount(regions[dark], minlength=n + 1) >= np.bincount(regions.ravel(), minlength=n + 1)
+        whole[0] = False
+        assert np.array_equal(dark_cells(z, 8.0, 15.0), dark | whole[regions])
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -197,8 +197,9 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @_jit
-def _union_runs(starts: np.ndarray, stops: np.ndarray, row_first: np.ndarray) -> np.ndarray:
-    """Union-find roots of runs, joining runs of adjacent rows that share a column (4-connectivity)."""
+def _union_runs(starts: np.ndarray, stops: np.ndarray, row_first: np.ndarray, reach: int = 0) -> np.ndarray:
+    """Union-find roots of runs, joining runs of adjacent rows that share a column
+    (``reach`` 0: 4-connectivity) or touch diagonally too (``reach`` 1: 8-connectivity)."""
     n = starts.size
     parent = np.arange(n)
     for y in range(1, row_first.size - 1):
@@ -207,7 +208,7 @@ def _union_runs(starts: np.ndarray, stops: np.ndarray, row_first: np.ndarray) ->
         j = row_first[y]
         j_end = row_first[y + 1]
         while i < i_end and j < j_end:
-            if starts[i] < stops[j] and starts[j] < stops[i]:
+            if starts[i] < stops[j] + reach and starts[j] < stops[i] + reach:
                 a = _find(parent, i)
                 b = _find(parent, j)
                 if a < b:
@@ -330,9 +331,21 @@ def packed_square_filter(words: np.ndarray, width: int, side: int, erode: bool) 
 @_jit
 def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``scipy.ndimage.label(mask)`` (4-connectivity): ids 1..n in raster order of first pixel."""
+    return _label(mask, 0)
+
+
+@_jit
+def label8(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``scipy.ndimage.label(mask, structure=np.ones((3, 3)))`` (8-connectivity):
+    ids 1..n in raster order of first pixel."""
+    return _label(mask, 1)
+
+
+@_jit
+def _label(mask: np.ndarray, reach: int) -> tuple[np.ndarray, int]:
     h, w = mask.shape
     rows, starts, stops, row_first = _runs(mask, True)
-    root = _union_runs(starts, stops, row_first)
+    root = _union_runs(starts, stops, row_first, reach)
     final = np.zeros(root.size, np.int64)
     n = 0
     out = np.zeros((h, w), np.int32)
@@ -342,6 +355,49 @@ def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
             final[k] = n
         out[rows[k], starts[k]:stops[k]] = final[root[k]]
     return out, n
+
+
+@_jit
+def components(mask: np.ndarray, value: bool, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The connected components of the pixels equal to ``value`` as runs:
+    ``(rows, starts, stops, comp, n)``, each run's row, first column, column
+    after its end and component 0..n-1 (numbered in raster order of their
+    first pixel, as ``scipy.ndimage.label`` numbers them from 1); ``reach``
+    0 = 4-connectivity, 1 = 8-connectivity. Sizes, border contacts or counts
+    per component are then sums over runs (:func:`paint_runs` paints a choice
+    of them back)."""
+    rows, starts, stops, row_first = _runs(mask, value)
+    root = _union_runs(starts, stops, row_first, reach)
+    comp = np.empty(root.size, np.int64)
+    n = 0
+    for k in range(root.size):  # a component's first run is its root
+        if root[k] == k:
+            comp[k] = n
+            n += 1
+        else:
+            comp[k] = comp[root[k]]
+    return rows, starts, stops, comp, n
+
+
+@_jit
+def paint_runs(out: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray, chosen: np.ndarray) -> None:
+    """Set ``out[rows[k], starts[k]:stops[k]] = True`` for the runs with ``chosen[k]``."""
+    for k in range(rows.size):
+        if chosen[k]:
+            out[rows[k], starts[k]:stops[k]] = True
+
+
+@_jit
+def run_counts(flags: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Number of True pixels of ``flags`` in each run (int64)."""
+    out = np.zeros(rows.size, np.int64)
+    for k in range(rows.size):
+        row = flags[rows[k]]
+        c = 0
+        for x in range(starts[k], stops[k]):
+            c += row[x]
+        out[k] = c
+    return out
 
 
 # -- per-cell sums --------------------------------------------------------------
@@ -536,3 +592,127 @@ def _median_of_counts(counts: np.ndarray, n: int, lo: int) -> np.float32:
         if seen > kb:
             return (np.float32(a + lo) + np.float32(v + lo)) / np.float32(2.0)
     return np.float32(np.nan)  # fewer than n values counted: not reached
+
+
+# -- watershed segmentation (distance map, smoothing, maxima) -------------------
+
+
+@_jit
+def chamfer_mean_distance(mask: np.ndarray) -> np.ndarray:
+    """``(cdt(mask, "taxicab") + cdt(mask, "chessboard")) / 2`` as float32, with
+    ``cdt`` = ``scipy.ndimage.distance_transform_cdt``: each pixel's city-block
+    and chessboard distance to the nearest False pixel of the frame (0 on
+    them), by the two raster passes of a 3x3 chamfer, which are exact for
+    both metrics. ``mask`` must have a False pixel."""
+    h, w = mask.shape
+    big = h + w + 2
+    t = np.empty((h, w), np.int32)
+    c = np.empty((h, w), np.int32)
+    for y in range(h):  # forward: neighbours above and to the left
+        for x in range(w):
+            if not mask[y, x]:
+                t[y, x] = 0
+                c[y, x] = 0
+                continue
+            vt = big
+            vc = big
+            if y > 0:
+                vt = min(vt, t[y - 1, x] + 1)
+                vc = min(vc, c[y - 1, x] + 1)
+                if x > 0:
+                    vc = min(vc, c[y - 1, x - 1] + 1)
+                if x < w - 1:
+                    vc = min(vc, c[y - 1, x + 1] + 1)
+            if x > 0:
+                vt = min(vt, t[y, x - 1] + 1)
+                vc = min(vc, c[y, x - 1] + 1)
+            t[y, x] = vt
+            c[y, x] = vc
+    out = np.empty((h, w), np.float32)
+    for y in range(h - 1, -1, -1):  # backward: below and to the right
+        for x in range(w - 1, -1, -1):
+            vt = t[y, x]
+            vc = c[y, x]
+            if vt > 0:
+                if y < h - 1:
+                    vt = min(vt, t[y + 1, x] + 1)
+                    vc = min(vc, c[y + 1, x] + 1)
+                    if x < w - 1:
+                        vc = min(vc, c[y + 1, x + 1] + 1)
+                    if x > 0:
+                        vc = min(vc, c[y + 1, x - 1] + 1)
+                if x < w - 1:
+                    vt = min(vt, t[y, x + 1] + 1)
+                    vc = min(vc, c[y, x + 1] + 1)
+                t[y, x] = vt
+                c[y, x] = vc
+            out[y, x] = np.float32(vt + vc) * np.float32(0.5)
+    return out
+
+
+@_jit
+def _reflect(i: int, n: int) -> int:
+    """Index ``i`` (``-n <= i < 2 n``) folded into ``0..n-1`` as scipy's ``mode="reflect"``."""
+    if i < 0:
+        return -i - 1
+    if i >= n:
+        return 2 * n - i - 1
+    return i
+
+
+@_jit
+def symmetric_filter(img: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.correlate1d`` along axis 0 then axis 1 (``mode="reflect"``)
+    of a float32 image with the symmetric weights ``half`` (centre first,
+    then the weight at offsets +-1, +-2 ...), as ``gaussian_filter`` runs it:
+    each pass sums in float64, outermost pair first, and rounds to float32.
+    The radius (``half.size - 1``) must not exceed either side of ``img``."""
+    h, w = img.shape
+    r = half.size - 1
+    tmp = np.empty((h, w), np.float32)
+    acc = np.empty(w, np.float64)
+    for y in range(h):  # axis 0, a row at a time
+        for x in range(w):
+            acc[x] = np.float64(img[y, x]) * half[0]
+        for j in range(r, 0, -1):
+            a = _reflect(y - j, h)
+            b = _reflect(y + j, h)
+            wj = half[j]
+            for x in range(w):
+                acc[x] += (np.float64(img[a, x]) + np.float64(img[b, x])) * wj
+        for x in range(w):
+            tmp[y, x] = np.float32(acc[x])
+    out = np.empty((h, w), np.float32)
+    line = np.empty(w + 2 * r, np.float64)
+    for y in range(h):  # axis 1
+        for x in range(-r, w + r):
+            line[x + r] = np.float64(tmp[y, _reflect(x, w)])
+        for x in range(w):
+            acc[x] = line[x + r] * half[0]
+        for j in range(r, 0, -1):
+            wj = half[j]
+            for x in range(w):
+                acc[x] += (line[x + r - j] + line[x + r + j]) * wj
+        for x in range(w):
+            out[y, x] = np.float32(acc[x])
+    return out
+
+
+@_jit
+def masked_maxima(height: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(height == scipy.ndimage.maximum_filter(height, size=3)) & mask``: the
+    pixels of ``mask`` not lower than any 8-neighbour inside the frame."""
+    h, w = height.shape
+    out = np.zeros((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            if not mask[y, x]:
+                continue
+            v = height[y, x]
+            top = True
+            for yy in range(max(y - 1, 0), min(y + 2, h)):
+                for xx in range(max(x - 1, 0), min(x + 2, w)):
+                    if height[yy, xx] > v:
+                        top = False
+            out[y, x] = top
+    return out

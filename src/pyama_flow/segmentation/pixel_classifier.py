@@ -65,6 +65,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from pyama_flow import kernels
+
 FEATURE_NAMES: tuple[str, ...] = (
     "sd",
     "tex",
@@ -112,11 +114,7 @@ def _signed_distance(mask: np.ndarray, clip: float) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape, dtype=np.float32)
     if mask.any() and not mask.all():
-        for m, sign in ((mask, 0.5), (~mask, -0.5)):
-            d = ndi.distance_transform_cdt(m, metric="taxicab").astype(np.float32)
-            d += ndi.distance_transform_cdt(m, metric="chessboard")
-            d *= np.float32(sign)
-            out += d
+        out = kernels.chamfer_mean_distance(mask) - kernels.chamfer_mean_distance(~mask)
     elif mask.all():
         out[:] = clip
     else:

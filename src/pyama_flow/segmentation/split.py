@@ -16,8 +16,9 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from skimage.segmentation import watershed
 
+from pyama_flow import kernels
 from pyama_flow.contact import contact_line, main_axis
-from pyama_flow.segmentation.maps import bin_image, unbin_labels
+from pyama_flow.segmentation.maps import bin_image, gaussian_filter, unbin_labels
 from pyama_flow.segmentation.masks import _CONN8, distance_map
 from pyama_flow.segmentation.outlines import _keep_largest_piece
 
@@ -222,11 +223,10 @@ def split_objects(
         return np.zeros(mask.shape, dtype=np.int32)
     height = distance_map(mask) if height is None else np.asarray(height, dtype=np.float32)
     if smooth_sigma > 0:
-        height = ndi.gaussian_filter(height, smooth_sigma, truncate=3.0)
+        height = gaussian_filter(height, smooth_sigma)
     if barrier is not None:
         height = height - barrier.astype(np.float32)
-    peaks = (height == ndi.maximum_filter(height, size=3)) & mask
-    markers, _ = ndi.label(peaks, structure=_CONN8)
+    markers, _ = kernels.label8(kernels.masked_maxima(height, mask))
     labels = watershed(-height, markers, mask=mask)
     return merge_shallow_basins(labels, height, split_depth, markers, split_notch, notch_min_area)
 
@@ -255,7 +255,7 @@ def split_coarse(
     if step <= 1 or min(mask.shape) < 4 * step:
         barrier = None
         if halo_weight > 0:
-            z = ndi.gaussian_filter(brightness, _HALO_SIGMA, truncate=3.0)
+            z = gaussian_filter(brightness, _HALO_SIGMA)
             barrier = np.maximum(z, 0) * np.float32(halo_weight)
         if height is not None:
             height = np.asarray(height, dtype=np.float32)
@@ -266,7 +266,7 @@ def split_coarse(
     coarse = bin_image(mask.astype(np.float32), step) >= 0.5
     barrier = None
     if halo_weight > 0:
-        z = ndi.gaussian_filter(bin_image(brightness, step), _HALO_SIGMA / step, truncate=3.0)
+        z = gaussian_filter(bin_image(brightness, step), _HALO_SIGMA / step)
         barrier = np.maximum(z, 0) * np.float32(halo_weight / step)
     if height is not None:
         height = np.asarray(height, dtype=np.float32)[: coarse.shape[0], : coarse.shape[1]]

@@ -83,10 +83,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from pyama_flow.segmentation.foreground import _classifier_features, _Choice, _derived, _Front, choose_foreground
-from pyama_flow.segmentation.maps import unbin_labels
+from pyama_flow.segmentation.maps import gaussian_filter, unbin_labels
 from pyama_flow.segmentation.masks import distance_map
 from pyama_flow.segmentation.outlines import _keep_largest_piece, grow_labels, refine_outlines
 from pyama_flow.segmentation.split import _HALO_SIGMA, split_coarse, split_objects
@@ -396,7 +395,7 @@ def _split_box(
     if s.erode > 0:
         m = dist > np.float32(s.erode)
         dist -= np.float32(s.erode)
-    z_smooth = ndi.gaussian_filter(z, _HALO_SIGMA, truncate=3.0)
+    z_smooth = gaussian_filter(z, _HALO_SIGMA)
     barrier = np.maximum(z_smooth, 0) * np.float32(halo_weight * s.lin) if halo_weight > 0 else None
     lab = split_objects(
         m, s.smooth, s.depth, barrier=barrier, height=dist, split_notch=s.notch, notch_min_area=s.notch_area
