@@ -344,16 +344,10 @@ def label8(mask: np.ndarray) -> tuple[np.ndarray, int]:
 @_jit
 def _label(mask: np.ndarray, reach: int) -> tuple[np.ndarray, int]:
     h, w = mask.shape
-    rows, starts, stops, row_first = _runs(mask, True)
-    root = _union_runs(starts, stops, row_first, reach)
-    final = np.zeros(root.size, np.int64)
-    n = 0
+    rows, starts, stops, comp, n = components(mask, True, reach)
     out = np.zeros((h, w), np.int32)
-    for k in range(root.size):  # runs are in raster order: a component's first run comes first
-        if root[k] == k:
-            n += 1
-            final[k] = n
-        out[rows[k], starts[k]:stops[k]] = final[root[k]]
+    for k in range(rows.size):
+        out[rows[k], starts[k]:stops[k]] = comp[k] + 1
     return out, n
 
 
