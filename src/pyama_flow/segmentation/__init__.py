@@ -14,8 +14,10 @@ Modules:
   :mod:`.masks` (mask cleanup, distance map, scale and halo measures),
   :mod:`.split` (watershed from the maxima, shallow basins merged) and
   :mod:`.outlines` (outlines onto the halo, grown into the learned mask);
-- :mod:`.pixel_classifier` -- the learned foreground and seed map
-  (weights in :mod:`._pixel_mlp_weights`).
+- :mod:`.pixel_cnn` -- the network behind the learned foreground and seed
+  map (weights in ``_pixel_cnn_weights.npz``), on the features of
+  :mod:`.pixel_classifier` (also the per-pixel perceptrons,
+  ``classifier="perceptron"``; weights in :mod:`._pixel_mlp_weights`).
 """
 
 from __future__ import annotations

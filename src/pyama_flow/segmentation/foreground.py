@@ -3,7 +3,8 @@
 :class:`_Front` is the first look at a frame (dark or textured cells, the
 cell diameter, the bin factor, the binned maps) and the cleaned mask;
 :func:`choose_foreground` then decides, for ``foreground="auto"`` or
-``"learned"``, whether the pixel classifier (:mod:`.pixel_classifier`) on top
+``"learned"``, whether the learned classifier (:mod:`.pixel_cnn` or
+:mod:`.pixel_classifier`) on top
 of the texture mask replaces it. Shared by segmentation and by the
 classifier's training (:func:`.watershed.learned_features`).
 """
@@ -67,15 +68,21 @@ def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: flo
 
 
 def _learned_probability(
-    maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float, seeds: bool = False
+    maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float, seeds: bool = False, classifier: str = "cnn"
 ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Pixel-classifier foreground probability on the pipeline grid, the
     classifier step and (``seeds``) the learned seed map on the classifier
-    grid (classifier-grid px; else None)."""
+    grid (classifier-grid px; else None), from the network
+    (``classifier="cnn"``, :mod:`.pixel_cnn`) or the per-pixel perceptrons
+    (``"perceptron"``, :mod:`.pixel_classifier`)."""
+    from pyama_flow.segmentation import pixel_cnn
     from pyama_flow.segmentation.pixel_classifier import default_model, default_seed_model, predict_maps, predict_proba, upsample_linear
 
     feats, k = _classifier_features(maps, raw, prior, d)
-    if seeds:
+    if classifier == "cnn":
+        p, dist = pixel_cnn.predict_maps_cnn(pixel_cnn.default_cnn(), feats)
+        dist = dist if seeds else None
+    elif seeds:
         p, dist = predict_maps(default_model(), default_seed_model(), feats)
     else:
         p, dist = predict_proba(default_model(), feats), None
@@ -190,6 +197,7 @@ def choose_foreground(
     min_halo_depth: float,
     learned_min_diameter: float | None,
     info: dict,
+    classifier: str = "cnn",
 ) -> _Choice:
     """Settle ``"auto"`` / ``"learned"`` into the learned or the texture foreground.
 
@@ -204,6 +212,14 @@ def choose_foreground(
         may be None).
     info : dict
         Gets ``halo_depth`` and ``agreement`` where they are measured.
+    classifier : {"cnn", "perceptron"}
+        Which learned model gives the probability and seed map. The network
+        (``"cnn"``) is used on frames at its training scale (estimated
+        diameter >= ``learned_min_diameter``); smaller cells keep the
+        per-pixel perceptrons and their agreement test, as before the network
+        (C2C12, 20 px cells: the network's mask agrees less with the texture
+        mask, and F1 fell from 0.569 to 0.515 with it). ``info`` gets
+        ``classifier``, the model used.
 
     Returns
     -------
@@ -218,10 +234,12 @@ def choose_foreground(
     depth = halo_depth(mask, front.maps.z) * front.f / front.d
     info["halo_depth"] = depth
     if mode == "learned" or depth >= min_halo_depth:
-        p, k, seed_dist = _learned_probability(front.maps, front.raw, mask, front.d, seeds)
+        at_scale = learned_min_diameter is not None and front.d >= learned_min_diameter
+        model = classifier if at_scale else "perceptron"
+        info["classifier"] = model
+        p, k, seed_dist = _learned_probability(front.maps, front.raw, mask, front.d, seeds, model)
         learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
         info["agreement"] = _iou(learned, mask)
-        at_scale = learned_min_diameter is not None and front.d >= learned_min_diameter
         if mode == "learned" or at_scale or info["agreement"] >= min_agreement:
             return _Choice("learned", learned, p, k, seed_dist)
     return _Choice("texture", mask, None, 1, None)

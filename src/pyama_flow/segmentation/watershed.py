@@ -20,8 +20,10 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    dark cell enclosed by its halo: :func:`.masks.dark_cells`), fill holes up to
    ``max_hole_area``, square opening of side ``2 * open_radius + 1``, drop
    objects below ``min_area``;
-4. **learned foreground** (when it applies): a small pixel classifier
-   (:mod:`.pixel_classifier`, 15 features, trained on hand-annotated T98G)
+4. **learned foreground** (when it applies): a small convolutional network
+   (:mod:`.pixel_cnn`, on the 15 classifier features of
+   :mod:`.pixel_classifier`, trained on hand-annotated T98G; or the
+   per-pixel perceptrons of :mod:`.pixel_classifier`, ``classifier``)
    turns the texture mask into a cell mask, deciding the outline against
    the phase halo, the gaps between cells and flat cell regions. It is used
    when the frame resembles its training data: the bright halo peaks well
@@ -92,6 +94,7 @@ from pyama_flow.segmentation.split import _HALO_SIGMA, split_coarse, split_objec
 
 FOREGROUNDS = ("auto", "texture", "dark", "learned")
 SEED_MAPS = ("learned", "mask")
+CLASSIFIERS = ("cnn", "perceptron")
 #: smoothing of the learned seed map, as a ratio to ``cell_diameter``
 _SEED_SMOOTH = 1.0 / 30.0
 
@@ -122,6 +125,7 @@ def segment_watershed(
     min_halo_depth: float = 0.08,
     dark_fraction: float = 0.3,
     seed_map: str = "learned",
+    classifier: str = "cnn",
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
     """Segment one phase-contrast frame into cells, splitting touching ones.
@@ -187,8 +191,8 @@ def segment_watershed(
         How cells are told from background. ``"texture"``: threshold on the
         local texture, erosion, then outlines refined onto the halo;
         ``"dark"``: threshold on darkness (flat dark cells, e.g. bacteria);
-        ``"learned"``: the pixel classifier of :mod:`.pixel_classifier`
-        (trained on T98G phase contrast) on top of the texture mask.
+        ``"learned"``: the learned classifier (``classifier``; trained on
+        T98G phase contrast) on top of the texture mask.
         ``"auto"`` (default): ``"dark"`` when the dark pixels are at least
         ``dark_fraction`` of the textured ones (or ``texture_threshold`` is
         None); else ``"learned"`` when the frame looks like the classifier's
@@ -233,15 +237,26 @@ def segment_watershed(
         foreground (>= 0).
     seed_map : {"learned", "mask"}
         Learned foreground: what the watershed splits. ``"learned"``
-        (default): the seed map of :mod:`.pixel_classifier`, each cell
+        (default): the learned classifier's seed map, each cell
         pixel's predicted distance to its own cell's outline (which dips
         between touching cells); ``"mask"``: the distance map of the cleaned
         mask minus the halo barrier (the previous default). Ignored by the
         other foregrounds and when ``erode_radius`` or ``exact_distance`` is
         set.
+    classifier : {"cnn", "perceptron"}
+        Learned foreground: ``"cnn"`` (default), the small U-Net of
+        :mod:`.pixel_cnn` on the classifier features, which sees each pixel's
+        surroundings (cross-validated on T98G: see config/README);
+        ``"perceptron"``, the per-pixel perceptrons of
+        :mod:`.pixel_classifier` (the previous default, cheaper). Both give
+        the probability and the seed map. The network is used on frames at
+        its training scale (estimated diameter >= ``learned_min_diameter``);
+        smaller cells keep the perceptrons and their agreement test (as
+        before the network; C2C12 at 20 px segmented worse with it).
     return_info : bool
         Also return a dict with the choices made (``foreground``,
-        ``cell_diameter``, ``bin_factor``, ``halo_depth``, ``agreement``).
+        ``cell_diameter``, ``bin_factor``, ``halo_depth``, ``agreement``,
+        ``classifier``).
 
     Returns
     -------
@@ -249,7 +264,7 @@ def segment_watershed(
     info dict when ``return_info``).
     """
     image = np.asarray(image)
-    _check_arguments(image, cell_diameter, foreground, texture_threshold, dark_threshold, seed_map)
+    _check_arguments(image, cell_diameter, foreground, texture_threshold, dark_threshold, seed_map, classifier)
     front = _Front(
         image,
         cell_diameter,
@@ -266,7 +281,7 @@ def segment_watershed(
     info: dict = {"cell_diameter": front.d, "bin_factor": front.f}
     seeds = seed_map == "learned" and erode_radius is None and not exact_distance
     choice = choose_foreground(
-        front, seeds, learned_threshold, min_agreement, min_halo_depth, learned_min_diameter, info
+        front, seeds, learned_threshold, min_agreement, min_halo_depth, learned_min_diameter, info, classifier
     )
     info["foreground"] = choice.mode
     learned_seeds = choice.mode == "learned" and choice.seed_dist is not None
@@ -295,6 +310,7 @@ def _check_arguments(
     texture_threshold: float | None,
     dark_threshold: float | None,
     seed_map: str,
+    classifier: str = "cnn",
 ) -> None:
     """Raise ``ValueError`` for arguments :func:`segment_watershed` cannot use."""
     if image.ndim != 2:
@@ -309,6 +325,8 @@ def _check_arguments(
         raise ValueError("the learned foreground needs texture_threshold")
     if seed_map not in SEED_MAPS:
         raise ValueError(f"seed_map must be one of {SEED_MAPS}, got {seed_map!r}")
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
 
 
 class _Scales(NamedTuple):

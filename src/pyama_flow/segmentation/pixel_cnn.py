@@ -1,0 +1,165 @@
+"""A small convolutional network for the learned foreground and seed map (numpy only).
+
+The per-pixel perceptrons of :mod:`.pixel_classifier` see a pixel's own
+features (box means up to 15 classifier-grid px); they cannot tell a debris
+band or a crowd of thin cells from a cell by its surroundings, and they
+place outlines without knowing the cell's shape. This network reads the
+same ``N_FEATURES`` classifier-grid features (:func:`.pixel_classifier.
+classifier_features`) and predicts both maps at once: channel 0 is the
+logit of the probability that a grid pixel belongs to a cell, channel 1 the
+seed map (the pixel's distance, in grid px, to the outline of its own cell,
+clipped to ``SEED_CLIP``; 0 on the background).
+
+It is a small U-Net (Ronneberger et al. 2015), ``W`` = 12 channels at the
+grid's resolution::
+
+    e1 = relu(conv3(relu(conv3(x))))                     W    1/1
+    e2 = relu(conv3(relu(conv3(pool(e1)))))              2W   1/2
+    e3 = relu(conv3(relu(conv3(pool(e2)))))              3W   1/4
+    d2 = relu(conv3([up(e3), e2]))                       2W   1/2
+    d1 = relu(conv3([up(d2), e1]))                       W    1/1
+    out = conv1(d1)                                      2
+
+(``conv3``: 3x3 convolution with zero padding, ``conv1``: 1x1, ``pool``:
+2x2 maximum, ``up``: 2x nearest-neighbour, ``[a, b]``: channels stacked).
+A pixel's maps depend on about 45 grid px around it (180 input px for T98G
+at 10x: the cell and its neighbours); the two full-resolution levels keep
+thin cells (2-3 grid px wide) apart. Inputs are standardised by the
+training set's mean and standard deviation; frames are padded (reflect) to
+a multiple of 4 grid px and cropped back. (A cheaper variant, 8 channels at
+full resolution and one more level, was 0.008 lower in mean F1 and 0.05
+lower on the worst set in the same cross-validation: README.)
+
+About 0.9 G multiply-adds per 1022 x 1024 T98G frame (256 x 256 grid px),
+each 3x3 convolution as nine matrix products of the shifted input with the
+kernel's taps (float32). The weights ship in ``_pixel_cnn_weights.npz``,
+written with their cross-validation by set by
+``resources/segmentation/train_pixel_cnn.py`` (hand-annotated Usiigaci T98G
+frames set1 to set25).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+#: weights file beside this module
+WEIGHTS = Path(__file__).with_name("_pixel_cnn_weights.npz")
+#: layers in the order of the forward pass, with their kernel side
+LAYERS: tuple[tuple[str, int], ...] = (
+    ("e1a", 3),
+    ("e1b", 3),
+    ("e2a", 3),
+    ("e2b", 3),
+    ("e3a", 3),
+    ("e3b", 3),
+    ("d2", 3),
+    ("d1", 3),
+    ("out", 1),
+)
+_ALIGN = 4  # two poolings
+#: weights smaller than this (in magnitude) are read as 0: the L2 penalty
+#: drives unused weights towards 0 (118 of the shipped ones are ~1e-34), and
+#: their products with activations could be subnormal floats, which CPUs
+#: compute far slower (no difference measured with the shipped weights)
+_FLUSH = 1e-20
+
+
+class PixelCNN(NamedTuple):
+    """Weights of the network (float32): per layer a kernel ``(k, k, Cin, Cout)``
+    and a bias ``(Cout,)``; the features' mean and standard deviation."""
+
+    mean: np.ndarray  # (F,)
+    std: np.ndarray  # (F,)
+    kernels: dict[str, np.ndarray]
+    biases: dict[str, np.ndarray]
+
+
+def _flushed(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32).copy()
+    a[np.abs(a) < _FLUSH] = 0.0
+    return a
+
+
+def load(path: str | Path) -> PixelCNN:
+    """Read a weights file written by the training script (``.npz``);
+    weights below ``_FLUSH`` in magnitude become 0."""
+    with np.load(path, allow_pickle=False) as z:
+        return PixelCNN(
+            mean=z["mean"].astype(np.float32),
+            std=z["std"].astype(np.float32),
+            kernels={name: _flushed(z[f"{name}_w"]) for name, _ in LAYERS},
+            biases={name: _flushed(z[f"{name}_b"]) for name, _ in LAYERS},
+        )
+
+
+def save(path: str | Path, model: PixelCNN, **meta: str) -> None:
+    """Write ``model`` (and text entries ``meta``) as an ``.npz`` file."""
+    arrays = {"mean": model.mean, "std": model.std}
+    for name, _ in LAYERS:
+        arrays[f"{name}_w"] = _flushed(model.kernels[name])
+        arrays[f"{name}_b"] = _flushed(model.biases[name])
+    arrays.update({k: np.array(v) for k, v in meta.items()})
+    np.savez_compressed(path, **arrays)
+
+
+@lru_cache(maxsize=1)
+def default_cnn() -> PixelCNN:
+    """The shipped network (trained on T98G set1-25)."""
+    return load(WEIGHTS)
+
+
+def conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """2-D convolution (cross-correlation, as the training framework's) of
+    ``x`` ``(H, W, Cin)`` with ``kernel`` ``(k, k, Cin, Cout)``, k = 1 or 3,
+    zero padding, plus ``bias``; float32 ``(H, W, Cout)``."""
+    h, w, _ = x.shape
+    k = kernel.shape[0]
+    if k == 1:
+        return np.matmul(x, kernel[0, 0]) + bias
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    out = np.empty((h, w, kernel.shape[-1]), dtype=np.float32)
+    out[:] = bias
+    for dy in range(3):
+        for dx in range(3):
+            out += np.matmul(xp[dy : dy + h, dx : dx + w], kernel[dy, dx])
+    return out
+
+
+def _relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0, out=a)
+
+
+def _pool(x: np.ndarray) -> np.ndarray:
+    h, w, c = x.shape
+    return x.reshape(h // 2, 2, w // 2, 2, c).max(axis=(1, 3))
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
+
+
+def predict_maps_cnn(model: PixelCNN, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground probability and seed map (grid px, >= 0) of classifier-grid
+    features ``(Y, X, N_FEATURES)``; both float32 ``(Y, X)``."""
+    feats = np.asarray(feats, dtype=np.float32)
+    h, w = feats.shape[:2]
+    x = (feats - model.mean) / model.std
+    pad = ((0, -h % _ALIGN), (0, -w % _ALIGN), (0, 0))
+    x = np.pad(x, pad, mode="reflect" if min(h, w) > _ALIGN else "edge").astype(np.float32)
+
+    def layer(name: str, a: np.ndarray) -> np.ndarray:
+        return conv(a, model.kernels[name], model.biases[name])
+
+    e1 = _relu(layer("e1b", _relu(layer("e1a", x))))
+    e2 = _relu(layer("e2b", _relu(layer("e2a", _pool(e1)))))
+    e3 = _relu(layer("e3b", _relu(layer("e3a", _pool(e2)))))
+    d2 = _relu(layer("d2", np.concatenate([_up(e3), e2], axis=-1)))
+    d1 = _relu(layer("d1", np.concatenate([_up(d2), e1], axis=-1)))
+    out = layer("out", d1)[:h, :w]
+    logit = np.clip(out[..., 0], -30.0, 30.0)
+    prob = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    return prob, np.maximum(out[..., 1], 0).astype(np.float32)
