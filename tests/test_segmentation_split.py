@@ -710,6 +710,31 @@ def test_training_script_quick_mode(tmp_path):
     assert bad.returncode != 0 and "--out" in bad.stderr
 
 
+def test_pixel_cnn_numpy_forward_equals_the_training_script_jax_forward():
+    """The network is trained in JAX and run in numpy: with the shipped weights
+    both forwards give the same maps (float32 rounding), so training and
+    inference cannot drift apart (layer order, tap orientation, pooling)."""
+    import importlib.util
+    from pathlib import Path
+
+    jnp = pytest.importorskip("jax.numpy", reason="JAX (the 'train' extra, part of 'test') trains the network")
+    from pyama_flow.segmentation import pixel_cnn
+
+    script = Path(__file__).resolve().parents[1] / "resources" / "segmentation" / "train_pixel_cnn.py"
+    spec = importlib.util.spec_from_file_location("train_pixel_cnn", script)
+    train_cnn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_cnn)
+    model = pixel_cnn.default_cnn()
+    rng = np.random.default_rng(7)
+    feats = (rng.normal(size=(40, 52, len(model.mean))) * model.std + model.mean).astype(np.float32)
+    x = ((feats - model.mean) / model.std).astype(np.float32)
+    params = {n: (jnp.asarray(model.kernels[n]), jnp.asarray(model.biases[n])) for n, _ in pixel_cnn.LAYERS}
+    out = np.asarray(train_cnn.forward(params, jnp.asarray(x[None])))[0]
+    prob, dist = pixel_cnn.predict_maps_cnn(model, feats)
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-out[..., 0])), atol=1e-5)
+    np.testing.assert_allclose(dist, np.maximum(out[..., 1], 0), atol=1e-4)
+
+
 @pytest.mark.realdata
 def test_cnn_training_script_quick_mode(tmp_path):
     """The network's training script runs end to end (4 sets, 2 folds, 20

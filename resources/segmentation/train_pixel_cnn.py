@@ -88,6 +88,33 @@ def _shapes(n_features: int) -> dict[str, tuple[int, int, int, int]]:
     return {name: (k, k, *cin_cout[name]) for name, k in pixel_cnn.LAYERS}
 
 
+def forward(params: dict, x):
+    """The network's output ``(N, Y, X, 2)`` for standardised features ``x``
+    ``(N, Y, X, F)`` in JAX (``params``: layer name -> (kernel, bias)), the
+    computation :func:`pyama_flow.segmentation.pixel_cnn.predict_maps_cnn`
+    repeats in numpy."""
+    import jax
+    import jax.numpy as jnp
+
+    def conv(p, a):
+        y = jax.lax.conv_general_dilated(a, p[0], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + p[1]
+
+    def pool(a):
+        return jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def up(a):
+        return jnp.repeat(jnp.repeat(a, 2, axis=1), 2, axis=2)
+
+    r, p = jax.nn.relu, params
+    e1 = r(conv(p["e1b"], r(conv(p["e1a"], x))))
+    e2 = r(conv(p["e2b"], r(conv(p["e2a"], pool(e1)))))
+    e3 = r(conv(p["e3b"], r(conv(p["e3a"], pool(e2)))))
+    d2 = r(conv(p["d2"], jnp.concatenate([up(e3), e2], -1)))
+    d1 = r(conv(p["d1"], jnp.concatenate([up(d2), e1], -1)))
+    return conv(p["out"], d1)
+
+
 def train(maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: int, seed: int = SEED) -> pixel_cnn.PixelCNN:
     """The network fitted to ``maps`` (features, cover, seed distance per frame)."""
     import jax
@@ -107,25 +134,6 @@ def train(maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: int, see
         )
         for key, (name, shape) in zip(keys, shapes.items())
     }
-
-    def conv(p, x):
-        y = jax.lax.conv_general_dilated(x, p[0], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + p[1]
-
-    def pool(x):
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-
-    def up(x):
-        return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-    def forward(p, x):  # as pixel_cnn.predict_maps_cnn
-        r = jax.nn.relu
-        e1 = r(conv(p["e1b"], r(conv(p["e1a"], x))))
-        e2 = r(conv(p["e2b"], r(conv(p["e2a"], pool(e1)))))
-        e3 = r(conv(p["e3b"], r(conv(p["e3a"], pool(e2)))))
-        d2 = r(conv(p["d2"], jnp.concatenate([up(e3), e2], -1)))
-        d1 = r(conv(p["d1"], jnp.concatenate([up(d2), e1], -1)))
-        return conv(p["out"], d1)
 
     def loss(p, x, cover, dist):
         out = forward(p, x)
