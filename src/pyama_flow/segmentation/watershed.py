@@ -53,7 +53,11 @@ An improvement over the reference LOG-STD (SPEC step 2, issue 4). Per frame:
    predicted distance to its own cell's outline, which dips where two cells
    touch (smoothed by diameter / 30, same ``split_depth``; chosen by a
    5-fold cross-validation by set on 25 annotated T98G frames: mean F1
-   0.771 against 0.733 for the mask's distance map);
+   0.771 against 0.733 for the mask's distance map). With the network's
+   seed map the split's two lengths follow the cell size measured on that
+   map (:func:`seed_diameter`, ``info["seed_diameter"]``) instead of the
+   texture estimate, which misses small crowded cells (41 px cells
+   estimated at 57-72 px: too deep a neck kept them merged);
 6. **learned outlines**: the split needs a clean mask (the opening keeps
    spurs from seeding false objects), but the cell outline does not: the
    objects then grow into the classifier's foreground at
@@ -85,8 +89,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from scipy import ndimage as ndi
 
-from pyama_flow.segmentation.foreground import _classifier_features, _Choice, _derived, _Front, choose_foreground
+from pyama_flow.segmentation.foreground import _RATIOS, _classifier_features, _Choice, _derived, _Front, choose_foreground
 from pyama_flow.segmentation.maps import gaussian_filter, unbin_labels
 from pyama_flow.segmentation.masks import distance_map
 from pyama_flow.segmentation.outlines import _keep_largest_piece, grow_labels, refine_outlines
@@ -97,6 +102,12 @@ SEED_MAPS = ("learned", "mask")
 CLASSIFIERS = ("cnn", "perceptron")
 #: smoothing of the learned seed map, as a ratio to ``cell_diameter``
 _SEED_SMOOTH = 1.0 / 30.0
+#: a cell's diameter per seed-map peak height (upper quartile of the peaks,
+#: input px): the median of true diameter / peak over the 25 hand-annotated
+#: T98G sets, out-of-fold networks (3.53, 3.2-4.4 per set)
+SEED_PEAK_TO_DIAMETER = 3.5
+_SEED_PEAK_WINDOW = 5  # grid px: the neighbourhood a seed-map peak is the maximum of
+_SEED_PEAK_MIN = 1.0  # grid px: lower peaks are not counted
 
 
 # long only by its 24 documented parameters (the config's keys); the body is ~35 lines
@@ -167,11 +178,15 @@ def segment_watershed(
         ones.
     smooth_sigma : float or None
         Gaussian sigma (input px) on the map that is split; None = diameter
-        / 15 (the mask's distance map) or diameter / 30 (the learned seed map).
+        / 15 (the mask's distance map) or diameter / 30 (the learned seed map;
+        the network's: its measured diameter / 30, see ``split_depth``).
     split_depth : float or None
         Minimum neck depth (input px) between two cells; None = diameter / 15
         (dark foreground with an estimated diameter: the diameter of the
-        unfilled dark mask / 15, see :func:`.foreground._dark_diameters`).
+        unfilled dark mask / 15, see :func:`.foreground._dark_diameters`;
+        the network's seed map, ``classifier="cnn"``: the diameter measured
+        on the seed map / 15, :func:`seed_diameter`, reported as
+        ``info["seed_diameter"]``).
     split_notch : float or None
         Two parts with a shallower neck stay apart when the outline of the
         pair dips at least this far (input px) below its convex hull at both
@@ -286,6 +301,8 @@ def segment_watershed(
     info["foreground"] = choice.mode
     learned_seeds = choice.mode == "learned" and choice.seed_dist is not None
     info["seed_map"] = "learned" if learned_seeds else "mask"
+    if learned_seeds and info.get("classifier") == "cnn":
+        split_depth, smooth_sigma = _lengths_from_seeds(choice, front.f, split_depth, smooth_sigma, info)
     scales = _scales(front, choice.mode, learned_seeds, smooth_sigma, split_depth, split_notch, erode_radius, refine_band)
     # the split only needs the mask's bounding box (plus room for the filters)
     align = choice.step if learned_seeds else 1
@@ -301,6 +318,37 @@ def segment_watershed(
             labels = _learned_outlines(labels, choice.prob, outline_threshold, learned_threshold)
     labels = _to_frame(labels, front.f, image.shape)
     return (labels, info) if return_info else labels
+
+
+def seed_diameter(seed_dist: np.ndarray) -> float:
+    """Typical cell diameter (in the seed map's pixels) from a learned seed
+    map (each cell pixel's distance to its cell's outline): the upper
+    quartile of its peaks (local maxima over ``_SEED_PEAK_WINDOW`` px, at
+    least ``_SEED_PEAK_MIN``) times ``SEED_PEAK_TO_DIAMETER``; 0.0 without
+    peaks."""
+    dist = np.asarray(seed_dist, dtype=np.float32)
+    peaks = (dist == ndi.maximum_filter(dist, size=_SEED_PEAK_WINDOW)) & (dist > np.float32(_SEED_PEAK_MIN))
+    if not peaks.any():
+        return 0.0
+    return float(np.percentile(dist[peaks], 75)) * SEED_PEAK_TO_DIAMETER
+
+
+def _lengths_from_seeds(
+    choice: _Choice, f: int, split_depth: float | None, smooth_sigma: float | None, info: dict
+) -> tuple[float | None, float | None]:
+    """``split_depth`` and ``smooth_sigma`` (input px) where None: the
+    diameter measured on the network's seed map (:func:`seed_diameter`;
+    ``f``: the bin factor) times their ratios; ``info`` gets it as
+    ``seed_diameter``. Unchanged when the map has no peaks."""
+    d_seed = seed_diameter(choice.seed_dist) * f * choice.step
+    if d_seed <= 0:
+        return split_depth, smooth_sigma
+    info["seed_diameter"] = d_seed
+    if split_depth is None:
+        split_depth = d_seed * _RATIOS["split_depth"]
+    if smooth_sigma is None:
+        smooth_sigma = d_seed * _SEED_SMOOTH
+    return split_depth, smooth_sigma
 
 
 def _check_arguments(
