@@ -678,8 +678,8 @@ def test_real_t98g_small_cells_use_the_classifier():
 
 def test_seed_diameter_is_the_upper_quartile_peak_times_the_ratio():
     """Four cones (a seed map's peaks 3, 4, 5 and 6 grid px): the upper
-    quartile of the peaks is 5.25, times ``SEED_PEAK_TO_DIAMETER``; a
-    plateau counts once per pixel, flat or low maps give 0."""
+    quartile of the peaks is 5.25, times ``SEED_PEAK_TO_DIAMETER``; flat or
+    low maps give 0."""
     from pyama_flow.segmentation.watershed import SEED_PEAK_TO_DIAMETER, seed_diameter
 
     yy, xx = np.mgrid[0:40, 0:100]
@@ -720,12 +720,14 @@ def test_real_t98g_split_follows_the_cell_size_measured_on_the_seed_map():
         if i == 14:
             assert abs(d - true_d) > 0.4 * true_d  # the texture estimate is far off here
             assert labels.max() >= old.max() + 10 and new_f1 >= old_f1 + 0.05
-    # a given split_depth / smooth_sigma is used as given
+    # the default is exactly the split with the measured diameter / 15 and / 30;
+    # given lengths are used as given
     img = tifffile.imread(root / "set14_raw.tif")
-    a = segment_watershed(img, split_depth=6.0, smooth_sigma=2.0)
-    b, info = segment_watershed(img, split_depth=6.0, smooth_sigma=2.0, return_info=True)
-    np.testing.assert_array_equal(a, b)
-    assert "seed_diameter" in info and b.max() < segment_watershed(img).max()
+    default, info = segment_watershed(img, return_info=True)
+    d_seed = info["seed_diameter"]
+    same = segment_watershed(img, split_depth=d_seed * (1.0 / 15.0), smooth_sigma=d_seed * (1.0 / 30.0))
+    np.testing.assert_array_equal(same, default)
+    assert segment_watershed(img, split_depth=6.0, smooth_sigma=2.0).max() < default.max()
 
 
 @pytest.mark.realdata
