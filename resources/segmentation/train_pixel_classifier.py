@@ -243,18 +243,26 @@ FEATURE_NAMES = (
     out.write_text(text)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def command_line(doc: str, out: Path, quick: str, out_help: str) -> argparse.Namespace:
+    """The options both training scripts take (``doc``: the script's
+    docstring; ``out``: its shipped weights, which ``--quick`` refuses to
+    overwrite; ``quick``: what the smoke test trains)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--folds", type=int, default=FOLDS, help="folds of the cross-validation by set (0 = none)")
     ap.add_argument("--no-write", action="store_true", help="only report, keep the shipped weights")
-    ap.add_argument("--quick", action="store_true", help="smoke test: sets 1-4, 2 folds, 2 epochs (needs --out)")
-    ap.add_argument("--out", type=Path, default=OUT, help="weights module to write")
+    ap.add_argument("--quick", action="store_true", help=f"smoke test: sets 1-4, 2 folds, {quick} (needs --out)")
+    ap.add_argument("--out", type=Path, default=out, help=out_help)
     args = ap.parse_args()
+    if args.quick and args.out.resolve() == out.resolve():
+        ap.error("--quick needs --out (it must not overwrite the shipped weights)")
+    return args
+
+
+def main() -> None:
+    args = command_line(__doc__, OUT, "2 epochs", "weights module to write")
     sets, n_folds, epochs = SETS, args.folds, (EPOCHS, SEED_EPOCHS)
     if args.quick:
-        if args.out.resolve() == OUT.resolve():
-            ap.error("--quick needs --out (it must not overwrite the shipped weights)")
         sets, n_folds, epochs = (1, 2, 3, 4), 2, (2, 2)
     frames = {i: load(args.data, i) for i in sets}
     xy = {i: frame_xy(*frames[i]) for i in sets}

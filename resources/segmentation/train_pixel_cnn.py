@@ -31,7 +31,6 @@ never overwrites the shipped weights.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import sys
@@ -43,7 +42,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_pixel_classifier import folds_of, load, seed_target  # noqa: E402
+from train_pixel_classifier import command_line, folds_of, load, seed_target  # noqa: E402
 
 from pyama_flow.devtools.metrics import segmentation_scores  # noqa: E402
 from pyama_flow.segmentation import pixel_cnn  # noqa: E402
@@ -53,7 +52,6 @@ from pyama_flow.segmentation.watershed import learned_features, segment_watershe
 ROOT = Path(__file__).resolve().parents[2]
 OUT = pixel_cnn.WEIGHTS
 SETS = tuple(range(1, 26))
-FOLDS = 5
 WIDTH = 12  # channels at the grid's resolution
 STEPS = 1500
 BATCH = 8
@@ -208,17 +206,9 @@ def cross_validate(frames: dict, maps: dict, n_folds: int, steps: int) -> list[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--folds", type=int, default=FOLDS, help="folds of the cross-validation by set (0 = none)")
-    ap.add_argument("--no-write", action="store_true", help="only report, keep the shipped weights")
-    ap.add_argument("--quick", action="store_true", help="smoke test: sets 1-4, 2 folds, 20 steps (needs --out)")
-    ap.add_argument("--out", type=Path, default=OUT, help="weights file to write (.npz)")
-    args = ap.parse_args()
+    args = command_line(__doc__, OUT, "20 steps", "weights file to write (.npz)")
     sets, n_folds, steps = SETS, args.folds, STEPS
     if args.quick:
-        if args.out.resolve() == OUT.resolve():
-            ap.error("--quick needs --out (it must not overwrite the shipped weights)")
         sets, n_folds, steps = (1, 2, 3, 4), 2, 20
     frames = {i: load(args.data, i) for i in sets}
     maps = {i: frame_maps(*frames[i]) for i in sets}
