@@ -541,6 +541,40 @@ def test_pixel_cnn_shipped_network_predicts_both_maps():
     assert p.max() < 0.5
 
 
+def test_pixel_cnn_views_average_turned_and_mirrored_predictions():
+    """``views`` = n averages the maps of the first n of the square's eight
+    symmetries, each turned back: two views are the mean of the plain
+    prediction and that of the quarter-turned features turned back; with all
+    eight, the maps of turned or mirrored features are the turned or
+    mirrored maps (one view alone is not: the network is not symmetric)."""
+    from pyama_flow.segmentation import pixel_cnn
+    from pyama_flow.segmentation.pixel_classifier import classifier_features
+
+    model = pixel_cnn.default_cnn()
+    rng = np.random.default_rng(11)
+    tex = ndi.gaussian_filter(rng.normal(0, 1, (48, 64)), 2).astype(np.float32) * 4
+    z = ndi.gaussian_filter(rng.normal(0, 1, (48, 64)), 1).astype(np.float32) * 3
+    feats = classifier_features(tex, z, (tex > 0.8).astype(np.float32), tex > 0)
+    p1, d1 = pixel_cnn.predict_maps_cnn(model, feats)
+    pt, dt = pixel_cnn.predict_maps_cnn(model, np.ascontiguousarray(np.rot90(feats)))
+    p2, d2 = pixel_cnn.predict_maps_cnn(model, feats, views=2)
+    np.testing.assert_allclose(p2, (p1 + np.rot90(pt, -1)) / 2, atol=1e-6)
+    np.testing.assert_allclose(d2, (d1 + np.rot90(dt, -1)) / 2, atol=1e-5)
+    assert np.abs(np.rot90(pt, -1) - p1).max() > 0.05  # so the views differ
+    p8, d8 = pixel_cnn.predict_maps_cnn(model, feats, views=8)
+    for turn in (np.rot90, lambda a: a[::-1], lambda a: np.rot90(a[:, ::-1], 3)):
+        q8, e8 = pixel_cnn.predict_maps_cnn(model, np.ascontiguousarray(turn(feats)), views=8)
+        np.testing.assert_allclose(q8, turn(p8), atol=1e-5)
+        np.testing.assert_allclose(e8, turn(d8), atol=1e-4)
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="views"):
+            pixel_cnn.predict_maps_cnn(model, feats, views=bad)
+    img, _ = phase_like((120, 120), [(60, 60, 30, 30)], seed=3)
+    for bad in (0, 9, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="cnn_views"):
+            segment_watershed(img, cnn_views=bad)
+
+
 def test_split_coarse_on_a_given_height_map():
     # one blob, but the height map has two peaks with a deep valley between
     # them: the split follows the height map, not the mask's distance map

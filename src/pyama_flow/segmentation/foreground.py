@@ -68,19 +68,26 @@ def _classifier_features(maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: flo
 
 
 def _learned_probability(
-    maps: _Maps, raw: np.ndarray, prior: np.ndarray, d: float, seeds: bool = False, classifier: str = "cnn"
+    maps: _Maps,
+    raw: np.ndarray,
+    prior: np.ndarray,
+    d: float,
+    seeds: bool = False,
+    classifier: str = "cnn",
+    views: int = 1,
 ) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Pixel-classifier foreground probability on the pipeline grid, the
     classifier step and (``seeds``) the learned seed map on the classifier
     grid (classifier-grid px; else None), from the network
     (``classifier="cnn"``, :mod:`.pixel_cnn`) or the per-pixel perceptrons
-    (``"perceptron"``, :mod:`.pixel_classifier`)."""
+    (``"perceptron"``, :mod:`.pixel_classifier`); ``views``: the network's
+    views averaged (:func:`.pixel_cnn.predict_maps_cnn`)."""
     from pyama_flow.segmentation import pixel_cnn
     from pyama_flow.segmentation.pixel_classifier import default_model, default_seed_model, predict_maps, predict_proba, upsample_linear
 
     feats, k = _classifier_features(maps, raw, prior, d)
     if classifier == "cnn":
-        p, dist = pixel_cnn.predict_maps_cnn(pixel_cnn.default_cnn(), feats)
+        p, dist = pixel_cnn.predict_maps_cnn(pixel_cnn.default_cnn(), feats, views)
         dist = dist if seeds else None
     elif seeds:
         p, dist = predict_maps(default_model(), default_seed_model(), feats)
@@ -198,6 +205,7 @@ def choose_foreground(
     learned_min_diameter: float | None,
     info: dict,
     classifier: str = "cnn",
+    views: int = 1,
 ) -> _Choice:
     """Settle ``"auto"`` / ``"learned"`` into the learned or the texture foreground.
 
@@ -220,6 +228,8 @@ def choose_foreground(
         (C2C12, 20 px cells: the network's mask agrees less with the texture
         mask, and F1 fell from 0.569 to 0.515 with it). ``info`` gets
         ``classifier``, the model used.
+    views : int
+        The network's views averaged (test-time augmentation, 1-8).
 
     Returns
     -------
@@ -237,7 +247,7 @@ def choose_foreground(
         at_scale = learned_min_diameter is not None and front.d >= learned_min_diameter
         model = classifier if at_scale else "perceptron"
         info["classifier"] = model
-        p, k, seed_dist = _learned_probability(front.maps, front.raw, mask, front.d, seeds, model)
+        p, k, seed_dist = _learned_probability(front.maps, front.raw, mask, front.d, seeds, model, views)
         learned = clean_mask(p > np.float32(learned_threshold), 0.0, front.opening, front.small)
         info["agreement"] = _iou(learned, mask)
         if mode == "learned" or at_scale or info["agreement"] >= min_agreement:

@@ -142,10 +142,40 @@ def _up(x: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
 
 
-def predict_maps_cnn(model: PixelCNN, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+#: most views :func:`predict_maps_cnn` averages (the square's 8 symmetries)
+MAX_VIEWS = 8
+
+
+def predict_maps_cnn(model: PixelCNN, feats: np.ndarray, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Foreground probability and seed map (grid px, >= 0) of classifier-grid
-    features ``(Y, X, N_FEATURES)``; both float32 ``(Y, X)``."""
+    features ``(Y, X, N_FEATURES)``; both float32 ``(Y, X)``.
+
+    ``views`` > 1 averages both maps over that many views of the features
+    (test-time augmentation): view ``v`` is turned by ``v mod 4`` quarter
+    turns and, for ``v >= 4``, mirrored; each view's maps are turned back
+    before averaging. The network was trained on crops turned and mirrored
+    the same way. Costs ``views`` forward passes; with all 8 and grid sides
+    that are multiples of 4 (no padding) the maps turn and mirror with the
+    features (up to rounding).
+    """
+    if not 1 <= int(views) <= MAX_VIEWS:
+        raise ValueError(f"views must be 1 to {MAX_VIEWS}, got {views!r}")
     feats = np.asarray(feats, dtype=np.float32)
+    if views == 1:
+        return _predict_view(model, feats)
+    prob = dist = None
+    for v in range(int(views)):
+        view = np.rot90(feats, v % 4)
+        view = view[:, ::-1] if v >= 4 else view
+        p, d = _predict_view(model, np.ascontiguousarray(view))
+        p, d = (p[:, ::-1], d[:, ::-1]) if v >= 4 else (p, d)
+        p, d = np.rot90(p, -(v % 4)), np.rot90(d, -(v % 4))
+        prob, dist = (p.copy(), d.copy()) if prob is None else (prob + p, dist + d)
+    scale = np.float32(1.0 / views)
+    return (prob * scale).astype(np.float32), (dist * scale).astype(np.float32)
+
+
+def _predict_view(model: PixelCNN, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = feats.shape[:2]
     x = (feats - model.mean) / model.std
     pad = ((0, -h % _ALIGN), (0, -w % _ALIGN), (0, 0))
