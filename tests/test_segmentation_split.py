@@ -566,7 +566,7 @@ def test_pixel_cnn_views_average_turned_and_mirrored_predictions():
         q8, e8 = pixel_cnn.predict_maps_cnn(model, np.ascontiguousarray(turn(feats)), views=8)
         np.testing.assert_allclose(q8, turn(p8), atol=1e-5)
         np.testing.assert_allclose(e8, turn(d8), atol=1e-4)
-    for bad in (0, 9):
+    for bad in (0, 9, 2.5):
         with pytest.raises(ValueError, match="views"):
             pixel_cnn.predict_maps_cnn(model, feats, views=bad)
     img, _ = phase_like((120, 120), [(60, 60, 30, 30)], seed=3)
@@ -732,7 +732,7 @@ def test_real_t98g_split_follows_the_cell_size_measured_on_the_seed_map():
     72 px for cells of 41 px, annotated median equivalent diameter), so a
     split depth of diameter / 15 kept touching cells merged there. The seed
     map measures them (within 15 % on sets 2, 14 and 16; 20 is the
-    thinnest, 32 px for 41), and the default split uses that: on the
+    thinnest, 31 px for 41), and the default split uses that: on the
     small-cell sets more cells and a higher F1 than with the texture
     estimate's lengths (measured: set 14 F1 0.733 vs 0.547, 80 vs 58
     objects; set 16 0.800 vs 0.556); on set 2, whose cells the texture
@@ -756,7 +756,7 @@ def test_real_t98g_split_follows_the_cell_size_measured_on_the_seed_map():
         assert new_f1 >= old_f1 + (0.1 if i != 2 else -0.05), (i, new_f1, old_f1)
         if i == 14:
             assert abs(d - true_d) > 0.4 * true_d  # the texture estimate is far off here
-            assert labels.max() >= old.max() + 10 and new_f1 >= old_f1 + 0.05
+            assert labels.max() >= old.max() + 10
     # the default is exactly the split with the measured diameter / 15 and / 30;
     # given lengths are used as given
     img = tifffile.imread(root / "set14_raw.tif")

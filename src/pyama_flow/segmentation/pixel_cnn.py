@@ -146,6 +146,13 @@ def _up(x: np.ndarray) -> np.ndarray:
 MAX_VIEWS = 8
 
 
+def check_views(views: int, name: str = "views") -> None:
+    """Raise ``ValueError`` (naming ``name``) unless ``views`` is an integer
+    from 1 to ``MAX_VIEWS``."""
+    if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_VIEWS:
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_VIEWS}, got {views!r}")
+
+
 def predict_maps_cnn(model: PixelCNN, feats: np.ndarray, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Foreground probability and seed map (grid px, >= 0) of classifier-grid
     features ``(Y, X, N_FEATURES)``; both float32 ``(Y, X)``.
@@ -158,13 +165,12 @@ def predict_maps_cnn(model: PixelCNN, feats: np.ndarray, views: int = 1) -> tupl
     that are multiples of 4 (no padding) the maps turn and mirror with the
     features (up to rounding).
     """
-    if not 1 <= int(views) <= MAX_VIEWS:
-        raise ValueError(f"views must be 1 to {MAX_VIEWS}, got {views!r}")
+    check_views(views)
     feats = np.asarray(feats, dtype=np.float32)
     if views == 1:
         return _predict_view(model, feats)
     prob = dist = None
-    for v in range(int(views)):
+    for v in range(views):
         view = np.rot90(feats, v % 4)
         view = view[:, ::-1] if v >= 4 else view
         p, d = _predict_view(model, np.ascontiguousarray(view))

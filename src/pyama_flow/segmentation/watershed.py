@@ -95,7 +95,7 @@ from pyama_flow.segmentation.foreground import _RATIOS, _classifier_features, _C
 from pyama_flow.segmentation.maps import gaussian_filter, unbin_labels
 from pyama_flow.segmentation.masks import distance_map
 from pyama_flow.segmentation.outlines import _keep_largest_piece, grow_labels, refine_outlines
-from pyama_flow.segmentation.pixel_cnn import MAX_VIEWS
+from pyama_flow.segmentation.pixel_cnn import check_views
 from pyama_flow.segmentation.split import _HALO_SIGMA, split_coarse, split_objects
 
 FOREGROUNDS = ("auto", "texture", "dark", "learned")
@@ -387,8 +387,7 @@ def _check_arguments(
         raise ValueError(f"seed_map must be one of {SEED_MAPS}, got {seed_map!r}")
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
-    if isinstance(cnn_views, bool) or not isinstance(cnn_views, (int, np.integer)) or not 1 <= cnn_views <= MAX_VIEWS:
-        raise ValueError(f"cnn_views must be an integer from 1 to {MAX_VIEWS}, got {cnn_views!r}")
+    check_views(cnn_views, "cnn_views")
 
 
 class _Scales(NamedTuple):
