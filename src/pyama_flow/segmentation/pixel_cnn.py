@@ -169,16 +169,18 @@ def predict_maps_cnn(model: PixelCNN, feats: np.ndarray, views: int = 1) -> tupl
     feats = np.asarray(feats, dtype=np.float32)
     if views == 1:
         return _predict_view(model, feats)
-    prob = dist = None
+    prob = np.zeros(feats.shape[:2], np.float32)
+    dist = np.zeros(feats.shape[:2], np.float32)
     for v in range(views):
-        view = np.rot90(feats, v % 4)
-        view = view[:, ::-1] if v >= 4 else view
+        turns, mirror = v % 4, v >= 4
+        view = np.rot90(feats, turns)[:, ::-1] if mirror else np.rot90(feats, turns)
         p, d = _predict_view(model, np.ascontiguousarray(view))
-        p, d = (p[:, ::-1], d[:, ::-1]) if v >= 4 else (p, d)
-        p, d = np.rot90(p, -(v % 4)), np.rot90(d, -(v % 4))
-        prob, dist = (p.copy(), d.copy()) if prob is None else (prob + p, dist + d)
+        if mirror:
+            p, d = p[:, ::-1], d[:, ::-1]
+        prob += np.rot90(p, -turns)
+        dist += np.rot90(d, -turns)
     scale = np.float32(1.0 / views)
-    return (prob * scale).astype(np.float32), (dist * scale).astype(np.float32)
+    return prob * scale, dist * scale
 
 
 def _predict_view(model: PixelCNN, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
