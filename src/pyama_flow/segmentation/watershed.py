@@ -105,8 +105,9 @@ CLASSIFIERS = ("cnn", "perceptron")
 _SEED_SMOOTH = 1.0 / 30.0
 #: a cell's diameter per seed-map peak height (upper quartile of the peaks,
 #: input px): the median of true diameter / peak over the 25 hand-annotated
-#: T98G sets, out-of-fold networks (3.53, 3.2-4.4 per set)
-SEED_PEAK_TO_DIAMETER = 3.5
+#: T98G sets, out-of-fold networks (6000-step training: 3.41, 3.0-4.6 per
+#: set; 3.53 and 3.50 for the 1500- and 3000-step networks)
+SEED_PEAK_TO_DIAMETER = 3.4
 _SEED_PEAK_WINDOW = 5  # grid px: the neighbourhood a seed-map peak is the maximum of
 _SEED_PEAK_MIN = 1.0  # grid px: lower peaks are not counted
 
