@@ -189,7 +189,7 @@ class MergesMixin:
     """Merge splitting of a :class:`~pyama_flow.tracking.tracker.Tracker`.
 
     State (set by ``Tracker.__init__``): ``_merge_start`` (track id -> first
-    frame of its current merge), ``_pending``, ``_prev_labels``,
+    frame of its current merge), ``_pending``, ``_parent``, ``_prev_labels``,
     ``_prev_track``, ``_frame``, ``merge_min_overlap``, ``merge_max_frames``.
     """
 
@@ -264,7 +264,8 @@ class MergesMixin:
         -------
         splits : ``(c, members)`` for every object c to split among the cells
             ``members`` (compact indices of frame t-1), leaving out cells too
-            young (``division_min_age``) and merges that have lasted
+            young (``division_min_age``, except as :meth:`_splittable`
+            allows) and merges that have lasted
             ``merge_max_frames`` frames and as long as the cells had been
             seen apart before (accepted as one cell)
         rejoin_at : flat index of the first pixel of each object that is the
@@ -284,7 +285,7 @@ class MergesMixin:
                 (a, b), mother = sisters[tids]
                 rejoin_at[int(cur.first[c])] = (mother, a, b)
                 continue
-            members = members[self._old_enough(self._prev_track[members])]
+            members = members[self._splittable(self._prev_track[members])]
             if members.size < 2:
                 continue
             cells = self._prev_track[members].tolist()
@@ -298,6 +299,31 @@ class MergesMixin:
             merge_start.update({k: start for k in cells})
         self._merge_start = merge_start
         return splits, rejoin_at
+
+    def _splittable(self, tids: np.ndarray) -> np.ndarray:
+        """Which cells (track ids) of one merged object keep their own id through the merge.
+
+        Those at least ``division_min_age`` frames old; in a merge of exactly
+        two cells that are not sisters, also a daughter of a division of the
+        last ``division_min_age`` frames: a just-born daughter that the
+        segmentation merges with a neighbour, while her sister is seen apart,
+        is a cell of her own (were she a piece of her mother cut off for a
+        frame, she would join her sister, not a neighbour: the revoked
+        divisions). Not when one of the two was split out of another merge
+        in the previous frame (``_merge_start`` differs): pieces of a split
+        are no evidence of a division. Young cells in larger merged clumps,
+        and cells new without a parent (births), are not split out.
+        """
+        ok = self._old_enough(tids)
+        if tids.size != 2 or ok.all():
+            return ok
+        cells = tids.tolist()
+        parents = [self._parent[k - 1] for k in cells]
+        if parents[0] == parents[1]:  # sisters (or two births): not split
+            return ok
+        if self._merge_start.get(cells[0]) != self._merge_start.get(cells[1]):
+            return ok
+        return ok | (np.array(parents) > 0)
 
     def _split_along_previous(
         self,

@@ -53,7 +53,11 @@ Per frame t (``update``):
    ``merge_min_overlap`` of each of two or more tracked cells of frame t-1
    is the segmentation merging touching cells; its pixels are split along
    the previous frame's masks (nearest mask for the rest), so each cell
-   keeps its id through the merge and their separation is not a division.
+   keeps its id through the merge and their separation is not a division
+   (cells tracked for ``division_min_age`` frames; a younger daughter of a
+   division too when the merge is her and one cell not her sister: a
+   just-born daughter merged with a neighbour keeps her id, and the
+   division stands).
    Likewise an object holding one cell and a quarter or more of a
    neighbour that shrank into a smaller object of her own, having grown by
    0.4 of that part (:func:`.merges.partial_merges`): a daughter born into
@@ -192,8 +196,9 @@ class Tracker(MergesMixin, DivisionsMixin, GapsMixin, LineageMixin):
     division_min_age : int
         A cell divides only if its track has been seen for at least this
         many frames; also, only cells tracked this long count as merged
-        cells (``split_merges``). Keeps a fragment or a merged pair seen for
-        the first time from making a division.
+        cells (``split_merges``), except a daughter of a division merged
+        with one cell that is not her sister. Keeps a fragment or a merged
+        pair seen for the first time from making a division.
     division_confirm : int
         A division stays revocable for this many frames: if within them the
         two daughters join into one object again, or one of them vanishes
