@@ -702,6 +702,28 @@ def test_just_born_daughter_merged_with_a_neighbour_keeps_her_id():
     assert ids_of(out[5], d2 | bridge | n) == [1]
 
 
+def test_which_cells_of_a_merge_are_split_out():
+    # tracks 1, 2 old (from frame 0), 3 and 4 sisters born at frame 5, 5 a birth
+    # at frame 5; frame 6: only cells division_min_age (3) old are split out of a
+    # merge, and a young daughter merged with one cell that is not her sister
+    tracker = Tracker()
+    tracker._parent, tracker._first, tracker._frame = [0, 0, 1, 1, 0], [0, 0, 5, 5, 5], 6
+
+    def split_out(*tids):
+        return tracker._splittable(np.array(tids)).tolist()
+
+    assert split_out(1, 2) == [True, True]
+    assert split_out(2, 4) == [True, True]  # a daughter merged with a neighbour
+    assert split_out(4, 5) == [True, False]  # ... with a birth (too young: no split)
+    assert split_out(3, 4) == [False, False]  # sisters: rejoined, not split
+    assert split_out(2, 5) == [True, False]  # a birth is not split out
+    assert split_out(1, 2, 4) == [True, True, False]  # nor a daughter in a clump of three
+    tracker._merge_start = {2: 4}  # 2 was split out of another merge in the frame before
+    assert split_out(2, 4) == [True, False]
+    tracker._merge_start = {2: 4, 4: 4}  # the same merge going on
+    assert split_out(2, 4) == [True, True]
+
+
 def test_cells_merged_by_the_segmentation_keep_their_ids():
     # A and B are tracked apart for 3 frames, segmented as one object for 2
     # frames, then apart again: each keeps its id through the merge (the merged
