@@ -173,7 +173,9 @@ def predict_maps_cnn(model: PixelCNN, feats: np.ndarray, views: int = 1) -> tupl
     dist = np.zeros(feats.shape[:2], np.float32)
     for v in range(views):
         turns, mirror = v % 4, v >= 4
-        view = np.rot90(feats, turns)[:, ::-1] if mirror else np.rot90(feats, turns)
+        view = np.rot90(feats, turns)
+        if mirror:
+            view = view[:, ::-1]
         p, d = _predict_view(model, np.ascontiguousarray(view))
         if mirror:
             p, d = p[:, ::-1], d[:, ::-1]
