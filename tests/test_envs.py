@@ -121,7 +121,8 @@ def test_rule_envs_cover_what_their_rules_import():
     """The libraries each group of rules imports are in its env (directly or as the lock's pins)."""
     needs = {"io": {"numpy", "tifffile", "imagecodecs", "nd2", "aicspylibczi", "liffile", "pyyaml",
                     "pandas"},
-             "imaging": {"numpy", "scipy", "numba", "scikit-image", "tifffile", "imagecodecs", "pandas"},
+             "imaging": {"numpy", "scipy", "numba", "scikit-image", "tifffile", "imagecodecs", "pandas",
+                         "onnxruntime"},
              "fitting": {"numpy", "scipy", "numba", "pandas", "matplotlib", "pillow", "tifffile"}}
     for env in RULE_ENVS:
         conda, pip, _ = env_pins(env)

@@ -541,6 +541,38 @@ def test_pixel_cnn_shipped_network_predicts_both_maps():
     assert p.max() < 0.5
 
 
+def test_pixel_cnn_onnx_model_equals_the_numpy_definition():
+    """The ONNX model ONNX Runtime runs computes :func:`forward_numpy` (itself
+    checked against the direct sum above): for a network with random weights
+    (so no layer can hide behind small shipped weights) on grids whose sides
+    are or are not multiples of 4; the shipped ONNX file is the one written
+    from the shipped weights; the maps are the same on a second call."""
+    pytest.importorskip("onnx", reason="onnx (the 'train' extra, part of 'test') writes the ONNX model")
+    from pyama_flow.segmentation import pixel_cnn
+
+    shipped = pixel_cnn.default_cnn()
+    assert pixel_cnn.ONNX.read_bytes() == pixel_cnn.to_onnx(shipped)
+    rng = np.random.default_rng(12)
+    model = pixel_cnn.PixelCNN(
+        mean=rng.normal(size=shipped.mean.shape).astype(np.float32),
+        std=rng.uniform(0.5, 2, size=shipped.std.shape).astype(np.float32),
+        kernels={n: (rng.normal(size=k.shape) * np.sqrt(2 / np.prod(k.shape[:3]))).astype(np.float32)
+                 for n, k in shipped.kernels.items()},
+        biases={n: rng.normal(0, 0.1, size=b.shape).astype(np.float32) for n, b in shipped.biases.items()},
+    )
+    for h, w in ((32, 40), (37, 53), (5, 7)):
+        feats = (rng.normal(size=(h, w, len(model.mean))) * model.std + model.mean).astype(np.float32)
+        prob, dist = pixel_cnn.predict_maps_cnn(model, feats)
+        x = (feats - model.mean) / model.std
+        x = np.pad(x, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect" if min(h, w) > 4 else "edge")
+        out = pixel_cnn.forward_numpy(model, x.astype(np.float32))[:h, :w]
+        assert np.abs(out[..., 1]).max() > 0.3 and (out[..., 1] < 0).any()  # the check can fail
+        np.testing.assert_allclose(prob, 1 / (1 + np.exp(-np.clip(out[..., 0], -30, 30))), atol=1e-5)
+        np.testing.assert_allclose(dist, np.maximum(out[..., 1], 0), atol=1e-4 * max(1, np.abs(out).max()))
+        again = pixel_cnn.predict_maps_cnn(model, feats)
+        assert (again[0] == prob).all() and (again[1] == dist).all()
+
+
 def test_pixel_cnn_views_average_turned_and_mirrored_predictions():
     """``views`` = n averages the maps of the first n of the square's eight
     symmetries, each turned back: two views are the mean of the plain
@@ -801,10 +833,10 @@ def test_training_script_quick_mode(tmp_path):
     assert bad.returncode != 0 and "--out" in bad.stderr
 
 
-def test_pixel_cnn_numpy_forward_equals_the_training_script_jax_forward():
-    """The network is trained in JAX and run in numpy: with the shipped weights
-    both forwards give the same maps (float32 rounding), so training and
-    inference cannot drift apart (layer order, tap orientation, pooling)."""
+def test_pixel_cnn_inference_equals_the_training_script_jax_forward():
+    """The network is trained in JAX and run in ONNX Runtime: with the shipped
+    weights both forwards give the same maps (float32 rounding), so training
+    and inference cannot drift apart (layer order, tap orientation, pooling)."""
     import importlib.util
     from pathlib import Path
 
@@ -853,6 +885,7 @@ def test_cnn_training_script_quick_mode(tmp_path):
         assert model.kernels[name].shape == shipped.kernels[name].shape and np.isfinite(model.kernels[name]).all()
     with np.load(out) as z:
         assert "sets 1-4" in str(z["about"])
+    assert out.with_suffix(".onnx").read_bytes() == pixel_cnn.to_onnx(model)  # the model it runs
     bad = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--out" in bad.stderr
 

@@ -1,8 +1,9 @@
 """Train the small U-Net of the "learned" watershed foreground (pixel_cnn.py).
 
 Writes ``src/pyama_flow/segmentation/_pixel_cnn_weights.npz`` (weights, data
-provenance and the cross-validation table). Needs JAX and optax (CPU is
-enough; ``pip install -e ".[train]"``). Run from the repository root::
+provenance and the cross-validation table) and the same network as the ONNX
+model the segmentation runs, ``_pixel_cnn_weights.onnx``. Needs JAX, optax
+and onnx (CPU is enough; ``pip install -e ".[train]"``). Run from the repository root::
 
     .venv/bin/python resources/segmentation/train_pixel_cnn.py [--data ../shared/data]
 
@@ -225,7 +226,10 @@ def main() -> None:
             f"(cosine), L2 {L2}, seed-map weight {SEED_WEIGHT}, seed {SEED}."
         )
         pixel_cnn.save(args.out, model, about=about, report=report)
-        print(f"wrote {args.out}")
+        # the same network as the ONNX model the segmentation runs (pixel_cnn.ONNX)
+        onnx_out = Path(args.out).with_suffix(".onnx")
+        onnx_out.write_bytes(pixel_cnn.to_onnx(pixel_cnn.load(args.out)))
+        print(f"wrote {args.out} and {onnx_out}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ Modules:
   :mod:`.split` (watershed from the maxima, shallow basins merged) and
   :mod:`.outlines` (outlines onto the halo, grown into the learned mask);
 - :mod:`.pixel_cnn` -- the network behind the learned foreground and seed
-  map (weights in ``_pixel_cnn_weights.npz``), on the features of
+  map (weights in ``_pixel_cnn_weights.npz``, run by ONNX Runtime from
+  ``_pixel_cnn_weights.onnx``), on the features of
   :mod:`.pixel_classifier` (also the per-pixel perceptrons,
   ``classifier="perceptron"``; weights in :mod:`._pixel_mlp_weights`).
 """

@@ -275,7 +275,7 @@ def segment_watershed(
         The network's maps averaged over this many turned and mirrored
         views of the frame (test-time augmentation, 1-8; 1 = off, the
         default; :func:`.pixel_cnn.predict_maps_cnn`). Costs that many
-        forward passes of the network (~70 ms each per 1024² T98G frame);
+        forward passes of the network (~50 ms each per 1024² T98G frame);
         cross-validated on T98G, 4 views raised the mean F1 and the worst
         set's (config/README).
     return_info : bool
