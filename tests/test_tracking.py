@@ -973,6 +973,38 @@ def test_segmented_simulation_beats_the_old_tracker():
     assert full["link_f1"] >= unreviewed["link_f1"] - 0.001
 
 
+def test_bench_division_separation_classes():
+    """``bench_tracking.division_separation`` (the benchmark's table of what
+    limits division recall): a division whose daughters the segmentation
+    shows apart from their birth is "at birth" and found; merged for the
+    3 frames after it, "> 2 frames later"; merged to the end, "never" and
+    not found (the tracker sees one cell); a daughter seen 2 frames is short."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_tracking import division_separation
+
+    mother = disc(32, 40, 10)
+    d1, d2 = disc(32, 33, 6), disc(32, 47, 6)
+    other = disc(52, 85, 5)
+    true = [frame(mother, other, ids=[1, 4])] * 4 + [frame(d1, d2, other, ids=[2, 3, 4])] * 6
+    lineage = pd.DataFrame({"cell": [1, 2, 3, 4], "parent": [0, 1, 1, 0],
+                            "first_frame": [0, 4, 4, 0], "last_frame": [3, 9, 9, 9]})
+
+    def one(seg):
+        d = division_separation(seg, true, lineage)
+        assert len(d) == 1 and d.mother.tolist() == [1] and d.birth.tolist() == [4]
+        return d.separated.iloc[0], bool(d.found.iloc[0]), bool(d.short.iloc[0])
+
+    assert one(true) == ("at birth", True, False)
+    merged = frame(d1 | d2, other)
+    assert one(true[:4] + [merged] * 3 + true[7:])[0] == "> 2 frames later"
+    assert one(true[:4] + [merged] * 6) == ("never", False, False)
+    short = lineage.assign(last_frame=[3, 5, 9, 9])
+    true_short = true[:6] + [frame(d2, other, ids=[3, 4])] * 4
+    assert division_separation(true_short, true_short, short).short.tolist() == [True]
+
+
 def test_long_merge_is_accepted_as_one_cell():
     # a cell cut in two for 3 frames, then whole for good: the merge is split
     # for merge_max_frames frames only, then one id goes on and the other ends
