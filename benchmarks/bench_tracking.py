@@ -227,7 +227,7 @@ def division_separation(
     keep (``division_min_life`` 3).
     """
     tracker = Tracker()
-    frames = [f.copy() for f in tracker.stream(iter(seg))]
+    frames = [f.copy() for f in run(tracker, iter(seg))]
     lut = tracker.relabel_lut()
     tracked = frames if lut is None else [lut[f] for f in frames]
     tracked_lineage = tracker.lineage()

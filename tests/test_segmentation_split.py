@@ -563,9 +563,7 @@ def test_pixel_cnn_onnx_model_equals_the_numpy_definition():
     for h, w in ((32, 40), (37, 53), (5, 7)):
         feats = (rng.normal(size=(h, w, len(model.mean))) * model.std + model.mean).astype(np.float32)
         prob, dist = pixel_cnn.predict_maps_cnn(model, feats)
-        x = (feats - model.mean) / model.std
-        x = np.pad(x, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect" if min(h, w) > 4 else "edge")
-        out = pixel_cnn.forward_numpy(model, x.astype(np.float32))[:h, :w]
+        out = pixel_cnn.forward_numpy(model, pixel_cnn.network_input(model, feats))[:h, :w]
         assert np.abs(out[..., 1]).max() > 0.3 and (out[..., 1] < 0).any()  # the check can fail
         np.testing.assert_allclose(prob, 1 / (1 + np.exp(-np.clip(out[..., 0], -30, 30))), atol=1e-5)
         np.testing.assert_allclose(dist, np.maximum(out[..., 1], 0), atol=1e-4 * max(1, np.abs(out).max()))
@@ -850,7 +848,7 @@ def test_pixel_cnn_inference_equals_the_training_script_jax_forward():
     model = pixel_cnn.default_cnn()
     rng = np.random.default_rng(7)
     feats = (rng.normal(size=(40, 52, len(model.mean))) * model.std + model.mean).astype(np.float32)
-    x = ((feats - model.mean) / model.std).astype(np.float32)
+    x = pixel_cnn.network_input(model, feats)
     params = {n: (jnp.asarray(model.kernels[n]), jnp.asarray(model.biases[n])) for n, _ in pixel_cnn.LAYERS}
     out = np.asarray(train_cnn.forward(params, jnp.asarray(x[None])))[0]
     prob, dist = pixel_cnn.predict_maps_cnn(model, feats)

@@ -200,12 +200,19 @@ def predict_maps_cnn(model: PixelCNN, feats: np.ndarray, views: int = 1) -> tupl
     return prob * scale, dist * scale
 
 
-def _predict_view(model: PixelCNN, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def network_input(model: PixelCNN, feats: np.ndarray) -> np.ndarray:
+    """Features ``(H, W, F)`` as the network reads them: standardised by the
+    training set's mean and standard deviation, padded (reflect; edge on
+    grids of 4 px or less) to multiples of 4; float32 ``(H', W', F)``."""
     h, w = feats.shape[:2]
     x = (feats - model.mean) / model.std
     pad = ((0, -h % _ALIGN), (0, -w % _ALIGN), (0, 0))
-    x = np.pad(x, pad, mode="reflect" if min(h, w) > _ALIGN else "edge").astype(np.float32)
-    nchw = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    return np.pad(x, pad, mode="reflect" if min(h, w) > _ALIGN else "edge").astype(np.float32, copy=False)
+
+
+def _predict_view(model: PixelCNN, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = feats.shape[:2]
+    nchw = np.ascontiguousarray(network_input(model, feats).transpose(2, 0, 1)[None])
     out = _session(model).run(None, {"x": nchw})[0][0, :, :h, :w]
     logit = np.clip(out[0], -30.0, 30.0)
     prob = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
